@@ -1,0 +1,43 @@
+//! The sans-IO core of PSRT: every byte of the wire protocol and every
+//! decision of the broker, with no sockets, no clock, no threads and no async
+//! runtime.
+//!
+//! A driver (tokio, smol, monoio, or the in-memory [`node::Node`]) owns the
+//! sockets and the clock and feeds this crate:
+//!
+//! * bytes read from a socket go to [`conn::Connection::handle_input`];
+//! * bytes to write come from [`conn::Connection::poll_transmit`];
+//! * the time is passed in as `now: Instant` on every call, and
+//!   [`conn::Connection::poll_timeout`] says when to call
+//!   [`conn::Connection::handle_timeout`] next;
+//! * slow work (bcrypt password checks) comes out as an action from
+//!   [`conn::Connection::poll_action`] and is answered later, so nothing here
+//!   ever blocks message flow.
+//!
+//! One [`broker::Broker`] holds the sessions, the subscription index, the
+//! ACL and the statistics; every connection borrows it mutably while it
+//! processes input, so a multi-threaded driver keeps it behind one lock and
+//! does decoding, TLS and socket writes outside it.
+//!
+//! Peer input never panics: decoders return typed errors and a fatal one
+//! closes that peer only.
+
+pub mod acl;
+pub mod auth;
+pub mod broker;
+pub mod client;
+pub mod config;
+pub mod conn;
+pub mod http;
+pub mod limits;
+pub mod node;
+pub mod stats;
+pub mod subs;
+pub mod tls;
+pub mod topic;
+pub mod topk;
+pub mod udp;
+pub mod wire;
+
+pub use bytes::{Bytes, BytesMut};
+pub use limits::Limits;

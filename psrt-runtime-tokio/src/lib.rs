@@ -1,0 +1,1 @@
+//! Drives the psrt-proto core over tokio (in progress).
