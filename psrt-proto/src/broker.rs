@@ -1,1 +1,851 @@
-//! (in progress)
+//! The broker: sessions, tokens, subscriptions, access checks, fan-out into
+//! per-client data queues, credential cache and statistics.
+//!
+//! One `Broker` serves every connection of a server. Connections
+//! ([`crate::conn::Connection`]) call it while they process input; a
+//! multi-threaded driver keeps it behind one lock. Every method is short and
+//! non-blocking: password checks come out as [`PasswordCheck`] values that
+//! the driver verifies elsewhere and feeds back.
+//!
+//! # Data path
+//!
+//! A publish looks up the subscribers once, builds the pushed frame's head
+//! once, and appends one reference-counted [`Message`] to each subscriber's
+//! bounded queue: no per-subscriber copy of the payload. A subscriber whose
+//! queue is full (in messages or bytes) loses its data socket (upstream's
+//! slow-consumer policy); nobody else is delayed. The data connection takes
+//! messages out of its queue when its socket can be written, and the broker
+//! wakes it (through the [`Waker`] it registered) when its queue stops
+//! being empty.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rand_core::RngCore;
+
+use crate::acl::{Acl, UserRights};
+use crate::auth::{Keys, Passwords};
+use crate::stats::{ClientInfo, Counters, StatsSnapshot};
+use crate::subs::SubIndex;
+use crate::topic::{self, TopicError};
+use crate::topk::{SortBy, TopTopics};
+use crate::txbuf::TxBuf;
+use crate::wire::{Token, push, request, status};
+use crate::Limits;
+
+mod creds;
+mod udp_publish;
+
+pub use udp_publish::{UdpCheck, UdpOutcome};
+
+use creds::CredentialCache;
+
+/// Payloads up to this size are copied next to their frame head, so a
+/// queued small message does not keep a large read buffer alive.
+const INLINE_PAYLOAD: usize = 256;
+/// Most broker events kept for the driver's log; older ones are dropped.
+const MAX_EVENTS: usize = 1024;
+
+/// Who may log in and what they may do; replaced as a whole on reload.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Whether the empty login (ACL entry `_`) may log in.
+    pub allow_anonymous: bool,
+    /// Rights per login.
+    pub acl: Acl,
+    /// bcrypt hashes per login; `None` means only anonymous and Unix-socket
+    /// clients can log in.
+    pub passwords: Option<Passwords>,
+    /// AES keys per login for encrypted UDP.
+    pub keys: Option<Keys>,
+}
+
+impl AuthConfig {
+    /// Anonymous access with full rights and no password file: the
+    /// built-in default configuration.
+    pub fn open() -> Self {
+        Self {
+            allow_anonymous: true,
+            acl: Acl::allow_all(),
+            passwords: None,
+            keys: None,
+        }
+    }
+}
+
+/// Identifies a live session; stale ids (of ended sessions) are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId {
+    slot: u32,
+    generation: u32,
+}
+
+/// How a client reached us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// Unix-socket clients skip the password check and get full rights.
+    pub unix: bool,
+    /// Peer address for logs and the client list.
+    pub peer: String,
+}
+
+/// A password the driver must verify with
+/// [`crate::auth::verify_password`], off its event loop.
+#[derive(Debug, Clone)]
+pub struct PasswordCheck {
+    /// The login whose password is checked.
+    pub login: String,
+    /// Its bcrypt hash.
+    pub hash: String,
+    /// The password offered.
+    pub password: Bytes,
+}
+
+impl PasswordCheck {
+    /// Runs the (slow) check. Call it off the event loop.
+    pub fn verify(&self) -> bool {
+        crate::auth::verify_password(&self.password, &self.hash)
+    }
+}
+
+/// What a login attempt leads to.
+#[derive(Debug)]
+pub enum LoginDecision {
+    /// The session exists; send the token.
+    Granted(SessionId, Token),
+    /// Refused: close without a reply.
+    Denied(DenyReason),
+    /// The password must be verified first: answer with
+    /// [`Broker::finish_login`].
+    Verify(PasswordCheck),
+}
+
+/// Why a login was refused (for the log; the peer only sees a close).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyReason {
+    /// Anonymous login while `allow_anonymous` is off.
+    AnonymousOff,
+    /// No password file entry for the login.
+    UnknownUser,
+    /// The password does not verify.
+    WrongPassword,
+    /// No ACL entry for the login.
+    NoAclEntry,
+    /// The login is not valid UTF-8.
+    BadLogin,
+    /// Too many password checks are already waiting.
+    Busy,
+    /// `max_sessions` sessions are live.
+    TooManySessions,
+}
+
+/// A control operation that cannot be answered in-band: the connection
+/// must close.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// The published topic is empty, not UTF-8 or holds a wildcard.
+    #[error("bad topic: {0}")]
+    Topic(TopicError),
+    /// The session id is stale.
+    #[error("session is gone")]
+    NoSession,
+}
+
+/// What the data connection of a session finds when it asks for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataState {
+    /// Still bound; this many messages were moved to the socket buffer.
+    Active(usize),
+    /// The session ended or the socket was dropped as a slow consumer:
+    /// close it.
+    Gone,
+}
+
+/// Something worth a log line, drained by the driver with
+/// [`Broker::poll_event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BrokerEvent {
+    /// A login was refused.
+    LoginDenied {
+        /// Login offered (lossy UTF-8).
+        login: String,
+        /// Peer address.
+        peer: String,
+        /// Why.
+        reason: DenyReason,
+    },
+    /// A subscriber's queue overflowed; its data socket was dropped.
+    SlowConsumer {
+        /// The subscriber's login.
+        login: String,
+        /// Its peer address.
+        peer: String,
+    },
+    /// A message waited longer than `latency_warn` before it was sent.
+    LatencyWarning {
+        /// The subscriber's login.
+        login: String,
+        /// Delay between publish and send.
+        latency: Duration,
+    },
+}
+
+/// A published message as queued for subscribers: the pushed frame is
+/// `head` followed by `payload`, both shared by every subscriber.
+#[derive(Debug)]
+pub struct Message {
+    head: Bytes,
+    payload: Bytes,
+    payload_len: usize,
+    published: Instant,
+}
+
+impl Message {
+    fn new(prio: u8, topic: &str, payload: Bytes, published: Instant) -> Self {
+        let payload_len = payload.len();
+        let mut head = push::message_head(prio, topic, payload_len);
+        let payload = if payload_len <= INLINE_PAYLOAD {
+            head.extend_from_slice(&payload);
+            Bytes::new()
+        } else {
+            payload
+        };
+        Self {
+            head: head.freeze(),
+            payload,
+            payload_len,
+            published,
+        }
+    }
+
+    /// Bytes this message takes on the wire.
+    pub fn wire_len(&self) -> usize {
+        self.head.len() + self.payload.len()
+    }
+
+    /// The payload bytes shared with the publisher's read buffer (empty
+    /// when the payload was small enough to be copied into the head).
+    pub fn shared_payload(&self) -> &Bytes {
+        &self.payload
+    }
+}
+
+/// The pending messages of one data socket, bounded in count and bytes.
+#[derive(Debug)]
+struct DataQueue {
+    messages: VecDeque<Arc<Message>>,
+    bytes: usize,
+    waker: Waker,
+}
+
+#[derive(Debug)]
+enum DataSlot {
+    Unbound,
+    Bound(DataQueue),
+    /// Dropped as a slow consumer; the data connection must close.
+    Dropped,
+}
+
+#[derive(Debug)]
+struct Session {
+    generation: u32,
+    login: String,
+    origin: Origin,
+    rights: Arc<UserRights>,
+    token: Token,
+    filters: HashSet<Box<str>>,
+    data: DataSlot,
+}
+
+/// The broker state machine. See the module docs.
+pub struct Broker {
+    limits: Limits,
+    latency_warn: Option<Duration>,
+    auth: AuthConfig,
+    full_rights: Arc<UserRights>,
+    sessions: Vec<Option<Session>>,
+    free_slots: Vec<u32>,
+    next_generation: u32,
+    live_sessions: usize,
+    tokens: HashMap<Token, SessionId>,
+    index: SubIndex,
+    counters: Counters,
+    top: TopTopics,
+    creds: CredentialCache,
+    pending_checks: usize,
+    events: VecDeque<BrokerEvent>,
+    rng: Box<dyn RngCore + Send>,
+    scratch: Vec<u32>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("sessions", &self.live_sessions)
+            .field("subscriptions", &self.index.len())
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// A broker with these limits and access rules. `rng` makes session
+    /// tokens and the credential-cache salt: pass an OS-seeded CSPRNG in
+    /// production and a seeded one in simulations.
+    pub fn new(limits: Limits, auth: AuthConfig, mut rng: Box<dyn RngCore + Send>) -> Self {
+        let mut salt = [0u8; 32];
+        rng.fill_bytes(&mut salt);
+        Self {
+            creds: CredentialCache::new(limits.credential_cache, salt),
+            top: TopTopics::new(limits.top_topics),
+            limits,
+            latency_warn: None,
+            auth,
+            full_rights: Arc::new(UserRights::full()),
+            sessions: Vec::new(),
+            free_slots: Vec::new(),
+            next_generation: 0,
+            live_sessions: 0,
+            tokens: HashMap::new(),
+            index: SubIndex::new(),
+            counters: Counters::default(),
+            pending_checks: 0,
+            events: VecDeque::new(),
+            rng,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Logs a [`BrokerEvent::LatencyWarning`] when a message waits longer
+    /// than this before it is sent (`None` turns it off).
+    pub fn set_latency_warn(&mut self, threshold: Option<Duration>) {
+        self.latency_warn = threshold;
+    }
+
+    // ----- getters -----
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Counters since start.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Live sessions.
+    pub fn session_count(&self) -> usize {
+        self.live_sessions
+    }
+
+    /// Distinct (client, filter) pairs.
+    pub fn subscription_count(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether the session is live.
+    pub fn is_live(&self, id: SessionId) -> bool {
+        self.session(id).is_some()
+    }
+
+    /// Messages waiting in a session's data queue.
+    pub fn queued(&self, id: SessionId) -> usize {
+        match self.session(id).map(|s| &s.data) {
+            Some(DataSlot::Bound(queue)) => queue.messages.len(),
+            _ => 0,
+        }
+    }
+
+    /// A copy of everything the stats endpoints show, with at most
+    /// `max_clients` clients and `max_topics` topics.
+    pub fn snapshot(&self, max_clients: usize, max_topics: usize, by: SortBy) -> StatsSnapshot {
+        let clients = self
+            .sessions
+            .iter()
+            .flatten()
+            .take(max_clients)
+            .map(|s| ClientInfo {
+                login: s.login.clone(),
+                peer: s.origin.peer.clone(),
+                subscriptions: s.filters.len(),
+                data_socket: matches!(s.data, DataSlot::Bound(_)),
+                queued: match &s.data {
+                    DataSlot::Bound(q) => q.messages.len(),
+                    _ => 0,
+                },
+            })
+            .collect();
+        StatsSnapshot {
+            counters: self.counters,
+            subscription_count: self.index.len(),
+            client_count: self.live_sessions,
+            data_queue_size: self.limits.data_queue,
+            clients,
+            top_topics: self.top.top(max_topics, by),
+        }
+    }
+
+    /// The next event worth logging.
+    pub fn poll_event(&mut self) -> Option<BrokerEvent> {
+        self.events.pop_front()
+    }
+
+    // ----- login -----
+
+    /// Starts a login with the frame's login and password.
+    pub fn begin_login(&mut self, login: &[u8], password: &[u8], origin: Origin) -> LoginDecision {
+        let decision = self.decide_login(login, password, origin.unix);
+        match decision {
+            Ok(Some(rights)) => self.open_session(lossy(login), origin, rights),
+            Ok(None) => {
+                if self.pending_checks >= self.limits.max_pending_checks {
+                    return self.deny(login, &origin, DenyReason::Busy);
+                }
+                let Some(hash) = self.password_hash(login) else {
+                    return self.deny(login, &origin, DenyReason::UnknownUser);
+                };
+                self.pending_checks += 1;
+                LoginDecision::Verify(PasswordCheck {
+                    login: lossy(login),
+                    hash,
+                    password: Bytes::copy_from_slice(password),
+                })
+            }
+            Err(reason) => self.deny(login, &origin, reason),
+        }
+    }
+
+    /// Completes a login after the driver verified `check`.
+    pub fn finish_login(&mut self, check: PasswordCheck, ok: bool, origin: Origin) -> LoginDecision {
+        self.pending_checks = self.pending_checks.saturating_sub(1);
+        if !ok {
+            return self.deny(check.login.as_bytes(), &origin, DenyReason::WrongPassword);
+        }
+        self.creds.insert(&check.login, &check.password);
+        // The ACL may have been reloaded while the check ran: decide again.
+        match self.decide_login(check.login.as_bytes(), &check.password, false) {
+            Ok(Some(rights)) => self.open_session(check.login, origin, rights),
+            Ok(None) => self.deny(check.login.as_bytes(), &origin, DenyReason::WrongPassword),
+            Err(reason) => self.deny(check.login.as_bytes(), &origin, reason),
+        }
+    }
+
+    /// Gives back a password check the driver will not run (its connection
+    /// went away first).
+    pub fn abandon_check(&mut self) {
+        self.pending_checks = self.pending_checks.saturating_sub(1);
+    }
+
+    /// `Ok(Some(rights))`: log in now; `Ok(None)`: the password needs a
+    /// bcrypt check; `Err`: refused.
+    fn decide_login(
+        &mut self,
+        login: &[u8],
+        password: &[u8],
+        unix: bool,
+    ) -> Result<Option<Arc<UserRights>>, DenyReason> {
+        if unix {
+            return Ok(Some(self.full_rights.clone()));
+        }
+        let login = std::str::from_utf8(login).map_err(|_| DenyReason::BadLogin)?;
+        if login.is_empty() {
+            if !self.auth.allow_anonymous {
+                return Err(DenyReason::AnonymousOff);
+            }
+            return self.auth.acl.rights("").map(Some).ok_or(DenyReason::NoAclEntry);
+        }
+        let rights = self.auth.acl.rights(login).ok_or(DenyReason::NoAclEntry)?;
+        if self.password_hash(login.as_bytes()).is_none() {
+            return Err(DenyReason::UnknownUser);
+        }
+        if self.creds.contains(login, password) {
+            return Ok(Some(rights));
+        }
+        Ok(None)
+    }
+
+    fn password_hash(&self, login: &[u8]) -> Option<String> {
+        let login = std::str::from_utf8(login).ok()?;
+        let passwords = self.auth.passwords.as_ref()?;
+        passwords.hash(login).map(str::to_owned)
+    }
+
+    fn deny(&mut self, login: &[u8], origin: &Origin, reason: DenyReason) -> LoginDecision {
+        self.push_event(BrokerEvent::LoginDenied {
+            login: lossy(login),
+            peer: origin.peer.clone(),
+            reason,
+        });
+        LoginDecision::Denied(reason)
+    }
+
+    fn open_session(&mut self, login: String, origin: Origin, rights: Arc<UserRights>) -> LoginDecision {
+        if self.live_sessions >= self.limits.max_sessions {
+            return self.deny(login.as_bytes(), &origin, DenyReason::TooManySessions);
+        }
+        let token = self.fresh_token();
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let session = Session {
+            generation,
+            login,
+            origin,
+            rights,
+            token,
+            filters: HashSet::new(),
+            data: DataSlot::Unbound,
+        };
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.sessions[slot as usize] = Some(session);
+                slot
+            }
+            None => {
+                self.sessions.push(Some(session));
+                // max_sessions keeps the slot count far below u32::MAX.
+                u32::try_from(self.sessions.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        let id = SessionId { slot, generation };
+        self.tokens.insert(token, id);
+        self.live_sessions += 1;
+        LoginDecision::Granted(id, token)
+    }
+
+    fn fresh_token(&mut self) -> Token {
+        loop {
+            let mut token = [0u8; 32];
+            self.rng.fill_bytes(&mut token);
+            if !self.tokens.contains_key(&token) {
+                return token;
+            }
+        }
+    }
+
+    /// Ends a session: its subscriptions go, its data socket is told to
+    /// close, its token stops working.
+    pub fn end_session(&mut self, id: SessionId) {
+        let Some(session) = self.take_session(id) else {
+            return;
+        };
+        for filter in &session.filters {
+            self.index.remove(filter, id.slot);
+        }
+        self.tokens.remove(&session.token);
+        if let DataSlot::Bound(queue) = session.data {
+            queue.waker.wake();
+        }
+        self.free_slots.push(id.slot);
+        self.live_sessions -= 1;
+    }
+
+    fn take_session(&mut self, id: SessionId) -> Option<Session> {
+        let slot = self.sessions.get_mut(id.slot as usize)?;
+        if slot.as_ref()?.generation != id.generation {
+            return None;
+        }
+        slot.take()
+    }
+
+    fn session(&self, id: SessionId) -> Option<&Session> {
+        let session = self.sessions.get(id.slot as usize)?.as_ref()?;
+        (session.generation == id.generation).then_some(session)
+    }
+
+    fn session_mut(&mut self, id: SessionId) -> Option<&mut Session> {
+        let session = self.sessions.get_mut(id.slot as usize)?.as_mut()?;
+        (session.generation == id.generation).then_some(session)
+    }
+
+    /// A session and the index, borrowed together.
+    fn session_and_index(&mut self, id: SessionId) -> Option<(&mut Session, &mut SubIndex)> {
+        let session = self.sessions.get_mut(id.slot as usize)?.as_mut()?;
+        (session.generation == id.generation).then_some((session, &mut self.index))
+    }
+
+    // ----- control operations -----
+
+    /// PUBLISH from a session: the reply status, or a protocol error.
+    pub fn publish(
+        &mut self,
+        id: SessionId,
+        prio: u8,
+        raw_topic: &[u8],
+        payload: Bytes,
+        now: Instant,
+    ) -> Result<u8, ProtocolError> {
+        let rights = self.session(id).ok_or(ProtocolError::NoSession)?.rights.clone();
+        let topic = match topic::parse_topic(raw_topic, self.limits.max_topic_depth) {
+            Ok(topic) => topic,
+            Err(TopicError::TooDeep { .. }) => return Ok(status::ERR),
+            Err(err) => return Err(ProtocolError::Topic(err)),
+        };
+        if !rights.may_publish(&topic) {
+            return Ok(status::ERR_ACCESS);
+        }
+        self.route(&topic, prio, payload, now, true);
+        Ok(status::OK)
+    }
+
+    /// SUBSCRIBE to the `00`-separated filters of `body`, in order, stopping
+    /// at the first failure.
+    pub fn subscribe(&mut self, id: SessionId, body: &[u8]) -> u8 {
+        let max_depth = self.limits.max_topic_depth;
+        let max_filters = self.limits.max_subscriptions_per_client;
+        let Some((session, index)) = self.session_and_index(id) else {
+            return status::ERR;
+        };
+        let mut added = 0u64;
+        let mut reply = status::OK;
+        for raw in request::split_topics(body) {
+            let Ok(filter) = topic::parse_filter(raw, max_depth) else {
+                reply = status::ERR;
+                break;
+            };
+            if !session.rights.may_subscribe(&filter) {
+                reply = status::ERR_ACCESS;
+                break;
+            }
+            if !session.filters.contains(&*filter) {
+                if session.filters.len() >= max_filters {
+                    reply = status::ERR;
+                    break;
+                }
+                session.filters.insert(filter.as_ref().into());
+                index.insert(&filter, id.slot);
+            }
+            added += 1;
+        }
+        self.counters.c_sub_ops += added;
+        reply
+    }
+
+    /// UNSUBSCRIBE from the `00`-separated filters of `body`.
+    pub fn unsubscribe(&mut self, id: SessionId, body: &[u8]) -> u8 {
+        let max_depth = self.limits.max_topic_depth;
+        let Some((session, index)) = self.session_and_index(id) else {
+            return status::ERR;
+        };
+        for raw in request::split_topics(body) {
+            let Ok(filter) = topic::parse_filter(raw, max_depth) else {
+                return status::ERR;
+            };
+            if session.filters.remove(&*filter) {
+                index.remove(&filter, id.slot);
+            }
+        }
+        status::OK
+    }
+
+    /// PUBLISH_REPL offer: `OK_WAITING` when a local subscriber wants the
+    /// topic, `NOT_REQUIRED` otherwise, `ERR_ACCESS` for non-replicators.
+    pub fn replication_offer(&self, id: SessionId, raw_topic: &[u8]) -> u8 {
+        let Some(session) = self.session(id) else {
+            return status::ERR;
+        };
+        if !session.rights.is_replicator() {
+            return status::ERR_ACCESS;
+        }
+        match topic::parse_topic(raw_topic, self.limits.max_topic_depth) {
+            Ok(topic) if self.index.has_match(&topic) => status::OK_WAITING,
+            Ok(_) => status::NOT_REQUIRED,
+            Err(_) => status::ERR,
+        }
+    }
+
+    /// Delivers a replicated payload to local subscribers (never onwards).
+    pub fn replicate(&mut self, raw_topic: &[u8], prio: u8, payload: Bytes, now: Instant) -> u8 {
+        match topic::parse_topic(raw_topic, self.limits.max_topic_depth) {
+            Ok(topic) => {
+                self.route(&topic, prio, payload, now, true);
+                status::OK
+            }
+            Err(_) => status::ERR,
+        }
+    }
+
+    /// Counts a message and appends it to every matching subscriber's queue.
+    fn route(&mut self, topic: &str, prio: u8, payload: Bytes, now: Instant, count: bool) {
+        if count {
+            self.counters.c_pub_messages += 1;
+            self.counters.c_pub_bytes += payload.len() as u64;
+            self.top.record(topic, payload.len() as u64);
+        }
+        let mut targets = std::mem::take(&mut self.scratch);
+        self.index.lookup(topic, &mut targets);
+        if !targets.is_empty() {
+            let message = Arc::new(Message::new(prio, topic, payload, now));
+            for &slot in &targets {
+                self.enqueue(slot, &message);
+            }
+        }
+        self.scratch = targets;
+    }
+
+    fn enqueue(&mut self, slot: u32, message: &Arc<Message>) {
+        let limits = (self.limits.data_queue, self.limits.data_queue_bytes);
+        let Some(Some(session)) = self.sessions.get_mut(slot as usize) else {
+            return;
+        };
+        let DataSlot::Bound(queue) = &mut session.data else {
+            return;
+        };
+        let len = message.wire_len();
+        if queue.messages.len() >= limits.0 || queue.bytes + len > limits.1 {
+            queue.waker.wake_by_ref();
+            session.data = DataSlot::Dropped;
+            let event = BrokerEvent::SlowConsumer {
+                login: session.login.clone(),
+                peer: session.origin.peer.clone(),
+            };
+            self.push_event(event);
+            return;
+        }
+        if queue.messages.is_empty() {
+            queue.waker.wake_by_ref();
+        }
+        queue.bytes += len;
+        queue.messages.push_back(message.clone());
+    }
+
+    // ----- data sockets -----
+
+    /// Binds a data socket by token. `None` (reply ERR and close) when the
+    /// token is unknown or the session already has a data socket.
+    pub fn bind_data(&mut self, token: &Token, waker: Waker) -> Option<SessionId> {
+        let id = *self.tokens.get(token)?;
+        let session = self.session_mut(id)?;
+        if !matches!(session.data, DataSlot::Unbound) {
+            return None;
+        }
+        session.data = DataSlot::Bound(DataQueue {
+            messages: VecDeque::new(),
+            bytes: 0,
+            waker,
+        });
+        Some(id)
+    }
+
+    /// The data socket closed: drop its queue; the session may bind a new
+    /// one.
+    pub fn unbind_data(&mut self, id: SessionId) {
+        if let Some(session) = self.session_mut(id) {
+            session.data = DataSlot::Unbound;
+        }
+    }
+
+    /// Moves queued messages of a session into `tx`, up to about
+    /// `max_bytes` (always at least one message), counting them as sent.
+    pub fn take_messages(&mut self, id: SessionId, now: Instant, tx: &mut TxBuf, max_bytes: usize) -> DataState {
+        let warn = self.latency_warn;
+        let Some(session) = self.session_mut(id) else {
+            return DataState::Gone;
+        };
+        let DataSlot::Bound(queue) = &mut session.data else {
+            return DataState::Gone;
+        };
+        let mut taken = 0;
+        let mut moved = 0;
+        let (mut bytes, mut latency_us, mut worst) = (0u64, 0u64, Duration::ZERO);
+        while let Some(message) = queue.messages.front() {
+            let len = message.wire_len();
+            if taken > 0 && moved + len > max_bytes {
+                break;
+            }
+            let age = now.saturating_duration_since(message.published);
+            worst = worst.max(age);
+            latency_us += u64::try_from(age.as_micros()).unwrap_or(u64::MAX);
+            bytes += message.payload_len as u64;
+            tx.push(message.head.clone());
+            tx.push(message.payload.clone());
+            queue.bytes -= len;
+            queue.messages.pop_front();
+            moved += len;
+            taken += 1;
+        }
+        let login = warn.filter(|w| worst > *w).map(|_| session.login.clone());
+        self.counters.c_sent_messages += taken as u64;
+        self.counters.c_sent_bytes += bytes;
+        self.counters.c_sent_latency = self.counters.c_sent_latency.saturating_add(latency_us);
+        if let Some(login) = login {
+            self.push_event(BrokerEvent::LatencyWarning { login, latency: worst });
+        }
+        DataState::Active(taken)
+    }
+
+    // ----- reload -----
+
+    /// Replaces the access rules. Live sessions are governed by the new
+    /// rules from their next operation on; subscriptions the new rules no
+    /// longer allow are removed at once; cached credentials are forgotten.
+    pub fn reload(&mut self, auth: AuthConfig) {
+        self.auth = auth;
+        self.creds.clear();
+        let deny_all = Arc::new(UserRights::none());
+        for (slot, entry) in self.sessions.iter_mut().enumerate() {
+            let Some(session) = entry else { continue };
+            if session.origin.unix {
+                continue;
+            }
+            session.rights = self.auth.acl.rights(&session.login).unwrap_or_else(|| deny_all.clone());
+            let rights = session.rights.clone();
+            let index = &mut self.index;
+            session.filters.retain(|filter| {
+                let keep = rights.may_subscribe(filter);
+                if !keep {
+                    index.remove(filter, slot as u32);
+                }
+                keep
+            });
+        }
+    }
+
+    // ----- credentials shared with HTTP and UDP -----
+
+    /// Checks a login/password pair for the stats pages: `Ok(rights)` when
+    /// known (cached), `Err(Some(check))` when bcrypt must run, `Err(None)`
+    /// when refused.
+    pub fn check_credentials(&mut self, login: &str, password: &[u8]) -> Result<Arc<UserRights>, Option<PasswordCheck>> {
+        let rights = self.auth.acl.rights(login).ok_or(None)?;
+        let hash = self.password_hash(login.as_bytes()).ok_or(None)?;
+        if self.creds.contains(login, password) {
+            return Ok(rights);
+        }
+        Err(Some(PasswordCheck {
+            login: login.to_owned(),
+            hash,
+            password: Bytes::copy_from_slice(password),
+        }))
+    }
+
+    /// Remembers a password the driver verified for [`Self::check_credentials`].
+    pub fn remember_credentials(&mut self, check: &PasswordCheck) {
+        self.creds.insert(&check.login, &check.password);
+    }
+
+    /// Rights of the anonymous user, when anonymous access is on.
+    pub fn anonymous_rights(&self) -> Option<Arc<UserRights>> {
+        if !self.auth.allow_anonymous {
+            return None;
+        }
+        self.auth.acl.rights("")
+    }
+
+    fn push_event(&mut self, event: BrokerEvent) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(event);
+    }
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+

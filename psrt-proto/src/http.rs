@@ -1,1 +1,1040 @@
-//! (in progress)
+//! The stats HTTP endpoint as pure functions: request-head parsing (on
+//! `httparse`) and complete HTTP/1.1 responses, with no I/O.
+//!
+//! A driver serves one request per connection:
+//!
+//! 1. feed the bytes read so far to [`parse_request`] until it returns a
+//!    request (or an error: answer [`bad_request`] and close);
+//! 2. answer [`method_not_allowed`] unless [`HttpRequest::is_allowed_method`];
+//! 3. check access (open when the anonymous ACL has `admin`, otherwise the
+//!    [`HttpRequest::basic_auth`] credentials of an admin) and answer
+//!    [`unauthorized`] on failure;
+//! 4. render by [`route`]; for HEAD send only [`head_of`] the response;
+//! 5. write it and close (every response says `Connection: close`).
+//!
+//! The driver reads the clock and the host name and passes them in
+//! [`StatusInfo`].
+
+use std::fmt::Write as _;
+
+use base64::Engine as _;
+use serde::Serialize;
+
+use crate::stats::{ClientInfo, Counters, StatsSnapshot, TopicStat};
+
+/// Largest request head accepted (request line and headers), in bytes.
+pub const MAX_HEAD: usize = 8 * 1024;
+/// Most header lines accepted in a request.
+pub const MAX_HEADERS: usize = 32;
+
+/// Why a request head was refused; the driver answers [`bad_request`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpError {
+    /// The head did not end within [`MAX_HEAD`] bytes.
+    #[error("request head exceeds {MAX_HEAD} bytes")]
+    HeadTooLarge,
+    /// More than [`MAX_HEADERS`] header lines.
+    #[error("request has more than {MAX_HEADERS} headers")]
+    TooManyHeaders,
+    /// Not a syntactically valid HTTP/1.x request head.
+    #[error("malformed request: {0}")]
+    Malformed(httparse::Error),
+}
+
+/// The parts of a request the stats endpoint looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// The method as sent (`GET`, `HEAD`, ...).
+    pub method: String,
+    /// The request path without its query string.
+    pub path: String,
+    /// Credentials of an `Authorization: Basic` header: login and password.
+    /// `None` when the header is absent or cannot be decoded.
+    pub basic_auth: Option<(String, Vec<u8>)>,
+}
+
+impl HttpRequest {
+    /// Whether the method is one the endpoint serves (GET or HEAD).
+    pub fn is_allowed_method(&self) -> bool {
+        matches!(self.method.as_str(), "GET" | "HEAD")
+    }
+
+    /// Whether only the head of the response is to be sent.
+    pub fn is_head(&self) -> bool {
+        self.method == "HEAD"
+    }
+}
+
+/// What a request path asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `/`: the human page ([`render_index`]).
+    Index,
+    /// `/status`: upstream's JSON ([`render_status`]).
+    Status,
+    /// `/live`: clients and top topics as JSON ([`render_live`]).
+    Live,
+    /// `/metrics`: Prometheus text ([`render_metrics`]).
+    Metrics,
+    /// Anything else ([`not_found`]).
+    NotFound,
+}
+
+/// The driver's share of `/status`: what the core cannot know without a
+/// clock or the operating system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusInfo {
+    /// Wall-clock time, µs since the Unix epoch.
+    pub time_us: u64,
+    /// Seconds since the server started.
+    pub uptime_s: u64,
+    /// The host name.
+    pub host: String,
+    /// The server version.
+    pub version: String,
+}
+
+/// Parses a request head from the start of `buf`. Returns `None` while the
+/// head is incomplete, else the request and the head's length in bytes
+/// (a body, if any, is ignored: the connection closes after the answer).
+pub fn parse_request(buf: &[u8]) -> Result<Option<(HttpRequest, usize)>, HttpError> {
+    let window = buf.get(..MAX_HEAD).unwrap_or(buf);
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(window) {
+        Ok(httparse::Status::Complete(len)) => Ok(Some((to_request(&req), len))),
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => Err(HttpError::HeadTooLarge),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(HttpError::TooManyHeaders),
+        Err(e) => Err(HttpError::Malformed(e)),
+    }
+}
+
+/// Maps a request path (query string already removed) to a page.
+pub fn route(path: &str) -> Route {
+    match path {
+        "/" => Route::Index,
+        "/status" => Route::Status,
+        "/live" => Route::Live,
+        "/metrics" => Route::Metrics,
+        _ => Route::NotFound,
+    }
+}
+
+/// `200` with upstream's `/status` JSON, field for field.
+pub fn render_status(stats: &StatsSnapshot, info: &StatusInfo) -> Vec<u8> {
+    json_response(&StatusBody {
+        time: info.time_us,
+        uptime: info.uptime_s,
+        data_queue_size: stats.data_queue_size,
+        host: &info.host,
+        version: &info.version,
+        counters: &stats.counters,
+        clients: ClientCounts {
+            subscription_count: stats.subscription_count,
+            client_count: stats.client_count,
+        },
+        cluster: None,
+    })
+}
+
+/// `200` with `{"clients":[...],"top_topics":[...]}` for the page's tables.
+pub fn render_live(stats: &StatsSnapshot) -> Vec<u8> {
+    json_response(&LiveBody {
+        clients: &stats.clients,
+        top_topics: &stats.top_topics,
+    })
+}
+
+/// `200` with Prometheus text exposition format 0.0.4: every counter as
+/// `psrt_<name>_total`, plus the client, subscription, uptime and queue
+/// gauges.
+pub fn render_metrics(stats: &StatsSnapshot, info: &StatusInfo) -> Vec<u8> {
+    let mut body = String::new();
+    for (name, help, value) in counter_metrics(&stats.counters) {
+        push_metric(&mut body, name, "counter", help, value);
+    }
+    for (name, help, value) in gauge_metrics(stats, info) {
+        push_metric(&mut body, name, "gauge", help, value);
+    }
+    response(
+        "200 OK",
+        "text/plain; version=0.0.4; charset=utf-8",
+        "",
+        body.as_bytes(),
+    )
+}
+
+/// `200` with the self-contained status page (inline CSS and JS, no
+/// external resources) that polls `/status` and `/live` every second.
+pub fn render_index() -> Vec<u8> {
+    response(
+        "200 OK",
+        "text/html; charset=utf-8",
+        "",
+        INDEX_HTML.as_bytes(),
+    )
+}
+
+/// `401` asking the browser for Basic credentials.
+pub fn unauthorized() -> Vec<u8> {
+    plain_response(
+        "401 Unauthorized",
+        "WWW-Authenticate: Basic realm=\"psrt\"\r\n",
+        "authentication required\n",
+    )
+}
+
+/// `404` for an unknown path.
+pub fn not_found() -> Vec<u8> {
+    plain_response("404 Not Found", "", "not found\n")
+}
+
+/// `400` for a request head that could not be parsed.
+pub fn bad_request() -> Vec<u8> {
+    plain_response("400 Bad Request", "", "bad request\n")
+}
+
+/// `405` for any method but GET and HEAD.
+pub fn method_not_allowed() -> Vec<u8> {
+    plain_response(
+        "405 Method Not Allowed",
+        "Allow: GET, HEAD\r\n",
+        "method not allowed\n",
+    )
+}
+
+/// The status line and headers of a rendered response, without the body:
+/// what a HEAD request gets (Content-Length still gives the body's size).
+pub fn head_of(response: &[u8]) -> &[u8] {
+    response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .and_then(|pos| response.get(..pos + 4))
+        .unwrap_or(response)
+}
+
+/// Upstream's `/status` document; field order as upstream serialises it.
+#[derive(Serialize)]
+struct StatusBody<'a> {
+    time: u64,
+    uptime: u64,
+    data_queue_size: usize,
+    host: &'a str,
+    version: &'a str,
+    counters: &'a Counters,
+    clients: ClientCounts,
+    /// Always `null`: clustering reports nothing here yet.
+    cluster: Option<()>,
+}
+
+/// The `clients` object of `/status`.
+#[derive(Serialize)]
+struct ClientCounts {
+    subscription_count: usize,
+    client_count: usize,
+}
+
+/// The `/live` document.
+#[derive(Serialize)]
+struct LiveBody<'a> {
+    clients: &'a [ClientInfo],
+    top_topics: &'a [TopicStat],
+}
+
+/// Builds the request from a completely parsed head.
+fn to_request(req: &httparse::Request<'_, '_>) -> HttpRequest {
+    let target = req.path.unwrap_or_default();
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    HttpRequest {
+        method: req.method.unwrap_or_default().to_owned(),
+        path: path.to_owned(),
+        basic_auth: basic_auth(req.headers),
+    }
+}
+
+/// Decodes `Authorization: Basic base64(login:password)`; `None` for a
+/// missing header, another scheme, bad base64, no colon or a non-UTF-8 login.
+fn basic_auth(headers: &[httparse::Header<'_>]) -> Option<(String, Vec<u8>)> {
+    let header = headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("authorization"))?;
+    let value = std::str::from_utf8(header.value).ok()?.trim();
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let colon = decoded.iter().position(|&b| b == b':')?;
+    let (login, rest) = decoded.split_at(colon);
+    let password = rest.get(1..).unwrap_or_default().to_vec();
+    let login = String::from_utf8(login.to_vec()).ok()?;
+    Some((login, password))
+}
+
+/// The counters as Prometheus metrics: name, help text, value.
+fn counter_metrics(c: &Counters) -> [(&'static str, &'static str, u64); 6] {
+    [
+        (
+            "psrt_sub_ops_total",
+            "SUBSCRIBE operations accepted (one per topic).",
+            c.c_sub_ops,
+        ),
+        (
+            "psrt_pub_messages_total",
+            "Messages accepted for publishing.",
+            c.c_pub_messages,
+        ),
+        (
+            "psrt_pub_bytes_total",
+            "Payload bytes accepted for publishing.",
+            c.c_pub_bytes,
+        ),
+        (
+            "psrt_sent_messages_total",
+            "Messages handed to data sockets.",
+            c.c_sent_messages,
+        ),
+        (
+            "psrt_sent_bytes_total",
+            "Payload bytes handed to data sockets.",
+            c.c_sent_bytes,
+        ),
+        (
+            "psrt_sent_latency_total",
+            "Sum of publish-to-send delays of sent messages, in microseconds.",
+            c.c_sent_latency,
+        ),
+    ]
+}
+
+/// The gauges as Prometheus metrics: name, help text, value.
+fn gauge_metrics(
+    stats: &StatsSnapshot,
+    info: &StatusInfo,
+) -> [(&'static str, &'static str, u64); 4] {
+    [
+        (
+            "psrt_clients",
+            "Live control sessions.",
+            to_u64(stats.client_count),
+        ),
+        (
+            "psrt_subscriptions",
+            "Distinct (client, filter) pairs held.",
+            to_u64(stats.subscription_count),
+        ),
+        (
+            "psrt_uptime_seconds",
+            "Seconds since the server started.",
+            info.uptime_s,
+        ),
+        (
+            "psrt_data_queue_size",
+            "Configured per-client data queue, in messages.",
+            to_u64(stats.data_queue_size),
+        ),
+    ]
+}
+
+/// Widens a count; saturates on the (theoretical) platforms where it would not fit.
+fn to_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// Appends one metric with its `# HELP` and `# TYPE` lines.
+fn push_metric(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    // Writing to a String cannot fail.
+    let _ = write!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+    );
+}
+
+/// `200` with a JSON body, or `500` if serialisation failed.
+fn json_response<T: Serialize>(value: &T) -> Vec<u8> {
+    match serde_json::to_vec(value) {
+        Ok(body) => response("200 OK", "application/json", "", &body),
+        Err(_) => plain_response("500 Internal Server Error", "", "internal error\n"),
+    }
+}
+
+/// A short `text/plain` response.
+fn plain_response(status: &str, extra_headers: &str, body: &str) -> Vec<u8> {
+    response(
+        status,
+        "text/plain; charset=utf-8",
+        extra_headers,
+        body.as_bytes(),
+    )
+}
+
+/// A complete HTTP/1.1 response; `extra_headers` are whole `\r\n`-ended lines.
+fn response(status: &str, content_type: &str, extra_headers: &str, body: &[u8]) -> Vec<u8> {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Connection: close\r\nCache-Control: no-store\r\n\
+         X-Content-Type-Options: nosniff\r\n{extra_headers}\r\n",
+        body.len()
+    );
+    let mut out = Vec::with_capacity(head.len() + body.len());
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// The status page. Self-contained so it works offline and behind strict
+/// networks: inline CSS, inline JS drawing on `<canvas>`, same-origin
+/// requests only. Table cells are filled with `textContent`, so topic names
+/// and logins cannot inject markup.
+const INDEX_HTML: &str = r##"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>PSRT status</title>
+<style>
+:root {
+  --bg: #f4f6f9; --card: #ffffff; --text: #1d2430; --muted: #6b7585;
+  --grid: #e3e7ee; --border: #dde2ea; --accent: #2f6fde;
+  --in: #2f6fde; --out: #17a673; --lat: #d9822b; --bad: #d64545;
+}
+@media (prefers-color-scheme: dark) {
+  :root {
+    --bg: #12161c; --card: #1b2129; --text: #e4e8ee; --muted: #8d97a6;
+    --grid: #2a323d; --border: #2a323d; --accent: #6b9cf0;
+    --in: #6b9cf0; --out: #3cc48f; --lat: #f0a04b; --bad: #f07070;
+  }
+}
+* { box-sizing: border-box; }
+body {
+  margin: 0; background: var(--bg); color: var(--text);
+  font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+}
+header {
+  display: flex; align-items: center; gap: 16px; flex-wrap: wrap;
+  padding: 14px 24px; background: var(--card); border-bottom: 1px solid var(--border);
+}
+header h1 { font-size: 18px; margin: 0; letter-spacing: .04em; }
+header .meta { color: var(--muted); }
+#conn { margin-left: auto; display: flex; align-items: center; gap: 8px; color: var(--muted); }
+#dot { width: 10px; height: 10px; border-radius: 50%; background: var(--muted); }
+#dot.ok { background: var(--out); }
+#dot.bad { background: var(--bad); }
+main { padding: 20px 24px 40px; max-width: 1400px; margin: 0 auto; }
+.gauges { display: grid; grid-template-columns: repeat(auto-fit, minmax(150px, 1fr)); gap: 12px; }
+.card {
+  background: var(--card); border: 1px solid var(--border); border-radius: 8px; padding: 12px 16px;
+}
+.gauge .label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .05em; }
+.gauge .value { font-size: 22px; font-weight: 600; font-variant-numeric: tabular-nums; }
+.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(380px, 1fr)); gap: 12px; margin-top: 12px; }
+.chart h2, .table h2 { font-size: 14px; margin: 0 0 6px; }
+.legend { display: flex; gap: 14px; color: var(--muted); font-size: 12px; margin-bottom: 4px; }
+.legend i { display: inline-block; width: 10px; height: 3px; margin-right: 5px; vertical-align: middle; }
+canvas { width: 100%; height: 200px; display: block; }
+.tables { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 12px; margin-top: 12px; }
+table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; }
+th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid var(--grid); }
+th { color: var(--muted); font-weight: 500; font-size: 12px; }
+td.num, th.num { text-align: right; }
+td.empty { color: var(--muted); text-align: center; }
+td.mono { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; word-break: break-all; }
+</style>
+</head>
+<body>
+<header>
+  <h1>PSRT</h1>
+  <span class="meta" id="host">&nbsp;</span>
+  <span class="meta" id="version"></span>
+  <span id="conn"><span id="dot"></span><span id="conn-text">connecting…</span></span>
+</header>
+<main>
+  <section class="gauges">
+    <div class="card gauge"><div class="label">Clients</div><div class="value" id="g-clients">–</div></div>
+    <div class="card gauge"><div class="label">Subscriptions</div><div class="value" id="g-subs">–</div></div>
+    <div class="card gauge"><div class="label">Messages in/s</div><div class="value" id="g-in">–</div></div>
+    <div class="card gauge"><div class="label">Messages out/s</div><div class="value" id="g-out">–</div></div>
+    <div class="card gauge"><div class="label">Avg latency</div><div class="value" id="g-lat">–</div></div>
+    <div class="card gauge"><div class="label">Uptime</div><div class="value" id="g-uptime">–</div></div>
+    <div class="card gauge"><div class="label">Data queue</div><div class="value" id="g-queue">–</div></div>
+  </section>
+  <section class="charts">
+    <div class="card chart">
+      <h2>Messages / s</h2>
+      <div class="legend"><span><i style="background:var(--in)"></i>published</span><span><i style="background:var(--out)"></i>delivered</span></div>
+      <canvas id="c-msgs"></canvas>
+    </div>
+    <div class="card chart">
+      <h2>Bytes / s</h2>
+      <div class="legend"><span><i style="background:var(--in)"></i>published</span><span><i style="background:var(--out)"></i>delivered</span></div>
+      <canvas id="c-bytes"></canvas>
+    </div>
+    <div class="card chart">
+      <h2>Average delivery latency</h2>
+      <div class="legend"><span><i style="background:var(--lat)"></i>publish → send</span></div>
+      <canvas id="c-lat"></canvas>
+    </div>
+  </section>
+  <section class="tables">
+    <div class="card table">
+      <h2>Clients</h2>
+      <table>
+        <thead><tr><th>Login</th><th>Peer</th><th class="num">Subs</th><th>Data socket</th><th class="num">Queued</th></tr></thead>
+        <tbody id="t-clients"></tbody>
+      </table>
+    </div>
+    <div class="card table">
+      <h2>Top topics</h2>
+      <table>
+        <thead><tr><th>Topic</th><th class="num">Messages</th><th class="num">Bytes</th><th class="num">± error</th></tr></thead>
+        <tbody id="t-topics"></tbody>
+      </table>
+    </div>
+  </section>
+</main>
+<script>
+"use strict";
+const HISTORY = 120;
+const POLL_MS = 1000;
+const hist = { msgIn: [], msgOut: [], bytesIn: [], bytesOut: [], lat: [] };
+let prev = null;
+
+const $ = (id) => document.getElementById(id);
+const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+
+function scaled(v, base, units) {
+  let i = 0;
+  while (Math.abs(v) >= base && i < units.length - 1) { v /= base; i++; }
+  const digits = (i === 0 && Number.isInteger(v)) || v >= 100 ? 0 : v >= 10 ? 1 : 2;
+  return v.toFixed(digits) + units[i];
+}
+const fmtCount = (v) => scaled(v, 1000, ["", "k", "M", "G", "T"]);
+const fmtBytes = (v) => scaled(v, 1024, [" B", " KiB", " MiB", " GiB", " TiB"]);
+function fmtMicros(us) {
+  if (us < 1000) return us.toFixed(0) + " µs";
+  if (us < 1e6) return (us / 1000).toFixed(us < 1e4 ? 2 : 1) + " ms";
+  return (us / 1e6).toFixed(2) + " s";
+}
+function fmtUptime(s) {
+  const d = Math.floor(s / 86400), h = Math.floor(s / 3600) % 24, m = Math.floor(s / 60) % 60;
+  if (d > 0) return d + "d " + h + "h";
+  if (h > 0) return h + "h " + m + "m";
+  return m + "m " + (s % 60) + "s";
+}
+
+function pushHist(arr, v) {
+  arr.push(v);
+  if (arr.length > HISTORY) arr.shift();
+}
+
+function niceMax(v) {
+  if (!(v > 0)) return 1;
+  const e = Math.pow(10, Math.floor(Math.log10(v)));
+  const m = v / e;
+  return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * e;
+}
+
+function drawChart(canvas, lines, fmt) {
+  const dpr = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth, h = canvas.clientHeight;
+  if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
+    canvas.width = Math.round(w * dpr);
+    canvas.height = Math.round(h * dpr);
+  }
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, w, h);
+  const pad = { l: 68, r: 10, t: 8, b: 20 };
+  const pw = w - pad.l - pad.r, ph = h - pad.t - pad.b;
+  let max = 0;
+  for (const l of lines) for (const v of l.data) if (v > max) max = v;
+  max = niceMax(max);
+  ctx.font = "11px system-ui, sans-serif";
+  ctx.lineWidth = 1;
+  ctx.strokeStyle = css("--grid");
+  ctx.fillStyle = css("--muted");
+  ctx.textAlign = "right";
+  ctx.textBaseline = "middle";
+  for (let i = 0; i <= 4; i++) {
+    const y = Math.round(pad.t + ph * i / 4) + 0.5;
+    ctx.beginPath(); ctx.moveTo(pad.l, y); ctx.lineTo(w - pad.r, y); ctx.stroke();
+    ctx.fillText(fmt(max * (1 - i / 4)), pad.l - 8, y);
+  }
+  ctx.textAlign = "center";
+  ctx.textBaseline = "top";
+  for (let s = HISTORY; s >= 0; s -= 30) {
+    const x = pad.l + pw * (1 - s / (HISTORY - 1));
+    if (x >= pad.l) ctx.fillText(s === 0 ? "now" : "-" + s + "s", x, h - pad.b + 5);
+  }
+  const xAt = (n, i) => pad.l + pw * (HISTORY - n + i) / (HISTORY - 1);
+  const yAt = (v) => pad.t + ph * (1 - v / max);
+  for (const l of lines) {
+    const n = l.data.length;
+    if (n === 0) continue;
+    const color = css(l.color);
+    ctx.beginPath();
+    l.data.forEach((v, i) => (i ? ctx.lineTo(xAt(n, i), yAt(v)) : ctx.moveTo(xAt(n, i), yAt(v))));
+    ctx.lineWidth = 2;
+    ctx.lineJoin = "round";
+    ctx.strokeStyle = color;
+    ctx.stroke();
+    ctx.lineTo(xAt(n, n - 1), pad.t + ph);
+    ctx.lineTo(xAt(n, 0), pad.t + ph);
+    ctx.closePath();
+    ctx.globalAlpha = 0.12;
+    ctx.fillStyle = color;
+    ctx.fill();
+    ctx.globalAlpha = 1;
+  }
+}
+
+function drawAll() {
+  drawChart($("c-msgs"), [{ data: hist.msgIn, color: "--in" }, { data: hist.msgOut, color: "--out" }], fmtCount);
+  drawChart($("c-bytes"), [{ data: hist.bytesIn, color: "--in" }, { data: hist.bytesOut, color: "--out" }], fmtBytes);
+  drawChart($("c-lat"), [{ data: hist.lat, color: "--lat" }], fmtMicros);
+}
+
+function rates(cur, old) {
+  const dt = (cur.time - old.time) / 1e6;
+  if (!(dt > 0)) return null;
+  const delta = (k) => Math.max(0, cur.counters[k] - old.counters[k]);
+  const sent = delta("c_sent_messages");
+  return {
+    msgIn: delta("c_pub_messages") / dt,
+    msgOut: sent / dt,
+    bytesIn: delta("c_pub_bytes") / dt,
+    bytesOut: delta("c_sent_bytes") / dt,
+    lat: sent > 0 ? delta("c_sent_latency") / sent : 0,
+  };
+}
+
+function cell(row, text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  row.appendChild(td);
+}
+
+function fillTable(id, items, columns, emptyText) {
+  const body = $(id);
+  const rows = [];
+  for (const item of items) {
+    const tr = document.createElement("tr");
+    for (const [get, cls] of columns) cell(tr, get(item), cls);
+    rows.push(tr);
+  }
+  if (rows.length === 0) {
+    const tr = document.createElement("tr");
+    const td = document.createElement("td");
+    td.colSpan = columns.length;
+    td.className = "empty";
+    td.textContent = emptyText;
+    tr.appendChild(td);
+    rows.push(tr);
+  }
+  body.replaceChildren(...rows);
+}
+
+function showStatus(st) {
+  $("host").textContent = st.host;
+  $("version").textContent = "v" + st.version;
+  $("g-clients").textContent = fmtCount(st.clients.client_count);
+  $("g-subs").textContent = fmtCount(st.clients.subscription_count);
+  $("g-uptime").textContent = fmtUptime(st.uptime);
+  $("g-queue").textContent = fmtCount(st.data_queue_size);
+  if (prev) {
+    const r = rates(st, prev);
+    if (r) {
+      for (const k of Object.keys(hist)) pushHist(hist[k], r[k]);
+      $("g-in").textContent = fmtCount(r.msgIn);
+      $("g-out").textContent = fmtCount(r.msgOut);
+      $("g-lat").textContent = fmtMicros(r.lat);
+    }
+  }
+  prev = st;
+}
+
+function showLive(live) {
+  fillTable("t-clients", live.clients, [
+    [(c) => c.login || "(anonymous)"],
+    [(c) => c.peer, "mono"],
+    [(c) => fmtCount(c.subscriptions), "num"],
+    [(c) => (c.data_socket ? "yes" : "no")],
+    [(c) => fmtCount(c.queued), "num"],
+  ], "no clients");
+  fillTable("t-topics", live.top_topics, [
+    [(t) => t.topic, "mono"],
+    [(t) => fmtCount(t.messages), "num"],
+    [(t) => fmtBytes(t.bytes), "num"],
+    [(t) => fmtCount(t.error), "num"],
+  ], "no messages yet");
+}
+
+function setConn(ok, text) {
+  $("dot").className = ok ? "ok" : "bad";
+  $("conn-text").textContent = text;
+}
+
+async function getJson(path) {
+  const res = await fetch(path, { cache: "no-store", credentials: "same-origin" });
+  if (!res.ok) throw new Error(path + ": HTTP " + res.status);
+  return res.json();
+}
+
+async function tick() {
+  try {
+    const [st, live] = await Promise.all([getJson("/status"), getJson("/live")]);
+    showStatus(st);
+    showLive(live);
+    drawAll();
+    setConn(true, "live · " + new Date().toLocaleTimeString());
+  } catch (e) {
+    setConn(false, "offline (" + e.message + ")");
+  } finally {
+    setTimeout(tick, POLL_MS);
+  }
+}
+
+window.addEventListener("resize", drawAll);
+drawAll();
+tick();
+</script>
+</body>
+</html>
+"##;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{ClientInfo, Counters, TopicStat};
+    use serde_json::Value;
+
+    fn snapshot() -> StatsSnapshot {
+        StatsSnapshot {
+            counters: Counters {
+                c_sub_ops: 1,
+                c_pub_messages: 2,
+                c_pub_bytes: 3,
+                c_sent_messages: 4,
+                c_sent_bytes: 5,
+                c_sent_latency: 6,
+            },
+            subscription_count: 7,
+            client_count: 8,
+            data_queue_size: 1024,
+            clients: vec![ClientInfo {
+                login: "bob".into(),
+                peer: "127.0.0.1:5000".into(),
+                subscriptions: 2,
+                data_socket: true,
+                queued: 3,
+            }],
+            top_topics: vec![TopicStat {
+                topic: "a/\"b\"".into(),
+                messages: 10,
+                bytes: 20,
+                error: 1,
+            }],
+        }
+    }
+
+    fn info() -> StatusInfo {
+        StatusInfo {
+            time_us: 1_700_000_000_000_000,
+            uptime_s: 42,
+            host: "node1".into(),
+            version: "0.1.0".into(),
+        }
+    }
+
+    /// Splits a response into status line, headers (lower-cased names) and body.
+    fn split(resp: &[u8]) -> (String, Vec<(String, String)>, Vec<u8>) {
+        let head_len = head_of(resp).len();
+        let head = std::str::from_utf8(&resp[..head_len]).unwrap();
+        let mut lines = head.trim_end().split("\r\n");
+        let status = lines.next().unwrap().to_owned();
+        let headers = lines
+            .map(|l| {
+                let (n, v) = l.split_once(": ").unwrap();
+                (n.to_ascii_lowercase(), v.to_owned())
+            })
+            .collect();
+        (status, headers, resp[head_len..].to_vec())
+    }
+
+    fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Checks the headers every response must carry and returns the body.
+    fn check_common(resp: &[u8], status: &str, content_type: &str) -> Vec<u8> {
+        let (line, headers, body) = split(resp);
+        assert_eq!(line, format!("HTTP/1.1 {status}"));
+        assert_eq!(header(&headers, "content-type"), Some(content_type));
+        assert_eq!(
+            header(&headers, "content-length"),
+            Some(body.len().to_string().as_str())
+        );
+        assert_eq!(header(&headers, "connection"), Some("close"));
+        assert_eq!(header(&headers, "cache-control"), Some("no-store"));
+        body
+    }
+
+    #[test]
+    fn parses_a_complete_request() {
+        let raw = b"GET /status?x=1 HTTP/1.1\r\nHost: a\r\n\r\nextra";
+        let (req, len) = parse_request(raw).unwrap().unwrap();
+        assert_eq!(len, raw.len() - b"extra".len());
+        assert_eq!(req.method, "GET");
+        assert_eq!(req.path, "/status");
+        assert_eq!(req.basic_auth, None);
+        assert!(req.is_allowed_method());
+        assert!(!req.is_head());
+    }
+
+    #[test]
+    fn incomplete_head_needs_more_bytes_at_every_length() {
+        let raw = b"HEAD /metrics HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n";
+        for n in 0..raw.len() {
+            assert_eq!(parse_request(&raw[..n]), Ok(None), "prefix of {n} bytes");
+        }
+        let (req, len) = parse_request(raw).unwrap().unwrap();
+        assert_eq!(len, raw.len());
+        assert!(req.is_head() && req.is_allowed_method());
+    }
+
+    #[test]
+    fn oversized_head_is_refused() {
+        let mut raw = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
+        raw.resize(MAX_HEAD, b'a');
+        assert_eq!(parse_request(&raw), Err(HttpError::HeadTooLarge));
+        raw.truncate(MAX_HEAD - 1);
+        assert_eq!(parse_request(&raw), Ok(None));
+        raw.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(parse_request(&raw), Err(HttpError::HeadTooLarge));
+    }
+
+    #[test]
+    fn too_many_headers_is_refused() {
+        let mut raw = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..MAX_HEADERS {
+            raw.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        let mut ok = raw.clone();
+        ok.extend_from_slice(b"\r\n");
+        assert!(parse_request(&ok).unwrap().is_some());
+        raw.extend_from_slice(b"X-last: v\r\n\r\n");
+        assert_eq!(parse_request(&raw), Err(HttpError::TooManyHeaders));
+    }
+
+    #[test]
+    fn malformed_heads_are_refused() {
+        for raw in [
+            &b"GET / HTTP/9.9\r\n\r\n"[..],
+            b"G\x01T / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+        ] {
+            assert!(
+                matches!(parse_request(raw), Err(HttpError::Malformed(_))),
+                "{raw:?}"
+            );
+        }
+    }
+
+    fn auth_of(value: &str) -> Option<(String, Vec<u8>)> {
+        let raw = format!("GET / HTTP/1.1\r\nAuthorization: {value}\r\n\r\n");
+        parse_request(raw.as_bytes()).unwrap().unwrap().0.basic_auth
+    }
+
+    #[test]
+    fn basic_auth_decoding() {
+        // "admin:pa:ss" — the password may hold colons.
+        assert_eq!(
+            auth_of("Basic YWRtaW46cGE6c3M="),
+            Some(("admin".into(), b"pa:ss".to_vec()))
+        );
+        assert_eq!(
+            auth_of("basic   YWRtaW46cGE6c3M=  "),
+            Some(("admin".into(), b"pa:ss".to_vec()))
+        );
+        // ":" — empty login and password.
+        assert_eq!(auth_of("Basic Og=="), Some((String::new(), Vec::new())));
+        assert_eq!(auth_of("Basic not*base64"), None);
+        // "nocolon"
+        assert_eq!(auth_of("Basic bm9jb2xvbg=="), None);
+        // "\xff:x" — login not UTF-8.
+        assert_eq!(auth_of("Basic /zp4"), None);
+        assert_eq!(auth_of("Bearer YWRtaW46cGE6c3M="), None);
+        assert_eq!(auth_of("Basic"), None);
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("/"), Route::Index);
+        assert_eq!(route("/status"), Route::Status);
+        assert_eq!(route("/live"), Route::Live);
+        assert_eq!(route("/metrics"), Route::Metrics);
+        assert_eq!(route("/status/"), Route::NotFound);
+        assert_eq!(route(""), Route::NotFound);
+    }
+
+    #[test]
+    fn status_json_has_every_upstream_field() {
+        let body = check_common(
+            &render_status(&snapshot(), &info()),
+            "200 OK",
+            "application/json",
+        );
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        let expected = serde_json::json!({
+            "time": 1_700_000_000_000_000_u64,
+            "uptime": 42,
+            "data_queue_size": 1024,
+            "host": "node1",
+            "version": "0.1.0",
+            "counters": {
+                "c_sub_ops": 1, "c_pub_messages": 2, "c_pub_bytes": 3,
+                "c_sent_messages": 4, "c_sent_bytes": 5, "c_sent_latency": 6
+            },
+            "clients": { "subscription_count": 7, "client_count": 8 },
+            "cluster": null
+        });
+        assert_eq!(v, expected);
+        let text = std::str::from_utf8(&body).unwrap();
+        assert!(
+            text.starts_with("{\"time\":"),
+            "upstream field order: {text}"
+        );
+    }
+
+    #[test]
+    fn live_json_lists_clients_and_topics() {
+        let body = check_common(&render_live(&snapshot()), "200 OK", "application/json");
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        let expected = serde_json::json!({
+            "clients": [{
+                "login": "bob", "peer": "127.0.0.1:5000", "subscriptions": 2,
+                "data_socket": true, "queued": 3
+            }],
+            "top_topics": [{ "topic": "a/\"b\"", "messages": 10, "bytes": 20, "error": 1 }]
+        });
+        assert_eq!(v, expected);
+    }
+
+    #[test]
+    fn metrics_text_format() {
+        let body = check_common(
+            &render_metrics(&snapshot(), &info()),
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+        );
+        let text = String::from_utf8(body).unwrap();
+        let expected = [
+            ("psrt_sub_ops_total", "counter", 1),
+            ("psrt_pub_messages_total", "counter", 2),
+            ("psrt_pub_bytes_total", "counter", 3),
+            ("psrt_sent_messages_total", "counter", 4),
+            ("psrt_sent_bytes_total", "counter", 5),
+            ("psrt_sent_latency_total", "counter", 6),
+            ("psrt_clients", "gauge", 8),
+            ("psrt_subscriptions", "gauge", 7),
+            ("psrt_uptime_seconds", "gauge", 42),
+            ("psrt_data_queue_size", "gauge", 1024),
+        ];
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), expected.len() * 3);
+        for (name, kind, value) in expected {
+            assert!(
+                lines.contains(&format!("# TYPE {name} {kind}").as_str()),
+                "{name}"
+            );
+            assert!(
+                lines.contains(&format!("{name} {value}").as_str()),
+                "{name}"
+            );
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.starts_with(&format!("# HELP {name} ")))
+            );
+        }
+        for line in lines.iter().filter(|l| !l.starts_with('#')) {
+            let (name, value) = line.split_once(' ').unwrap();
+            assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            value.parse::<u64>().unwrap();
+        }
+    }
+
+    #[test]
+    fn index_page_is_self_contained() {
+        let resp = render_index();
+        let body = check_common(&resp, "200 OK", "text/html; charset=utf-8");
+        let html = String::from_utf8(body).unwrap();
+        let lower = html.to_ascii_lowercase();
+        assert!(!lower.contains("http://") && !lower.contains("https://"));
+        assert!(!lower.contains("//cdn") && !lower.contains("src=\""));
+        assert!(!lower.contains("<link"));
+        for needle in [
+            "<canvas",
+            "/status",
+            "/live",
+            "c_sent_latency",
+            "setTimeout(tick, POLL_MS)",
+        ] {
+            assert!(html.contains(needle), "{needle}");
+        }
+        assert!(html.contains("const POLL_MS = 1000;"));
+    }
+
+    #[test]
+    fn error_responses() {
+        let resp = unauthorized();
+        let (_, headers, _) = split(&resp);
+        check_common(&resp, "401 Unauthorized", "text/plain; charset=utf-8");
+        assert_eq!(
+            header(&headers, "www-authenticate"),
+            Some("Basic realm=\"psrt\"")
+        );
+        check_common(&not_found(), "404 Not Found", "text/plain; charset=utf-8");
+        check_common(
+            &bad_request(),
+            "400 Bad Request",
+            "text/plain; charset=utf-8",
+        );
+        let resp = method_not_allowed();
+        check_common(&resp, "405 Method Not Allowed", "text/plain; charset=utf-8");
+        assert_eq!(header(&split(&resp).1, "allow"), Some("GET, HEAD"));
+    }
+
+    #[test]
+    fn head_of_drops_only_the_body() {
+        let resp = not_found();
+        let head = head_of(&resp);
+        assert!(head.ends_with(b"\r\n\r\n"));
+        assert_eq!(head.len() + b"not found\n".len(), resp.len());
+        assert_eq!(head_of(b"no blank line"), b"no blank line");
+    }
+
+    #[test]
+    fn post_is_parsed_but_not_allowed() {
+        let (req, _) = parse_request(b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!req.is_allowed_method());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_request_never_panics(buf in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = parse_request(&buf);
+        }
+    }
+}

@@ -31,13 +31,16 @@ pub mod conn;
 pub mod http;
 pub mod limits;
 pub mod node;
+pub mod stats_conn;
 pub mod stats;
 pub mod subs;
 pub mod tls;
 pub mod topic;
 pub mod topk;
+pub mod txbuf;
 pub mod udp;
 pub mod wire;
 
 pub use bytes::{Bytes, BytesMut};
 pub use limits::Limits;
+pub use txbuf::TxBuf;

@@ -5,7 +5,7 @@ use std::time::Duration;
 /// Protocol and resource limits. Built from the server config
 /// ([`crate::config::ServerConfig::limits`]); [`Limits::default`] gives
 /// upstream's defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Most `/` separators a normalised topic or filter may hold.
     pub max_topic_depth: usize,

@@ -1,1 +1,247 @@
-//! (in progress)
+//! A whole server in memory: one [`Broker`] and its [`Connection`]s, driven
+//! synchronously with a clock the caller controls. Tests and simulators use
+//! it to run every protocol scenario without sockets or a runtime.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Wake, Waker};
+use std::time::Instant;
+
+use crate::broker::{Broker, UdpOutcome};
+use crate::conn::{Action, CloseReason, ConnConfig, Connection, Transport};
+use crate::txbuf::TxBuf;
+
+/// Identifies a connection of a [`Node`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(usize);
+
+/// Records that the broker woke a connection.
+#[derive(Debug, Default)]
+struct WakeFlag(AtomicBool);
+
+impl Wake for WakeFlag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+struct Slot {
+    conn: Connection,
+    tx: TxBuf,
+    woken: Arc<WakeFlag>,
+    /// Password checks handed out and not yet answered (manual mode).
+    checks: Vec<Action>,
+}
+
+/// A broker plus connections, all in memory.
+pub struct Node {
+    broker: Broker,
+    config: Arc<ConnConfig>,
+    slots: Vec<Option<Slot>>,
+    manual_checks: bool,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("broker", &self.broker)
+            .field("connections", &self.slots.iter().flatten().count())
+            .finish()
+    }
+}
+
+impl Node {
+    /// A node around `broker`. Password checks run inline as soon as they
+    /// are asked for, unless [`Node::set_manual_checks`] says otherwise.
+    pub fn new(broker: Broker, config: ConnConfig) -> Self {
+        Self {
+            broker,
+            config: Arc::new(config),
+            slots: Vec::new(),
+            manual_checks: false,
+        }
+    }
+
+    /// With `true`, password checks wait for [`Node::run_checks`], so a
+    /// test can observe a login in progress.
+    pub fn set_manual_checks(&mut self, manual: bool) {
+        self.manual_checks = manual;
+    }
+
+    /// The broker.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// The broker, mutably (reloads, settings).
+    pub fn broker_mut(&mut self) -> &mut Broker {
+        &mut self.broker
+    }
+
+    /// A new client socket from `peer`.
+    pub fn connect(&mut self, transport: Transport, peer: &str, now: Instant) -> ConnId {
+        let woken = Arc::new(WakeFlag::default());
+        let waker = Waker::from(woken.clone());
+        let timeout = self.broker.limits().timeout;
+        let conn = Connection::new(self.config.clone(), transport, peer.to_owned(), waker, timeout, now);
+        let slot = Slot {
+            conn,
+            tx: TxBuf::new(),
+            woken,
+            checks: Vec::new(),
+        };
+        match self.slots.iter().position(Option::is_none) {
+            Some(index) => {
+                self.slots[index] = Some(slot);
+                ConnId(index)
+            }
+            None => {
+                self.slots.push(Some(slot));
+                ConnId(self.slots.len() - 1)
+            }
+        }
+    }
+
+    /// Bytes arrive from the client.
+    pub fn send(&mut self, id: ConnId, bytes: &[u8], now: Instant) {
+        let Some(slot) = self.slot_mut(id) else { return };
+        slot.conn.read_buf().extend_from_slice(bytes);
+        self.with_slot(id, |slot, broker| slot.conn.handle_input(broker, now));
+        self.after_call(id, now);
+    }
+
+    /// Everything the server has for the client now (the client reads it
+    /// all).
+    pub fn recv(&mut self, id: ConnId, now: Instant) -> Vec<u8> {
+        self.recv_at_most(id, usize::MAX, now)
+    }
+
+    /// At most `max` bytes of what the server has for the client: a slow
+    /// reader.
+    pub fn recv_at_most(&mut self, id: ConnId, max: usize, now: Instant) -> Vec<u8> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some((tx_empty, bytes)) = self.with_slot(id, |slot, broker| {
+                slot.woken.0.store(false, Ordering::Relaxed);
+                slot.conn.poll_transmit(broker, now, &mut slot.tx);
+                let bytes = slot.tx.to_vec();
+                (slot.tx.is_empty(), bytes)
+            }) else {
+                break;
+            };
+            if tx_empty {
+                break;
+            }
+            let take = bytes.len().min(max - out.len());
+            out.extend_from_slice(&bytes[..take]);
+            if let Some(slot) = self.slot_mut(id) {
+                slot.tx.advance(take);
+            }
+        }
+        out
+    }
+
+    /// Whether the broker woke this connection since its last `recv`.
+    pub fn was_woken(&self, id: ConnId) -> bool {
+        self.slot(id).is_some_and(|s| s.woken.0.load(Ordering::Relaxed))
+    }
+
+    /// The client closed its end (or vanished).
+    pub fn disconnect(&mut self, id: ConnId) {
+        self.with_slot(id, |slot, broker| slot.conn.handle_eof(broker));
+        self.slots[id.0] = None;
+    }
+
+    /// Whether the server has closed this connection.
+    pub fn is_closed(&self, id: ConnId) -> bool {
+        self.slot(id).is_none_or(|s| s.conn.is_closed())
+    }
+
+    /// Why the server closed it.
+    pub fn close_reason(&self, id: ConnId) -> Option<CloseReason> {
+        self.slot(id).and_then(|s| s.conn.close_reason().cloned())
+    }
+
+    /// Lets time pass: fires every connection timeout due at `now`.
+    pub fn advance(&mut self, now: Instant) {
+        for index in 0..self.slots.len() {
+            let id = ConnId(index);
+            let due = self
+                .slot(id)
+                .and_then(|s| s.conn.poll_timeout())
+                .is_some_and(|at| at <= now);
+            if due {
+                self.with_slot(id, |slot, broker| slot.conn.handle_timeout(broker, now));
+                self.after_call(id, now);
+            }
+        }
+    }
+
+    /// Runs every password check waiting (manual mode), returning how many.
+    pub fn run_checks(&mut self, now: Instant) -> usize {
+        let mut ran = 0;
+        for index in 0..self.slots.len() {
+            let id = ConnId(index);
+            let checks = self.slot_mut(id).map(|s| std::mem::take(&mut s.checks)).unwrap_or_default();
+            for Action::CheckPassword(check) in checks {
+                let ok = check.verify();
+                self.with_slot(id, |slot, broker| slot.conn.password_checked(ok, broker, now));
+                ran += 1;
+            }
+            self.after_call(id, now);
+        }
+        ran
+    }
+
+    /// A UDP datagram arrives; returns the acknowledgement to send, if
+    /// any. Password checks run inline.
+    pub fn datagram(&mut self, bytes: &[u8], now: Instant) -> Option<[u8; 5]> {
+        match self.broker.handle_datagram(bytes, now) {
+            UdpOutcome::Reply(ack) => Some(ack),
+            UdpOutcome::Silent => None,
+            UdpOutcome::Verify(pending) => {
+                let ok = pending.check.verify();
+                match self.broker.finish_datagram(pending, ok, now) {
+                    UdpOutcome::Reply(ack) => Some(ack),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    /// Collects actions after a `handle_*` call, running them inline unless
+    /// checks are manual.
+    fn after_call(&mut self, id: ConnId, now: Instant) {
+        loop {
+            let Some(action) = self.slot_mut(id).and_then(|s| s.conn.poll_action()) else {
+                return;
+            };
+            if self.manual_checks {
+                if let Some(slot) = self.slot_mut(id) {
+                    slot.checks.push(action);
+                }
+                continue;
+            }
+            let Action::CheckPassword(check) = action;
+            let ok = check.verify();
+            self.with_slot(id, |slot, broker| slot.conn.password_checked(ok, broker, now));
+        }
+    }
+
+    fn with_slot<R>(&mut self, id: ConnId, f: impl FnOnce(&mut Slot, &mut Broker) -> R) -> Option<R> {
+        let slot = self.slots.get_mut(id.0)?.as_mut()?;
+        Some(f(slot, &mut self.broker))
+    }
+
+    fn slot(&self, id: ConnId) -> Option<&Slot> {
+        self.slots.get(id.0)?.as_ref()
+    }
+
+    fn slot_mut(&mut self, id: ConnId) -> Option<&mut Slot> {
+        self.slots.get_mut(id.0)?.as_mut()
+    }
+}

@@ -72,8 +72,6 @@ pub fn normalize(raw: &str) -> Cow<'_, str> {
     // when the input ended with `/`.
     if !raw.ends_with('/') {
         out.pop();
-    } else if out.ends_with("//") {
-        out.pop();
     }
     Cow::Owned(out)
 }
