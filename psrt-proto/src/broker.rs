@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rand_core::RngCore;
 
+use crate::Limits;
 use crate::acl::{Acl, UserRights};
 use crate::auth::{Keys, Passwords};
 use crate::stats::{ClientInfo, Counters, StatsSnapshot};
@@ -34,7 +35,6 @@ use crate::topic::{self, TopicError};
 use crate::topk::{SortBy, TopTopics};
 use crate::txbuf::TxBuf;
 use crate::wire::{Token, push, request, status};
-use crate::Limits;
 
 mod creds;
 mod udp_publish;
@@ -422,7 +422,12 @@ impl Broker {
     }
 
     /// Completes a login after the driver verified `check`.
-    pub fn finish_login(&mut self, check: PasswordCheck, ok: bool, origin: Origin) -> LoginDecision {
+    pub fn finish_login(
+        &mut self,
+        check: PasswordCheck,
+        ok: bool,
+        origin: Origin,
+    ) -> LoginDecision {
         self.pending_checks = self.pending_checks.saturating_sub(1);
         if !ok {
             return self.deny(check.login.as_bytes(), &origin, DenyReason::WrongPassword);
@@ -458,7 +463,12 @@ impl Broker {
             if !self.auth.allow_anonymous {
                 return Err(DenyReason::AnonymousOff);
             }
-            return self.auth.acl.rights("").map(Some).ok_or(DenyReason::NoAclEntry);
+            return self
+                .auth
+                .acl
+                .rights("")
+                .map(Some)
+                .ok_or(DenyReason::NoAclEntry);
         }
         let rights = self.auth.acl.rights(login).ok_or(DenyReason::NoAclEntry)?;
         if self.password_hash(login.as_bytes()).is_none() {
@@ -485,7 +495,12 @@ impl Broker {
         LoginDecision::Denied(reason)
     }
 
-    fn open_session(&mut self, login: String, origin: Origin, rights: Arc<UserRights>) -> LoginDecision {
+    fn open_session(
+        &mut self,
+        login: String,
+        origin: Origin,
+        rights: Arc<UserRights>,
+    ) -> LoginDecision {
         if self.live_sessions >= self.limits.max_sessions {
             return self.deny(login.as_bytes(), &origin, DenyReason::TooManySessions);
         }
@@ -580,7 +595,11 @@ impl Broker {
         payload: Bytes,
         now: Instant,
     ) -> Result<u8, ProtocolError> {
-        let rights = self.session(id).ok_or(ProtocolError::NoSession)?.rights.clone();
+        let rights = self
+            .session(id)
+            .ok_or(ProtocolError::NoSession)?
+            .rights
+            .clone();
         let topic = match topic::parse_topic(raw_topic, self.limits.max_topic_depth) {
             Ok(topic) => topic,
             Err(TopicError::TooDeep { .. }) => return Ok(status::ERR),
@@ -742,7 +761,13 @@ impl Broker {
 
     /// Moves queued messages of a session into `tx`, up to about
     /// `max_bytes` (always at least one message), counting them as sent.
-    pub fn take_messages(&mut self, id: SessionId, now: Instant, tx: &mut TxBuf, max_bytes: usize) -> DataState {
+    pub fn take_messages(
+        &mut self,
+        id: SessionId,
+        now: Instant,
+        tx: &mut TxBuf,
+        max_bytes: usize,
+    ) -> DataState {
         let warn = self.latency_warn;
         let Some(session) = self.session_mut(id) else {
             return DataState::Gone;
@@ -774,7 +799,10 @@ impl Broker {
         self.counters.c_sent_bytes += bytes;
         self.counters.c_sent_latency = self.counters.c_sent_latency.saturating_add(latency_us);
         if let Some(login) = login {
-            self.push_event(BrokerEvent::LatencyWarning { login, latency: worst });
+            self.push_event(BrokerEvent::LatencyWarning {
+                login,
+                latency: worst,
+            });
         }
         DataState::Active(taken)
     }
@@ -793,7 +821,11 @@ impl Broker {
             if session.origin.unix {
                 continue;
             }
-            session.rights = self.auth.acl.rights(&session.login).unwrap_or_else(|| deny_all.clone());
+            session.rights = self
+                .auth
+                .acl
+                .rights(&session.login)
+                .unwrap_or_else(|| deny_all.clone());
             let rights = session.rights.clone();
             let index = &mut self.index;
             session.filters.retain(|filter| {
@@ -811,7 +843,11 @@ impl Broker {
     /// Checks a login/password pair for the stats pages: `Ok(rights)` when
     /// known (cached), `Err(Some(check))` when bcrypt must run, `Err(None)`
     /// when refused.
-    pub fn check_credentials(&mut self, login: &str, password: &[u8]) -> Result<Arc<UserRights>, Option<PasswordCheck>> {
+    pub fn check_credentials(
+        &mut self,
+        login: &str,
+        password: &[u8],
+    ) -> Result<Arc<UserRights>, Option<PasswordCheck>> {
         let rights = self.auth.acl.rights(login).ok_or(None)?;
         let hash = self.password_hash(login.as_bytes()).ok_or(None)?;
         if self.creds.contains(login, password) {
@@ -848,4 +884,3 @@ impl Broker {
 fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
-

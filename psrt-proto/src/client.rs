@@ -568,9 +568,12 @@ impl ControlClient {
         };
         match pending.waiter {
             Waiter::KeepAlive => {}
-            Waiter::Request(id) => self.events.push_back(ClientEvent::Reply { id, status: code }),
+            Waiter::Request(id) => self
+                .events
+                .push_back(ClientEvent::Reply { id, status: code }),
             Waiter::Bye(id) => {
-                self.events.push_back(ClientEvent::Reply { id, status: code });
+                self.events
+                    .push_back(ClientEvent::Reply { id, status: code });
                 if code == status::OK {
                     self.state = ControlState::Closed;
                     self.events.push_back(ClientEvent::Closed);

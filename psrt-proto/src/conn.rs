@@ -154,7 +154,14 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     /// A freshly accepted socket. `waker` is woken when the broker has
     /// something for this connection (messages queued, session ended).
-    pub fn new(config: Arc<ConnConfig>, transport: Transport, peer: String, waker: Waker, timeout: Duration, now: Instant) -> Self {
+    pub fn new(
+        config: Arc<ConnConfig>,
+        transport: Transport,
+        peer: String,
+        waker: Waker,
+        timeout: Duration,
+        now: Instant,
+    ) -> Self {
         Self {
             config,
             transport,
@@ -233,7 +240,9 @@ impl Connection {
         let State::CheckingPassword { .. } = self.state else {
             return;
         };
-        let State::CheckingPassword { check, .. } = std::mem::replace(&mut self.state, State::Login) else {
+        let State::CheckingPassword { check, .. } =
+            std::mem::replace(&mut self.state, State::Login)
+        else {
             return;
         };
         let decision = broker.finish_login(check, ok, self.origin());
@@ -336,8 +345,10 @@ impl Connection {
         let Some(tls) = &mut self.tls else {
             return Ok(());
         };
-        tls.feed_ciphertext(&mut self.input).map_err(|e| CloseReason::Tls(e.to_string()))?;
-        tls.take_plaintext(&mut self.plain).map_err(|e| CloseReason::Tls(e.to_string()))?;
+        tls.feed_ciphertext(&mut self.input)
+            .map_err(|e| CloseReason::Tls(e.to_string()))?;
+        tls.take_plaintext(&mut self.plain)
+            .map_err(|e| CloseReason::Tls(e.to_string()))?;
         if tls.peer_closed() {
             return Err(CloseReason::PeerClosed);
         }
@@ -346,7 +357,11 @@ impl Connection {
 
     /// The buffer protocol frames are decoded from.
     fn frames(&mut self) -> &mut BytesMut {
-        if self.tls.is_some() { &mut self.plain } else { &mut self.input }
+        if self.tls.is_some() {
+            &mut self.plain
+        } else {
+            &mut self.input
+        }
     }
 
     /// Decodes and applies one frame. `Some(true)`: made progress, go on;
@@ -359,7 +374,8 @@ impl Connection {
                 let max = limits.max_login_size;
                 match request::decode_login(self.frames(), max) {
                     Ok(Some(login)) => {
-                        let decision = broker.begin_login(&login.login, &login.password, self.origin());
+                        let decision =
+                            broker.begin_login(&login.login, &login.password, self.origin());
                         self.apply_login(decision, broker);
                         Ok(true)
                     }
@@ -368,7 +384,10 @@ impl Connection {
                 }
             }
             State::CheckingPassword { .. } | State::Closed(_) => Ok(false),
-            State::Control { session, ref replicating } => {
+            State::Control {
+                session,
+                ref replicating,
+            } => {
                 let replicating = replicating.clone();
                 self.on_control(broker, session, replicating, now)
             }
@@ -404,7 +423,8 @@ impl Connection {
             return Err(CloseReason::Tls("plain connections are not allowed".into()));
         }
         self.kind = greeting.kind;
-        self.replies.extend_from_slice(&push::greeting_reply(greeting.kind));
+        self.replies
+            .extend_from_slice(&push::greeting_reply(greeting.kind));
         self.state = match greeting.kind {
             SocketKind::Control => State::Login,
             SocketKind::Data => State::DataHello,
@@ -441,7 +461,8 @@ impl Connection {
         let limits = *broker.limits();
         if let Some(topic) = replicating {
             let max = limits.max_pub_size;
-            let Some(repl) = request::decode_repl_payload(self.frames(), max).map_err(protocol)? else {
+            let Some(repl) = request::decode_repl_payload(self.frames(), max).map_err(protocol)?
+            else {
                 return Ok(false);
             };
             let reply = broker.replicate(&topic, repl.prio, repl.payload, now);
@@ -529,7 +550,11 @@ impl Connection {
         if pending >= TX_HIGH_WATER {
             return;
         }
-        let target = if self.tls.is_some() { &mut self.staged } else { &mut *tx };
+        let target = if self.tls.is_some() {
+            &mut self.staged
+        } else {
+            &mut *tx
+        };
         match broker.take_messages(session, now, target, TX_HIGH_WATER - pending) {
             DataState::Active(0) => {
                 if now >= *last_sent + beacon && pending == 0 {

@@ -87,7 +87,14 @@ impl Node {
         let woken = Arc::new(WakeFlag::default());
         let waker = Waker::from(woken.clone());
         let timeout = self.broker.limits().timeout;
-        let conn = Connection::new(self.config.clone(), transport, peer.to_owned(), waker, timeout, now);
+        let conn = Connection::new(
+            self.config.clone(),
+            transport,
+            peer.to_owned(),
+            waker,
+            timeout,
+            now,
+        );
         let slot = Slot {
             conn,
             tx: TxBuf::new(),
@@ -108,7 +115,9 @@ impl Node {
 
     /// Bytes arrive from the client.
     pub fn send(&mut self, id: ConnId, bytes: &[u8], now: Instant) {
-        let Some(slot) = self.slot_mut(id) else { return };
+        let Some(slot) = self.slot_mut(id) else {
+            return;
+        };
         slot.conn.read_buf().extend_from_slice(bytes);
         self.with_slot(id, |slot, broker| slot.conn.handle_input(broker, now));
         self.after_call(id, now);
@@ -147,7 +156,8 @@ impl Node {
 
     /// Whether the broker woke this connection since its last `recv`.
     pub fn was_woken(&self, id: ConnId) -> bool {
-        self.slot(id).is_some_and(|s| s.woken.0.load(Ordering::Relaxed))
+        self.slot(id)
+            .is_some_and(|s| s.woken.0.load(Ordering::Relaxed))
     }
 
     /// The client closed its end (or vanished).
@@ -186,10 +196,15 @@ impl Node {
         let mut ran = 0;
         for index in 0..self.slots.len() {
             let id = ConnId(index);
-            let checks = self.slot_mut(id).map(|s| std::mem::take(&mut s.checks)).unwrap_or_default();
+            let checks = self
+                .slot_mut(id)
+                .map(|s| std::mem::take(&mut s.checks))
+                .unwrap_or_default();
             for Action::CheckPassword(check) in checks {
                 let ok = check.verify();
-                self.with_slot(id, |slot, broker| slot.conn.password_checked(ok, broker, now));
+                self.with_slot(id, |slot, broker| {
+                    slot.conn.password_checked(ok, broker, now)
+                });
                 ran += 1;
             }
             self.after_call(id, now);
@@ -228,11 +243,17 @@ impl Node {
             }
             let Action::CheckPassword(check) = action;
             let ok = check.verify();
-            self.with_slot(id, |slot, broker| slot.conn.password_checked(ok, broker, now));
+            self.with_slot(id, |slot, broker| {
+                slot.conn.password_checked(ok, broker, now)
+            });
         }
     }
 
-    fn with_slot<R>(&mut self, id: ConnId, f: impl FnOnce(&mut Slot, &mut Broker) -> R) -> Option<R> {
+    fn with_slot<R>(
+        &mut self,
+        id: ConnId,
+        f: impl FnOnce(&mut Slot, &mut Broker) -> R,
+    ) -> Option<R> {
         let slot = self.slots.get_mut(id.0)?.as_mut()?;
         Some(f(slot, &mut self.broker))
     }

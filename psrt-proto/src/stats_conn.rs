@@ -85,7 +85,9 @@ impl StatsConnection {
         let State::Checking { .. } = self.state else {
             return;
         };
-        let State::Checking { request, check, .. } = std::mem::replace(&mut self.state, State::Reading) else {
+        let State::Checking { request, check, .. } =
+            std::mem::replace(&mut self.state, State::Reading)
+        else {
             return;
         };
         if !ok {
@@ -101,7 +103,10 @@ impl StatsConnection {
 
     /// The next slow job for the driver.
     pub fn poll_action(&mut self) -> Option<Action> {
-        let State::Checking { check, handed_out, .. } = &mut self.state else {
+        let State::Checking {
+            check, handed_out, ..
+        } = &mut self.state
+        else {
             return None;
         };
         if std::mem::replace(handed_out, true) {

@@ -3,16 +3,28 @@
 
 use std::time::{Duration, Instant};
 
+use psrt_proto::Limits;
 use psrt_proto::broker::{AuthConfig, Broker};
 use psrt_proto::conn::{ConnConfig, Transport};
 use psrt_proto::node::{ConnId, Node};
-use psrt_proto::Limits;
 use rand::SeedableRng;
+
+/// The tests' time origin; the core itself never reads the clock.
+#[allow(clippy::disallowed_methods)]
+fn t0() -> Instant {
+    Instant::now()
+}
 
 fn node() -> Node {
     let rng = Box::new(rand::rngs::StdRng::seed_from_u64(7));
     let broker = Broker::new(Limits::default(), AuthConfig::open(), rng);
-    Node::new(broker, ConnConfig { tls: None, allow_no_tls: true })
+    Node::new(
+        broker,
+        ConnConfig {
+            tls: None,
+            allow_no_tls: true,
+        },
+    )
 }
 
 fn login(node: &mut Node, now: Instant) -> (ConnId, [u8; 32]) {
@@ -37,12 +49,16 @@ fn data_socket(node: &mut Node, token: [u8; 32], now: Instant) -> ConnId {
 
 #[test]
 fn publish_reaches_subscriber_once_with_normalised_topic() {
-    let now = Instant::now();
+    let now = t0();
     let mut node = node();
     let (sub, token) = login(&mut node, now);
     let data = data_socket(&mut node, token, now);
     // Two overlapping filters: one delivery.
-    node.send(sub, &[0x02, 7, 0, 0, 0, b'a', b'/', b'+', 0, b'a', b'/', b'#'], now);
+    node.send(
+        sub,
+        &[0x02, 7, 0, 0, 0, b'a', b'/', b'+', 0, b'a', b'/', b'#'],
+        now,
+    );
     assert_eq!(node.recv(sub, now), vec![0x01]);
 
     let (publisher, _) = login(&mut node, now);
@@ -60,10 +76,13 @@ fn publish_reaches_subscriber_once_with_normalised_topic() {
 
 #[test]
 fn beacon_sent_after_half_the_client_timeout() {
-    let now = Instant::now();
+    let now = t0();
     let mut node = node();
     let (_c, token) = login(&mut node, now);
     let data = data_socket(&mut node, token, now);
     assert!(node.recv(data, now + Duration::from_secs(2)).is_empty());
-    assert_eq!(node.recv(data, now + Duration::from_millis(2600)), vec![0x00]);
+    assert_eq!(
+        node.recv(data, now + Duration::from_millis(2600)),
+        vec![0x00]
+    );
 }

@@ -1,1 +1,2 @@
+//! psrtd: the PSRT broker daemon (in progress).
 fn main() {}

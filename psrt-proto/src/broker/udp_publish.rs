@@ -40,7 +40,9 @@ impl Broker {
         };
         let login = frame.login;
         match frame.auth {
-            DatagramAuth::Plain { password, body } => self.plain_datagram(login, password, body, now),
+            DatagramAuth::Plain { password, body } => {
+                self.plain_datagram(login, password, body, now)
+            }
             DatagramAuth::Sealed {
                 cipher,
                 nonce,
@@ -66,20 +68,29 @@ impl Broker {
     pub fn finish_datagram(&mut self, pending: UdpCheck, ok: bool, now: Instant) -> UdpOutcome {
         self.pending_checks = self.pending_checks.saturating_sub(1);
         if ok {
-            self.creds.insert(&pending.check.login, &pending.check.password);
+            self.creds
+                .insert(&pending.check.login, &pending.check.password);
         }
         let rights = self.auth.acl.rights(&pending.check.login);
         let allowed = ok && rights.is_some_and(|r| self.allowed(&r, &pending.body));
         self.publish_datagram(&pending.body, allowed, now)
     }
 
-    fn plain_datagram(&mut self, login: &str, password: &[u8], body: &[u8], now: Instant) -> UdpOutcome {
+    fn plain_datagram(
+        &mut self,
+        login: &str,
+        password: &[u8],
+        body: &[u8],
+        now: Instant,
+    ) -> UdpOutcome {
         if udp::parse_publish(body).is_err() {
             return UdpOutcome::Silent;
         }
         if login.is_empty() {
             let allowed = password.is_empty()
-                && self.anonymous_rights().is_some_and(|r| self.allowed(&r, body));
+                && self
+                    .anonymous_rights()
+                    .is_some_and(|r| self.allowed(&r, body));
             return self.publish_datagram(body, allowed, now);
         }
         match self.check_credentials(login, password) {

@@ -72,7 +72,10 @@ fn logged_in(now: Instant) -> ControlClient {
     let mut server = CONTROL_REPLY.to_vec();
     server.extend_from_slice(&TOKEN);
     feed_control(&mut client, &server, now).expect("login");
-    assert_eq!(events(&mut client), [ClientEvent::LoggedIn { token: TOKEN }]);
+    assert_eq!(
+        events(&mut client),
+        [ClientEvent::LoggedIn { token: TOKEN }]
+    );
     client
 }
 
@@ -143,7 +146,10 @@ fn closing_during_login_is_a_refusal() {
     let now = start();
     let mut client = ControlClient::new("u", b"bad", None, TIMEOUT, now).expect("client");
     feed_control(&mut client, &CONTROL_REPLY, now).expect("greeting");
-    assert!(matches!(client.handle_eof(), Err(ClientError::LoginRefused)));
+    assert!(matches!(
+        client.handle_eof(),
+        Err(ClientError::LoginRefused)
+    ));
 
     let mut client = ControlClient::new("u", b"p", None, TIMEOUT, now).expect("client");
     assert!(matches!(
@@ -208,7 +214,9 @@ fn overdue_reply_times_out() {
     let t1 = t0 + ms(100);
     client.subscribe(&["x"], t1).expect("subscribe");
     client.handle_timeout(t1 + TIMEOUT / 2).expect("keep-alive");
-    client.handle_timeout(t1 + TIMEOUT - ms(1)).expect("not yet");
+    client
+        .handle_timeout(t1 + TIMEOUT - ms(1))
+        .expect("not yet");
     assert!(matches!(
         client.handle_timeout(t1 + TIMEOUT),
         Err(ClientError::Timeout)
@@ -223,7 +231,9 @@ fn progress_moves_the_reply_deadline() {
     client.nop(t0).expect("nop");
     let t1 = t0 + ms(3000);
     feed_control(&mut client, &[0x01], t1).expect("first reply");
-    client.handle_timeout(t0 + TIMEOUT).expect("progress was made");
+    client
+        .handle_timeout(t0 + TIMEOUT)
+        .expect("progress was made");
     assert!(matches!(
         client.handle_timeout(t1 + TIMEOUT),
         Err(ClientError::Timeout)
@@ -454,7 +464,9 @@ fn silent_data_socket_times_out_and_beacons_keep_it_alive() {
     let t1 = t0 + TIMEOUT / 2;
     feed_data(&mut client, &[0x00], t1).expect("beacon");
     assert!(messages(&mut client).is_empty());
-    client.handle_timeout(t0 + TIMEOUT).expect("beacon reset it");
+    client
+        .handle_timeout(t0 + TIMEOUT)
+        .expect("beacon reset it");
     assert!(matches!(
         client.handle_timeout(t1 + TIMEOUT),
         Err(ClientError::Timeout)
@@ -542,7 +554,10 @@ fn tls_pair() -> (Arc<rustls::ServerConfig>, TlsSession) {
     let server = server_config_from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
         .expect("server config");
     let client = client_config(Some(ca.pem().as_bytes())).expect("client config");
-    (server, TlsSession::client(client, "localhost").expect("client"))
+    (
+        server,
+        TlsSession::client(client, "localhost").expect("client"),
+    )
 }
 
 /// Splits off the plaintext greeting a TLS client sends first.

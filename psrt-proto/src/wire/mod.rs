@@ -135,3 +135,6 @@ fn put_len(out: &mut bytes::BytesMut, len: usize) {
     let len = u32::try_from(len).unwrap_or(u32::MAX);
     out.put_u32_le(len);
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,8 +3,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::{
-    PROTOCOL_VERSION, SocketKind, TOKEN_LEN, Token, WireError, put_len, request::take_sized,
-    status,
+    PROTOCOL_VERSION, SocketKind, TOKEN_LEN, Token, WireError, put_len, request::take_sized, status,
 };
 
 /// The server's greeting reply: magic bytes then the protocol version.
@@ -15,7 +14,10 @@ pub fn greeting_reply(kind: SocketKind) -> [u8; 4] {
 }
 
 /// Decodes the server's greeting reply, checking magic and version.
-pub fn decode_greeting_reply(buf: &mut BytesMut, kind: SocketKind) -> Result<Option<()>, WireError> {
+pub fn decode_greeting_reply(
+    buf: &mut BytesMut,
+    kind: SocketKind,
+) -> Result<Option<()>, WireError> {
     let Some(head) = buf.get(..4) else {
         return Ok(None);
     };
