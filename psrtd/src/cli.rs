@@ -1,0 +1,1 @@
+//! psrt-cli commands (in progress).

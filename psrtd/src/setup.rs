@@ -1,0 +1,1 @@
+//! Config files to server spec (in progress).
