@@ -83,10 +83,6 @@ fn assert_closes_without_reply(frame: &[u8]) {
 #[test]
 fn publish_protocol_errors_close_without_a_reply() {
     // No 00 separator.
-    assert_closes_without_reply(&sized(0x01, b"x").into_iter().fold(vec![0x01, PRIO], |mut v, b| {
-        v.push(b);
-        v
-    })[..0]);
     let mut no_separator = vec![0x01, PRIO];
     no_separator.extend_from_slice(&le(3));
     no_separator.extend_from_slice(b"abc");
@@ -145,7 +141,8 @@ fn oversized_subscribe_and_unsubscribe_close_as_soon_as_the_length_arrives() {
         assert!(server.closed(c), "op {op:#04x}");
         server.assert_protocol_close(c);
         let (c, _) = server.anon();
-        assert_eq!(server.request(c, &sized(op, &[b'a'; 16]))[0] != ERR, op != 0x11 || true);
+        let reply = if op == 0x11 { NOT_REQUIRED } else { OK };
+        assert_eq!(server.request(c, &sized(op, &[b'a'; 16])), [reply]);
         assert!(!server.closed(c), "op {op:#04x} with exactly max_topic_length");
     }
 }
@@ -319,14 +316,13 @@ fn input_split_at_every_byte_boundary_gives_the_same_output() {
         unsubscribe(&["t/#"]),
         publish(b"t/c", b"gone"),
         publish(b"u", b""),
-        vec![0xFF],
     ]
     .concat();
     let whole = run_split(&[&script]);
     assert_eq!(whole.0, [OK; 7]);
     let data = [pushed("t/a", b"x"), pushed("t/b", &[9; 300]), pushed("u", b"")].concat();
     assert_eq!(whole.1, data);
-    assert!(whole.2, "BYE closes");
+    assert!(!whole.2);
     for at in 0..=script.len() {
         assert_eq!(run_split(&[&script[..at], &script[at..]]), whole, "split at {at}");
     }
