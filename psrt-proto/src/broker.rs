@@ -74,6 +74,21 @@ impl AuthConfig {
             keys: None,
         }
     }
+
+    /// Rights a live TCP session of `login` keeps under these rules: none
+    /// when they would no longer let it log in (anonymous access off, the
+    /// user gone from the password file or the ACL).
+    fn live_rights(&self, login: &str) -> Option<Arc<UserRights>> {
+        let may_log_in = if login.is_empty() {
+            self.allow_anonymous
+        } else {
+            self.passwords.as_ref().is_some_and(|p| p.hash(login).is_some())
+        };
+        if !may_log_in {
+            return None;
+        }
+        self.acl.rights(login)
+    }
 }
 
 /// Identifies a live session; stale ids (of ended sessions) are refused.
@@ -816,18 +831,17 @@ impl Broker {
         self.auth = auth;
         self.creds.clear();
         let deny_all = Arc::new(UserRights::none());
+        let auth = &self.auth;
+        let index = &mut self.index;
         for (slot, entry) in self.sessions.iter_mut().enumerate() {
             let Some(session) = entry else { continue };
             if session.origin.unix {
                 continue;
             }
-            session.rights = self
-                .auth
-                .acl
-                .rights(&session.login)
+            session.rights = auth
+                .live_rights(&session.login)
                 .unwrap_or_else(|| deny_all.clone());
             let rights = session.rights.clone();
-            let index = &mut self.index;
             session.filters.retain(|filter| {
                 let keep = rights.may_subscribe(filter);
                 if !keep {

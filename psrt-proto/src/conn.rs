@@ -189,6 +189,13 @@ impl Connection {
         &mut self.input
     }
 
+    /// Input bytes received and not yet processed (raw and decrypted):
+    /// drivers stop reading while this is above their bound, so a peer
+    /// cannot make us buffer without limit while a login check runs.
+    pub fn buffered(&self) -> usize {
+        self.input.len() + self.plain.len()
+    }
+
     /// Whether the connection is finished: flush the `TxBuf`, then close.
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed(_))
@@ -345,14 +352,21 @@ impl Connection {
         let Some(tls) = &mut self.tls else {
             return Ok(());
         };
-        tls.feed_ciphertext(&mut self.input)
-            .map_err(|e| CloseReason::Tls(e.to_string()))?;
-        tls.take_plaintext(&mut self.plain)
-            .map_err(|e| CloseReason::Tls(e.to_string()))?;
-        if tls.peer_closed() {
-            return Err(CloseReason::PeerClosed);
+        // rustls stops taking ciphertext while ~16 KiB of plaintext waits,
+        // so feed and drain in turns until the input is used up.
+        loop {
+            tls.feed_ciphertext(&mut self.input)
+                .map_err(|e| CloseReason::Tls(e.to_string()))?;
+            let taken = tls
+                .take_plaintext(&mut self.plain)
+                .map_err(|e| CloseReason::Tls(e.to_string()))?;
+            if tls.peer_closed() {
+                return Err(CloseReason::PeerClosed);
+            }
+            if self.input.is_empty() || taken == 0 {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 
     /// The buffer protocol frames are decoded from.
@@ -374,6 +388,9 @@ impl Connection {
                 let max = limits.max_login_size;
                 match request::decode_login(self.frames(), max) {
                     Ok(Some(login)) => {
+                        // A complete login is a complete operation: the
+                        // first request gets a full timeout.
+                        self.deadline = now + limits.timeout;
                         let decision =
                             broker.begin_login(&login.login, &login.password, self.origin());
                         self.apply_login(decision, broker);

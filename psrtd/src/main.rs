@@ -1,2 +1,217 @@
-//! psrtd: the PSRT broker daemon (in progress).
-fn main() {}
+//! psrtd: the PSRT broker daemon.
+//!
+//! Order of start-up: parse the command line, start logging, load and
+//! validate the config and every file it names ([`psrtd::setup`]), fork to
+//! the background when asked (before any runtime thread exists), then serve
+//! until SIGTERM/SIGINT. The pid file is written once every listener is
+//! bound and removed on exit.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+use psrtd::runtime::{self, BoundAddrs};
+use psrtd::setup::{self, Loaded};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+
+/// Command line of `psrtd`.
+#[derive(Debug, Parser)]
+#[command(name = "psrtd", version, about = "PSRT pub/sub broker")]
+struct Cli {
+    /// Config file [default: /etc/psrtd/config.yml, then
+    /// /usr/local/etc/psrtd/config.yml, else a built-in loopback-only config]
+    #[arg(short = 'C', long, visible_short_alias = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Debug logging (RUST_LOG, when set, takes precedence)
+    #[arg(short, long)]
+    verbose: bool,
+    /// Check the config and every file it names, print what would be
+    /// served, and exit; binds and writes nothing
+    #[arg(long)]
+    test_config: bool,
+    /// Run in the background; implies --log-syslog
+    #[arg(short, long)]
+    daemonize: bool,
+    /// Log to syslog (facility daemon) instead of stderr
+    #[arg(long)]
+    log_syslog: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let syslog = cli.log_syslog || cli.daemonize;
+    init_logging(cli.verbose, syslog);
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("psrtd: {message}");
+            if syslog {
+                tracing::error!("{message}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), String> {
+    let loaded = setup::load(cli.config.as_deref()).map_err(|err| err.to_string())?;
+    if cli.test_config {
+        print!("{}", loaded.summary());
+        return Ok(());
+    }
+    if cli.daemonize {
+        daemonize()?;
+    }
+    serve(loaded)
+}
+
+/// Forks to the background: the parent exits 0, the child continues in a
+/// new session with `/` as working directory (every config path is
+/// absolute by now) and standard streams on /dev/null. Runs before the
+/// runtime starts any thread, as fork requires.
+fn daemonize() -> Result<(), String> {
+    daemonize::Daemonize::new()
+        .start()
+        .map_err(|err| format!("cannot run in the background: {err}"))
+}
+
+fn serve(loaded: Loaded) -> Result<(), String> {
+    let pid_file = loaded.config.server.pid_file.clone();
+    let anonymous = loaded.spec.auth.allow_anonymous;
+    let tls = setup::tls_state(&loaded.spec.conn);
+    tracing::info!(
+        runtime = runtime::NAME,
+        version = env!("CARGO_PKG_VERSION"),
+        config = %loaded.source,
+        "psrtd starting"
+    );
+    let mut pid_written = false;
+    let served = runtime::serve(loaded.spec, |addrs| {
+        log_bound(addrs, tls, anonymous);
+        pid_written = pid_file.as_deref().is_some_and(write_pid_file);
+    });
+    if pid_written {
+        remove_pid_file(pid_file.as_deref());
+    }
+    served.map_err(|err| err.to_string())?;
+    tracing::info!("psrtd stopped");
+    Ok(())
+}
+
+fn log_bound(addrs: &BoundAddrs, tls: &str, anonymous: bool) {
+    for addr in &addrs.tcp {
+        tracing::info!(%addr, "listening on TCP");
+    }
+    for path in &addrs.unix {
+        tracing::info!(path = %path.display(), "listening on Unix socket");
+    }
+    for addr in &addrs.udp {
+        tracing::info!(%addr, "listening on UDP");
+    }
+    if let Some(addr) = addrs.stats {
+        tracing::info!(%addr, "stats HTTP on");
+    }
+    tracing::info!(tls, anonymous = setup::on_off(anonymous), "ready");
+}
+
+/// Writes this process's pid; a failure is logged and the server keeps
+/// running (its listeners are bound already). True when written.
+fn write_pid_file(path: &Path) -> bool {
+    match std::fs::write(path, format!("{}\n", std::process::id())) {
+        Ok(()) => true,
+        Err(err) => {
+            tracing::error!(path = %path.display(), %err, "cannot write the pid file");
+            false
+        }
+    }
+}
+
+fn remove_pid_file(path: Option<&Path>) {
+    let Some(path) = path else { return };
+    if let Err(err) = std::fs::remove_file(path) {
+        tracing::warn!(path = %path.display(), %err, "cannot remove the pid file");
+    }
+}
+
+/// Logs to stderr, or to syslog when asked (or when no syslog connection
+/// can be opened, to stderr after all). RUST_LOG, when set, picks the
+/// levels; otherwise `info`, or `debug` with `-v`.
+fn init_logging(verbose: bool, syslog: bool) {
+    let level = if verbose {
+        LevelFilter::DEBUG
+    } else {
+        LevelFilter::INFO
+    };
+    let filter = EnvFilter::builder()
+        .with_default_directive(level.into())
+        .from_env_lossy();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let syslog = syslog.then(open_syslog).flatten();
+    let installed = match syslog {
+        Some(writer) => builder
+            .with_writer(writer)
+            .with_ansi(false)
+            .without_time()
+            .with_target(false)
+            .try_init(),
+        None => builder.with_writer(std::io::stderr).try_init(),
+    };
+    if let Err(err) = installed {
+        eprintln!("psrtd: cannot start logging: {err}");
+    }
+}
+
+fn open_syslog() -> Option<syslog_tracing::Syslog> {
+    syslog_tracing::Syslog::new(
+        c"psrtd",
+        syslog_tracing::Options::LOG_PID,
+        syslog_tracing::Facility::Daemon,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn config_flag_has_three_spellings() {
+        for flag in ["-C", "-c", "--config"] {
+            let cli = Cli::try_parse_from(["psrtd", flag, "x.yml"]).expect("parses");
+            assert_eq!(cli.config.as_deref(), Some(Path::new("x.yml")));
+        }
+    }
+
+    #[test]
+    fn flags_parse() {
+        let cli = Cli::try_parse_from(["psrtd", "-v", "-d", "--test-config", "--log-syslog"])
+            .expect("parses");
+        assert!(cli.verbose && cli.daemonize && cli.test_config && cli.log_syslog);
+        assert_eq!(cli.config, None);
+    }
+
+    #[test]
+    fn unknown_flag_is_refused() {
+        assert!(Cli::try_parse_from(["psrtd", "--bogus"]).is_err());
+    }
+
+    #[test]
+    fn pid_file_round_trip() {
+        let dir = std::env::temp_dir().join(format!("psrtd-pid-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("psrtd.pid");
+        assert!(write_pid_file(&path));
+        let text = std::fs::read_to_string(&path).expect("pid file");
+        assert_eq!(text.trim(), std::process::id().to_string());
+        remove_pid_file(Some(&path));
+        assert!(!path.exists());
+        assert!(!write_pid_file(&dir.join("missing").join("psrtd.pid")));
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::{Broker, PasswordCheck};
 use crate::topic;
-use crate::udp::{self, DatagramAuth};
+use crate::udp::{self, DatagramAuth, UdpError};
 use crate::wire::status;
 
 /// What to do with a datagram.
@@ -83,8 +83,8 @@ impl Broker {
         body: &[u8],
         now: Instant,
     ) -> UdpOutcome {
-        if udp::parse_publish(body).is_err() {
-            return UdpOutcome::Silent;
+        if let Err(err) = udp::parse_publish(body) {
+            return broken_body(err);
         }
         if login.is_empty() {
             let allowed = password.is_empty()
@@ -122,8 +122,9 @@ impl Broker {
     }
 
     fn publish_datagram(&mut self, body: &[u8], allowed: bool, now: Instant) -> UdpOutcome {
-        let Ok(publish) = udp::parse_publish(body) else {
-            return UdpOutcome::Silent;
+        let publish = match udp::parse_publish(body) {
+            Ok(publish) => publish,
+            Err(err) => return broken_body(err),
         };
         let code = if !allowed {
             status::ERR_ACCESS
@@ -142,5 +143,15 @@ impl Broker {
         } else {
             UdpOutcome::Silent
         }
+    }
+}
+
+/// The answer to a body that does not parse: ERR when its OP byte was read
+/// and asked for an ack, nothing otherwise.
+fn broken_body(err: UdpError) -> UdpOutcome {
+    if err.ack_wanted() {
+        UdpOutcome::Reply(udp::encode_ack(status::ERR))
+    } else {
+        UdpOutcome::Silent
     }
 }

@@ -83,7 +83,7 @@ where
             && !conn.is_closed()
             && drain_deadline.is_none()
             && tx.len() < MAX_PENDING_WRITE
-            && conn.read_buf().len() < max_input;
+            && conn.buffered() < max_input;
         if can_read {
             conn.read_buf().reserve(READ_CHUNK);
         }

@@ -1,1 +1,0 @@
-//! Async client (in progress).
