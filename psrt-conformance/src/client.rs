@@ -55,7 +55,9 @@ impl Conn {
     /// Connects over TCP with [`IO_TIMEOUT`] on reads and writes.
     pub fn tcp(addr: SocketAddr) -> Conn {
         let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("TCP connect");
-        stream.set_write_timeout(Some(IO_TIMEOUT)).expect("write timeout");
+        stream
+            .set_write_timeout(Some(IO_TIMEOUT))
+            .expect("write timeout");
         stream.set_nodelay(true).expect("nodelay");
         Conn::new(Box::new(stream))
     }
@@ -63,7 +65,9 @@ impl Conn {
     /// Connects to a Unix-socket listener.
     pub fn unix(path: &Path) -> Conn {
         let stream = UnixStream::connect(path).expect("Unix connect");
-        stream.set_write_timeout(Some(IO_TIMEOUT)).expect("write timeout");
+        stream
+            .set_write_timeout(Some(IO_TIMEOUT))
+            .expect("write timeout");
         Conn::new(Box::new(stream))
     }
 
@@ -93,6 +97,17 @@ impl Conn {
             .read_exact(&mut buf)
             .unwrap_or_else(|e| panic!("expected {n} bytes: {e}"));
         buf
+    }
+
+    /// Reads exactly `n` bytes; `None` when the server closed the socket
+    /// first. A timeout still panics.
+    pub fn recv_or_closed(&mut self, n: usize) -> Option<Vec<u8>> {
+        let mut buf = vec![0; n];
+        match self.io.read_exact(&mut buf) {
+            Ok(()) => Some(buf),
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof || is_reset(&e) => None,
+            Err(e) => panic!("expected {n} bytes: {e}"),
+        }
     }
 
     /// Reads one status byte.
@@ -199,7 +214,14 @@ impl Session {
 
     /// Greets and logs in on an open control socket; panics if refused.
     pub fn login_on(mut control: Conn, login: &str, password: &str) -> Session {
-        control.greet(CONTROL);
+        control.send_greeting(CONTROL);
+        Session::finish_login(control, login, password)
+    }
+
+    /// Reads the greeting answer and logs in, on a socket whose greeting
+    /// was already sent (a TLS stream); panics if refused.
+    pub fn finish_login(mut control: Conn, login: &str, password: &str) -> Session {
+        control.expect(&[0xEE, CONTROL, 0x01, 0x00], "greeting answer");
         control.send(&login_frame(login, password));
         let token = control.recv(32);
         Session { control, token }
@@ -234,16 +256,32 @@ impl Session {
     /// Opens this session's data socket with beacon timeout `timeout_s`;
     /// panics unless the server answers OK.
     pub fn open_data(&self, addr: SocketAddr, timeout_s: u8) -> DataConn {
-        let (conn, reply) = data_connect(addr, &self.token, timeout_s);
+        let mut conn = Conn::tcp(addr);
+        conn.send_greeting(DATA);
+        self.open_data_on(conn, timeout_s)
+    }
+
+    /// Finishes opening this session's data socket on `conn`, whose
+    /// greeting was already sent; panics unless the server answers OK.
+    pub fn open_data_on(&self, conn: Conn, timeout_s: u8) -> DataConn {
+        let (conn, reply) = present_token(conn, &self.token, timeout_s);
         assert_eq!(reply, OK, "data socket login");
         DataConn { conn }
     }
 }
 
-/// Opens a data socket presenting `token`; returns it with the reply byte.
+/// Opens a data socket over TCP presenting `token`; returns it with the
+/// reply byte.
 pub fn data_connect(addr: SocketAddr, token: &[u8], timeout_s: u8) -> (Conn, u8) {
     let mut conn = Conn::tcp(addr);
-    conn.greet(DATA);
+    conn.send_greeting(DATA);
+    present_token(conn, token, timeout_s)
+}
+
+/// Reads the data greeting answer, sends `token TIMEOUT` and reads the
+/// reply byte.
+fn present_token(mut conn: Conn, token: &[u8], timeout_s: u8) -> (Conn, u8) {
+    conn.expect(&[0xEE, DATA, 0x01, 0x00], "data greeting answer");
     conn.send(&[token, &[timeout_s]].concat());
     let reply = conn.status();
     (conn, reply)
@@ -268,32 +306,45 @@ pub struct DataConn {
 
 impl DataConn {
     /// Reads the next pushed message, skipping NOP beacons.
-    pub fn next(&mut self) -> Pushed {
+    pub fn recv(&mut self) -> Pushed {
+        self.try_next()
+            .expect("data socket closed, expected a message")
+    }
+
+    /// Reads the next pushed message, skipping NOP beacons; `None` when
+    /// the server closed the socket first. A timeout still panics.
+    pub fn try_next(&mut self) -> Option<Pushed> {
         loop {
-            match self.conn.status() {
-                0x00 => continue,
-                0x01 => break,
-                other => panic!("data socket: unexpected frame byte {other:#04x}"),
+            let mut byte = [0u8; 1];
+            match self.conn.io.read(&mut byte) {
+                Ok(0) => return None,
+                Ok(_) if byte[0] == 0x00 => continue,
+                Ok(_) if byte[0] == 0x01 => break,
+                Ok(_) => panic!("data socket: unexpected frame byte {:#04x}", byte[0]),
+                Err(e) if is_reset(&e) => return None,
+                Err(e) => panic!("data socket: expected a message: {e}"),
             }
         }
-        let head = self.conn.recv(5);
+        let head = self.conn.recv_or_closed(5)?;
         let prio = head[0];
         let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]);
-        let body = self.conn.recv(usize::try_from(len).expect("len fits usize"));
+        let body = self
+            .conn
+            .recv_or_closed(usize::try_from(len).expect("len fits usize"))?;
         let split = body
             .iter()
             .position(|&b| b == 0)
             .expect("pushed frame has a 00 separator");
-        Pushed {
+        Some(Pushed {
             prio,
             topic: body[..split].to_vec(),
             payload: body[split + 1..].to_vec(),
-        }
+        })
     }
 
     /// Asserts the next message has `topic` and `payload`.
     pub fn expect(&mut self, topic: &str, payload: &[u8]) {
-        let got = self.next();
+        let got = self.recv();
         assert_eq!(
             (got.topic.as_slice(), got.payload.as_slice()),
             (topic.as_bytes(), payload),

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use rand_core::RngCore;
 
 use crate::Limits;
@@ -82,7 +82,9 @@ impl AuthConfig {
         let may_log_in = if login.is_empty() {
             self.allow_anonymous
         } else {
-            self.passwords.as_ref().is_some_and(|p| p.hash(login).is_some())
+            self.passwords
+                .as_ref()
+                .is_some_and(|p| p.hash(login).is_some())
         };
         if !may_log_in {
             return None;
@@ -223,7 +225,14 @@ pub struct Message {
 impl Message {
     fn new(prio: u8, topic: &str, payload: Bytes, published: Instant) -> Self {
         let payload_len = payload.len();
-        let mut head = push::message_head(prio, topic, payload_len);
+        let inline = if payload_len <= INLINE_PAYLOAD {
+            payload_len
+        } else {
+            0
+        };
+        // Sized for an inlined payload too, so building it never reallocates.
+        let mut head = BytesMut::with_capacity(7 + topic.len() + inline);
+        push::put_message_head(&mut head, prio, topic, payload_len);
         let payload = if payload_len <= INLINE_PAYLOAD {
             head.extend_from_slice(&payload);
             Bytes::new()

@@ -41,6 +41,8 @@ pub mod topk;
 pub mod txbuf;
 pub mod udp;
 pub mod wire;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz_checks;
 
 pub use bytes::{Bytes, BytesMut};
 pub use limits::Limits;

@@ -27,7 +27,10 @@ fn publish_is_delivered_with_its_priority_and_exact_payload() {
     let (_, d) = server.subscriber(&["t/#"]);
     let (p, _) = server.anon();
     let payload = [0x00, 0xFF, 0x01, 0x00, b'x'];
-    assert_eq!(server.request(p, &publish_prio(0x05, b"t/bin", &payload)), [OK]);
+    assert_eq!(
+        server.request(p, &publish_prio(0x05, b"t/bin", &payload)),
+        [OK]
+    );
     assert_eq!(server.request(p, &publish(b"t/empty", b"")), [OK]);
     let expected = [pushed_prio(0x05, "t/bin", &payload), pushed("t/empty", b"")].concat();
     assert_eq!(server.recv(d), expected);
@@ -51,7 +54,11 @@ fn publish_denied_by_the_acl_is_err_access_and_the_connection_stays() {
     assert_eq!(server.request(p, &publish(b"secret/x", b"v")), [ERR_ACCESS]);
     assert!(!server.closed(p));
     assert_eq!(server.request(p, &publish(b"ok/x", b"v")), [OK]);
-    assert_eq!(server.recv(d), pushed("ok/x", b"v"), "the denied message went nowhere");
+    assert_eq!(
+        server.recv(d),
+        pushed("ok/x", b"v"),
+        "the denied message went nowhere"
+    );
 }
 
 #[test]
@@ -74,8 +81,15 @@ fn assert_closes_without_reply(frame: &[u8]) {
     let mut server = Server::open();
     let (c, _) = server.anon();
     let out = server.request(c, &[&[0x00][..], frame, &[0x00]].concat());
-    assert_eq!(out, [OK], "frame {frame:02X?}: only the NOP before it is answered");
-    assert!(server.closed(c), "frame {frame:02X?} must close the connection");
+    assert_eq!(
+        out,
+        [OK],
+        "frame {frame:02X?}: only the NOP before it is answered"
+    );
+    assert!(
+        server.closed(c),
+        "frame {frame:02X?} must close the connection"
+    );
     server.assert_protocol_close(c);
     server.assert_baseline();
 }
@@ -123,7 +137,11 @@ fn oversized_publish_closes_as_soon_as_the_length_arrives() {
     let (c, _) = server.anon();
     let frame = publish(b"t", &[7; 62]);
     assert_eq!(frame.len(), 6 + 64);
-    assert_eq!(server.request(c, &frame), [OK], "exactly max_pub_size is fine");
+    assert_eq!(
+        server.request(c, &frame),
+        [OK],
+        "exactly max_pub_size is fine"
+    );
 }
 
 #[test]
@@ -143,7 +161,10 @@ fn oversized_subscribe_and_unsubscribe_close_as_soon_as_the_length_arrives() {
         let (c, _) = server.anon();
         let reply = if op == 0x11 { NOT_REQUIRED } else { OK };
         assert_eq!(server.request(c, &sized(op, &[b'a'; 16])), [reply]);
-        assert!(!server.closed(c), "op {op:#04x} with exactly max_topic_length");
+        assert!(
+            !server.closed(c),
+            "op {op:#04x} with exactly max_topic_length"
+        );
     }
 }
 
@@ -155,10 +176,17 @@ fn subscribe_bulk_skips_empty_pieces() {
     assert_eq!(server.request(c, &sized(0x02, b"\0a\0\0b\0")), [OK]);
     assert_eq!(server.node.broker().subscription_count(), 2);
     assert_eq!(server.node.broker().counters().c_sub_ops, 2);
-    assert_eq!(server.request(c, &sized(0x02, b"")), [OK], "nothing to do is fine");
+    assert_eq!(
+        server.request(c, &sized(0x02, b"")),
+        [OK],
+        "nothing to do is fine"
+    );
     assert_eq!(server.request(c, &publish(b"a", b"1")), [OK]);
     assert_eq!(server.request(c, &publish(b"b", b"2")), [OK]);
-    assert_eq!(server.recv(d), [pushed("a", b"1"), pushed("b", b"2")].concat());
+    assert_eq!(
+        server.recv(d),
+        [pushed("a", b"1"), pushed("b", b"2")].concat()
+    );
     assert_eq!(server.request(c, &sized(0x03, b"\0\0a\0b")), [OK]);
     assert_eq!(server.node.broker().subscription_count(), 0);
 }
@@ -169,12 +197,18 @@ fn subscribe_stops_at_the_first_failure_and_keeps_earlier_filters() {
     let mut server = Server::new(Limits::default(), auth);
     let (c, token) = server.anon();
     let d = server.data(token);
-    assert_eq!(server.request(c, &subscribe(&["a/x", "b", "c"])), [ERR_ACCESS]);
+    assert_eq!(
+        server.request(c, &subscribe(&["a/x", "b", "c"])),
+        [ERR_ACCESS]
+    );
     assert_eq!(server.request(c, &subscribe(&["a/y", "a/#/b", "c"])), [ERR]);
     for topic in ["a/x", "a/y", "b", "c"] {
         assert_eq!(server.request(c, &publish(topic.as_bytes(), b"")), [OK]);
     }
-    assert_eq!(server.recv(d), [pushed("a/x", b""), pushed("a/y", b"")].concat());
+    assert_eq!(
+        server.recv(d),
+        [pushed("a/x", b""), pushed("a/y", b"")].concat()
+    );
     assert_eq!(server.node.broker().subscription_count(), 2);
     assert_eq!(server.node.broker().counters().c_sub_ops, 2);
 }
@@ -202,7 +236,10 @@ fn subscriptions_are_a_set() {
     assert_eq!(server.request(c, &unsubscribe(&["s"])), [OK]);
     assert_eq!(server.node.broker().subscription_count(), 0);
     assert_eq!(server.request(c, &publish(b"s", b"")), [OK]);
-    assert!(server.recv(d).is_empty(), "unsubscribed after one UNSUBSCRIBE");
+    assert!(
+        server.recv(d).is_empty(),
+        "unsubscribed after one UNSUBSCRIBE"
+    );
     assert_eq!(server.request(c, &unsubscribe(&["never/had", "#"])), [OK]);
 }
 
@@ -234,7 +271,10 @@ fn plus_matches_an_empty_level() {
 #[test]
 fn hash_needs_at_least_one_level_below() {
     let got = deliveries(&["a/#"], &["a", "a/", "a/b", "a/b/c", "ab"]);
-    assert_eq!(got, [pushed("a/", b""), pushed("a/b", b""), pushed("a/b/c", b"")].concat());
+    assert_eq!(
+        got,
+        [pushed("a/", b""), pushed("a/b", b""), pushed("a/b/c", b"")].concat()
+    );
 }
 
 #[test]
@@ -287,7 +327,10 @@ fn pipelined_requests_are_answered_in_order() {
         vec![0x00],
     ]
     .concat();
-    assert_eq!(server.request(c, &script), [OK, OK, ERR_ACCESS, ERR, OK, OK, OK, OK]);
+    assert_eq!(
+        server.request(c, &script),
+        [OK, OK, ERR_ACCESS, ERR, OK, OK, OK, OK]
+    );
     assert_eq!(server.recv(d), pushed("a", b"1"));
 }
 
@@ -320,11 +363,20 @@ fn input_split_at_every_byte_boundary_gives_the_same_output() {
     .concat();
     let whole = run_split(&[&script]);
     assert_eq!(whole.0, [OK; 7]);
-    let data = [pushed("t/a", b"x"), pushed("t/b", &[9; 300]), pushed("u", b"")].concat();
+    let data = [
+        pushed("t/a", b"x"),
+        pushed("t/b", &[9; 300]),
+        pushed("u", b""),
+    ]
+    .concat();
     assert_eq!(whole.1, data);
     assert!(!whole.2);
     for at in 0..=script.len() {
-        assert_eq!(run_split(&[&script[..at], &script[at..]]), whole, "split at {at}");
+        assert_eq!(
+            run_split(&[&script[..at], &script[at..]]),
+            whole,
+            "split at {at}"
+        );
     }
     let bytes: Vec<&[u8]> = script.chunks(1).collect();
     assert_eq!(run_split(&bytes), whole, "one byte at a time");
@@ -388,15 +440,31 @@ fn everything_is_released_when_all_clients_leave() {
     }
     server.assert_baseline();
     let (_, out) = server.try_data(sockets[0].2, 5);
-    assert_eq!(out, [&DATA_REPLY[..], &[ERR]].concat(), "old tokens are dead");
+    assert_eq!(
+        out,
+        [&DATA_REPLY[..], &[ERR]].concat(),
+        "old tokens are dead"
+    );
 }
 
 /// A control connection driven by hand against `broker`; returns it with
 /// its token.
-fn logged_in(broker: &mut Broker, config: &Arc<ConnConfig>, now: std::time::Instant) -> (Connection, [u8; 32]) {
+fn logged_in(
+    broker: &mut Broker,
+    config: &Arc<ConnConfig>,
+    now: std::time::Instant,
+) -> (Connection, [u8; 32]) {
     let timeout = broker.limits().timeout;
-    let mut conn = Connection::new(config.clone(), Transport::Tcp, "p".into(), Waker::noop().clone(), timeout, now);
-    conn.read_buf().extend_from_slice(&[&CONTROL_GREETING[..], &login_frame(b"", b"")].concat());
+    let mut conn = Connection::new(
+        config.clone(),
+        Transport::Tcp,
+        "p".into(),
+        Waker::noop().clone(),
+        timeout,
+        now,
+    );
+    conn.read_buf()
+        .extend_from_slice(&[&CONTROL_GREETING[..], &login_frame(b"", b"")].concat());
     conn.handle_input(broker, now);
     let mut tx = TxBuf::new();
     conn.poll_transmit(broker, now, &mut tx);
@@ -416,10 +484,19 @@ fn a_large_payload_is_pushed_to_every_subscriber_from_one_shared_allocation() {
     let mut controls = Vec::new();
     for _ in 0..3 {
         let (mut control, token) = logged_in(&mut broker, &config, now);
-        control.read_buf().extend_from_slice(&subscribe(&["big", "small"]));
+        control
+            .read_buf()
+            .extend_from_slice(&subscribe(&["big", "small"]));
         control.handle_input(&mut broker, now);
         let timeout = broker.limits().timeout;
-        let mut data = Connection::new(config.clone(), Transport::Tcp, "d".into(), Waker::noop().clone(), timeout, now);
+        let mut data = Connection::new(
+            config.clone(),
+            Transport::Tcp,
+            "d".into(),
+            Waker::noop().clone(),
+            timeout,
+            now,
+        );
         let mut hello = DATA_GREETING.to_vec();
         hello.extend_from_slice(&token);
         hello.push(5);
@@ -433,7 +510,9 @@ fn a_large_payload_is_pushed_to_every_subscriber_from_one_shared_allocation() {
     }
     let (mut publisher, _) = logged_in(&mut broker, &config, now);
     let payload = [0xAB; 300];
-    publisher.read_buf().extend_from_slice(&publish(b"big", &payload));
+    publisher
+        .read_buf()
+        .extend_from_slice(&publish(b"big", &payload));
     // Where the payload sits in the publisher's read buffer.
     let payload_at = publisher.read_buf().as_ptr() as usize + 6 + b"big\0".len();
     publisher.handle_input(&mut broker, now);
@@ -449,10 +528,15 @@ fn a_large_payload_is_pushed_to_every_subscriber_from_one_shared_allocation() {
         assert_eq!(slices[1].len(), 300);
         pointers.push(slices[1].as_ptr() as usize);
     }
-    assert!(pointers.iter().all(|&p| p == payload_at), "one allocation, no copy: {pointers:x?} vs {payload_at:x}");
+    assert!(
+        pointers.iter().all(|&p| p == payload_at),
+        "one allocation, no copy: {pointers:x?} vs {payload_at:x}"
+    );
 
     // A small payload is copied next to its head: one chunk per message.
-    publisher.read_buf().extend_from_slice(&publish(b"small", b"tiny"));
+    publisher
+        .read_buf()
+        .extend_from_slice(&publish(b"small", b"tiny"));
     publisher.handle_input(&mut broker, now);
     for data in &mut data_conns {
         let mut tx = TxBuf::new();

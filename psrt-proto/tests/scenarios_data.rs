@@ -31,7 +31,11 @@ fn a_second_data_socket_for_a_session_is_err_and_close() {
     assert!(!server.closed(first));
     assert_eq!(server.request(c, &subscribe(&["t"])), [OK]);
     assert_eq!(server.request(c, &publish(b"t", b"v")), [OK]);
-    assert_eq!(server.recv(first), pushed("t", b"v"), "the first one still works");
+    assert_eq!(
+        server.recv(first),
+        pushed("t", b"v"),
+        "the first one still works"
+    );
 }
 
 #[test]
@@ -80,7 +84,9 @@ fn beacons_every_half_of_the_client_timeout_when_idle() {
         }
         beacons.push(server.recv(d));
     }
-    let expected: Vec<Vec<u8>> = (1..=16).map(|step| if step % 4 == 0 { vec![0x00] } else { vec![] }).collect();
+    let expected: Vec<Vec<u8>> = (1..=16)
+        .map(|step| if step % 4 == 0 { vec![0x00] } else { vec![] })
+        .collect();
     assert_eq!(beacons, expected, "one NOP at 2 s, 4 s, 6 s, 8 s");
 }
 
@@ -94,7 +100,10 @@ fn a_message_postpones_the_next_beacon() {
     assert_eq!(server.request(c, &publish(b"t", b"")), [OK]);
     assert_eq!(server.recv(d), pushed("t", b""));
     server.at(ms(3000));
-    assert!(server.recv(d).is_empty(), "2 s not yet passed since the message");
+    assert!(
+        server.recv(d).is_empty(),
+        "2 s not yet passed since the message"
+    );
     server.at(ms(3500));
     assert_eq!(server.recv(d), [0x00]);
 }
@@ -123,7 +132,10 @@ fn the_data_socket_closes_when_its_control_session_ends() {
             1 => server.node.disconnect(c),
             _ => server.at(Duration::from_secs(5)),
         }
-        assert!(server.node.was_woken(d), "ending {ending}: the data socket is woken");
+        assert!(
+            server.node.was_woken(d),
+            "ending {ending}: the data socket is woken"
+        );
         assert!(server.recv(d).is_empty());
         assert!(server.closed(d), "ending {ending}");
         assert_eq!(server.reason(d), Some(CloseReason::SessionGone));
@@ -170,7 +182,11 @@ fn a_slow_consumer_is_dropped_and_others_get_every_message_in_order() {
     let (p, _) = server.anon();
     let mut received = Vec::new();
     for i in 0..20u8 {
-        assert_eq!(server.request(p, &publish(b"t", &[i])), [OK], "the publisher is never delayed");
+        assert_eq!(
+            server.request(p, &publish(b"t", &[i])),
+            [OK],
+            "the publisher is never delayed"
+        );
         received.extend(server.recv(fast));
         if i < 4 {
             assert!(!server.closed(slow));

@@ -15,7 +15,10 @@ _: {sub: ['#'], pub: ['#']}
 ";
 
 fn server() -> Server {
-    Server::new(Limits::default(), auth(BEFORE, &[("alice", "a"), ("bob", "b")], true))
+    Server::new(
+        Limits::default(),
+        auth(BEFORE, &[("alice", "a"), ("bob", "b")], true),
+    )
 }
 
 #[test]
@@ -29,13 +32,26 @@ fn a_removed_user_can_no_longer_publish_or_subscribe_and_stops_receiving() {
     assert_eq!(server.node.broker().subscription_count(), 3);
 
     let after = "bob: {sub: ['#'], pub: ['#']}\n_: {sub: ['#'], pub: ['#']}\n";
-    server.node.broker_mut().reload(auth(after, &[("bob", "b")], true));
+    server
+        .node
+        .broker_mut()
+        .reload(auth(after, &[("bob", "b")], true));
 
-    assert_eq!(server.node.broker().subscription_count(), 1, "alice's filters are gone");
+    assert_eq!(
+        server.node.broker().subscription_count(),
+        1,
+        "alice's filters are gone"
+    );
     assert_eq!(server.request(bob, &publish(b"news/1", b"n")), [OK]);
-    assert!(server.recv(alice_data).is_empty(), "no delivery on a forbidden subscription");
+    assert!(
+        server.recv(alice_data).is_empty(),
+        "no delivery on a forbidden subscription"
+    );
     assert_eq!(server.recv(bob_data), pushed("news/1", b"n"));
-    assert_eq!(server.request(alice, &publish(b"news/2", b"")), [ERR_ACCESS]);
+    assert_eq!(
+        server.request(alice, &publish(b"news/2", b"")),
+        [ERR_ACCESS]
+    );
     assert_eq!(server.request(alice, &subscribe(&["news/#"])), [ERR_ACCESS]);
     let (c, out) = server.try_login(b"alice", b"a");
     assert_eq!(out, CONTROL_REPLY, "alice cannot log in again");
@@ -47,15 +63,24 @@ fn narrowed_rights_drop_only_the_subscriptions_no_longer_allowed() {
     let mut server = server();
     let (alice, token) = server.login("alice", "a");
     let d = server.data(token);
-    assert_eq!(server.request(alice, &subscribe(&["a/#", "a/b", "c"])), [OK]);
+    assert_eq!(
+        server.request(alice, &subscribe(&["a/#", "a/b", "c"])),
+        [OK]
+    );
     let after = "alice: {sub: ['a/b', 'c'], pub: ['a/b']}\n_: {sub: ['#'], pub: ['#']}\n";
-    server.node.broker_mut().reload(auth(after, &[("alice", "a")], true));
+    server
+        .node
+        .broker_mut()
+        .reload(auth(after, &[("alice", "a")], true));
     assert_eq!(server.node.broker().subscription_count(), 2);
     let (p, _) = server.anon();
     for topic in ["a/x", "a/b", "c"] {
         assert_eq!(server.request(p, &publish(topic.as_bytes(), b"")), [OK]);
     }
-    assert_eq!(server.recv(d), [pushed("a/b", b""), pushed("c", b"")].concat());
+    assert_eq!(
+        server.recv(d),
+        [pushed("a/b", b""), pushed("c", b"")].concat()
+    );
     assert_eq!(server.request(alice, &publish(b"a/b", b"")), [OK]);
     assert_eq!(server.request(alice, &publish(b"c", b"")), [ERR_ACCESS]);
 }
@@ -67,9 +92,16 @@ fn a_changed_password_invalidates_the_cached_one() {
     let (_, out) = server.try_login(b"alice", b"a");
     assert_eq!(out, CONTROL_REPLY);
     assert_eq!(server.node.run_checks(server.now), 1);
-    server.node.broker_mut().reload(auth(BEFORE, &[("alice", "new"), ("bob", "b")], true));
+    server
+        .node
+        .broker_mut()
+        .reload(auth(BEFORE, &[("alice", "new"), ("bob", "b")], true));
     let (c, _) = server.try_login(b"alice", b"a");
-    assert_eq!(server.node.run_checks(server.now), 1, "checked again, not taken from the cache");
+    assert_eq!(
+        server.node.run_checks(server.now),
+        1,
+        "checked again, not taken from the cache"
+    );
     assert!(server.closed(c));
     let (c, _) = server.try_login(b"alice", b"new");
     assert_eq!(server.node.run_checks(server.now), 1);
@@ -93,7 +125,10 @@ fn turning_anonymous_access_off_takes_rights_from_anonymous_sessions() {
     let (c, token) = server.anon();
     let d = server.data(token);
     assert_eq!(server.request(c, &subscribe(&["t"])), [OK]);
-    server.node.broker_mut().reload(auth(BEFORE, &[("alice", "a"), ("bob", "b")], false));
+    server
+        .node
+        .broker_mut()
+        .reload(auth(BEFORE, &[("alice", "a"), ("bob", "b")], false));
     assert_eq!(server.node.broker().subscription_count(), 0);
     assert_eq!(server.request(c, &publish(b"t", b"")), [ERR_ACCESS]);
     assert!(server.recv(d).is_empty());
@@ -104,9 +139,15 @@ fn a_login_in_progress_during_a_reload_is_decided_by_the_new_rules() {
     let mut server = server();
     server.node.set_manual_checks(true);
     let (c, _) = server.try_login(b"alice", b"a");
-    server.node.broker_mut().reload(auth("bob: {}\n", &[("alice", "a"), ("bob", "b")], true));
+    server
+        .node
+        .broker_mut()
+        .reload(auth("bob: {}\n", &[("alice", "a"), ("bob", "b")], true));
     assert_eq!(server.node.run_checks(server.now), 1);
-    assert!(server.closed(c), "alice lost her ACL entry while bcrypt ran");
+    assert!(
+        server.closed(c),
+        "alice lost her ACL entry while bcrypt ran"
+    );
 }
 
 #[test]
@@ -114,7 +155,10 @@ fn a_user_removed_from_the_password_file_only_also_loses_their_rights() {
     let mut server = server();
     let (alice, _) = server.login("alice", "a");
     assert_eq!(server.request(alice, &subscribe(&["t"])), [OK]);
-    server.node.broker_mut().reload(auth(BEFORE, &[("bob", "b")], true));
+    server
+        .node
+        .broker_mut()
+        .reload(auth(BEFORE, &[("bob", "b")], true));
     assert_eq!(server.node.broker().subscription_count(), 0);
     assert_eq!(server.request(alice, &publish(b"t", b"")), [ERR_ACCESS]);
 }

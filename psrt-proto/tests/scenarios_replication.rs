@@ -12,7 +12,10 @@ _: {sub: ['#'], pub: ['#']}
 ";
 
 fn server() -> Server {
-    Server::new(Limits::default(), auth(ACL, &[("peer", "pw"), ("plain", "pw")], true))
+    Server::new(
+        Limits::default(),
+        auth(ACL, &[("peer", "pw"), ("plain", "pw")], true),
+    )
 }
 
 /// `PRIO TIMESTAMP LEN payload`.
@@ -29,7 +32,11 @@ fn a_non_replicator_gets_err_access_and_stays_connected() {
     let mut server = server();
     let (c, _) = server.login("plain", "pw");
     assert_eq!(server.request(c, &sized(0x11, b"t")), [ERR_ACCESS]);
-    assert_eq!(server.request(c, &[0x00]), [OK], "the next byte is an op again");
+    assert_eq!(
+        server.request(c, &[0x00]),
+        [OK],
+        "the next byte is an op again"
+    );
 }
 
 #[test]
@@ -38,7 +45,11 @@ fn not_required_when_no_local_subscriber_matches() {
     server.subscriber(&["other/#"]);
     let (peer, _) = server.login("peer", "pw");
     assert_eq!(server.request(peer, &sized(0x11, b"t/x")), [NOT_REQUIRED]);
-    assert_eq!(server.request(peer, &[0x00]), [OK], "no payload is expected after E0");
+    assert_eq!(
+        server.request(peer, &[0x00]),
+        [OK],
+        "no payload is expected after E0"
+    );
 }
 
 #[test]
@@ -47,7 +58,10 @@ fn ok_waiting_then_payload_then_ok_and_local_delivery() {
     let (_, d) = server.subscriber(&["t/+"]);
     let (peer, _) = server.login("peer", "pw");
     assert_eq!(server.request(peer, &sized(0x11, b"//t//x")), [OK_WAITING]);
-    assert_eq!(server.request(peer, &repl_payload(0x03, b"hello\0world")), [OK]);
+    assert_eq!(
+        server.request(peer, &repl_payload(0x03, b"hello\0world")),
+        [OK]
+    );
     assert_eq!(server.recv(d), pushed_prio(0x03, "t/x", b"hello\0world"));
     assert_eq!(server.node.broker().counters().c_pub_messages, 1);
     assert_eq!(server.request(peer, &[0x00]), [OK]);

@@ -42,7 +42,10 @@ fn http(broker: &mut Broker, request: &str) -> (String, bool) {
 }
 
 fn body(response: &str) -> &str {
-    response.split_once("\r\n\r\n").map(|(_, body)| body).expect("a head and a body")
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body)
+        .expect("a head and a body")
 }
 
 fn basic(login: &str, password: &str) -> String {
@@ -63,7 +66,10 @@ fn counters_follow_publishes_subscriptions_and_deliveries() {
     assert_eq!(counters.c_sub_ops, 3);
     assert_eq!(counters.c_pub_messages, 3);
     assert_eq!(counters.c_pub_bytes, 8);
-    assert_eq!(counters.c_sent_messages, 0, "nothing sent before the socket is written");
+    assert_eq!(
+        counters.c_sent_messages, 0,
+        "nothing sent before the socket is written"
+    );
 
     server.at(Duration::from_micros(1500));
     server.recv(d);
@@ -82,12 +88,18 @@ fn counters_follow_publishes_subscriptions_and_deliveries() {
 
 #[test]
 fn status_json_has_upstreams_fields() {
-    let mut server = Server::new(Limits::default(), auth("_: {sub: ['#'], pub: ['#'], admin: true}\n", &[], true));
+    let mut server = Server::new(
+        Limits::default(),
+        auth("_: {sub: ['#'], pub: ['#'], admin: true}\n", &[], true),
+    );
     let (c, _) = server.anon();
     assert_eq!(server.request(c, &subscribe(&["x", "y"])), [OK]);
     assert_eq!(server.request(c, &publish(b"x", b"abc")), [OK]);
     server.anon();
-    let (response, checked) = http(server.node.broker_mut(), "GET /status HTTP/1.1\r\nHost: h\r\n\r\n");
+    let (response, checked) = http(
+        server.node.broker_mut(),
+        "GET /status HTTP/1.1\r\nHost: h\r\n\r\n",
+    );
     assert!(!checked);
     assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
     let json: serde_json::Value = serde_json::from_str(body(&response)).expect("JSON body");
@@ -114,7 +126,10 @@ user: {sub: ['#']}
 ";
 
 fn protected() -> Server {
-    Server::new(Limits::default(), auth(ADMIN_ACL, &[("root", "r00t"), ("user", "u")], true))
+    Server::new(
+        Limits::default(),
+        auth(ADMIN_ACL, &[("root", "r00t"), ("user", "u")], true),
+    )
 }
 
 #[test]
@@ -122,7 +137,10 @@ fn without_credentials_a_non_admin_anonymous_gets_401() {
     let mut server = protected();
     let broker = server.node.broker_mut();
     let (response, checked) = http(broker, "GET /status HTTP/1.1\r\n\r\n");
-    assert!(response.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{response}");
+    assert!(
+        response.starts_with("HTTP/1.1 401 Unauthorized\r\n"),
+        "{response}"
+    );
     assert!(response.contains("WWW-Authenticate: Basic realm=\"psrt\"\r\n"));
     assert!(!checked);
 }
@@ -152,16 +170,31 @@ fn basic_auth_with_a_wrong_password_or_a_non_admin_gets_401() {
 
 #[test]
 fn metrics_are_prometheus_text() {
-    let mut server = Server::new(Limits::default(), auth("_: {sub: ['#'], pub: ['#'], admin: true}\n", &[], true));
+    let mut server = Server::new(
+        Limits::default(),
+        auth("_: {sub: ['#'], pub: ['#'], admin: true}\n", &[], true),
+    );
     let (c, _) = server.anon();
     assert_eq!(server.request(c, &publish(b"m", b"1234")), [OK]);
     let (response, _) = http(server.node.broker_mut(), "GET /metrics HTTP/1.1\r\n\r\n");
     assert!(response.starts_with("HTTP/1.1 200 OK\r\n"));
-    assert!(response.contains("Content-Type: text/plain; version=0.0.4"), "{response}");
+    assert!(
+        response.contains("Content-Type: text/plain; version=0.0.4"),
+        "{response}"
+    );
     let text = body(&response);
-    assert!(text.contains("# TYPE psrt_pub_messages_total counter\n"), "{text}");
-    assert!(text.lines().any(|l| l == "psrt_pub_messages_total 1"), "{text}");
-    assert!(text.lines().any(|l| l == "psrt_pub_bytes_total 4"), "{text}");
+    assert!(
+        text.contains("# TYPE psrt_pub_messages_total counter\n"),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l == "psrt_pub_messages_total 1"),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l == "psrt_pub_bytes_total 4"),
+        "{text}"
+    );
     assert!(text.lines().any(|l| l == "psrt_clients 1"), "{text}");
 }
 
@@ -169,11 +202,26 @@ fn metrics_are_prometheus_text() {
 fn other_paths_and_methods() {
     let mut server = Server::new(Limits::default(), auth("_: {admin: true}\n", &[], true));
     let broker = server.node.broker_mut();
-    assert!(http(broker, "GET /nope HTTP/1.1\r\n\r\n").0.starts_with("HTTP/1.1 404 "));
-    assert!(http(broker, "POST /status HTTP/1.1\r\n\r\n").0.starts_with("HTTP/1.1 405 "));
-    assert!(http(broker, "garbage\r\n\r\n").0.starts_with("HTTP/1.1 400 "));
+    assert!(
+        http(broker, "GET /nope HTTP/1.1\r\n\r\n")
+            .0
+            .starts_with("HTTP/1.1 404 ")
+    );
+    assert!(
+        http(broker, "POST /status HTTP/1.1\r\n\r\n")
+            .0
+            .starts_with("HTTP/1.1 405 ")
+    );
+    assert!(
+        http(broker, "garbage\r\n\r\n")
+            .0
+            .starts_with("HTTP/1.1 400 ")
+    );
     let (index, _) = http(broker, "GET / HTTP/1.1\r\n\r\n");
     assert!(index.starts_with("HTTP/1.1 200 OK\r\n") && index.contains("text/html"));
     let (head, _) = http(broker, "HEAD /status HTTP/1.1\r\n\r\n");
-    assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
 }

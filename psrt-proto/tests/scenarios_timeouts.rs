@@ -93,14 +93,21 @@ fn a_stall_before_login_closes() {
         server.at(ms(4999));
         assert!(!server.closed(c));
         server.at(ms(5000));
-        assert_eq!(server.reason(c), Some(CloseReason::Timeout), "after {sent:02X?}");
+        assert_eq!(
+            server.reason(c),
+            Some(CloseReason::Timeout),
+            "after {sent:02X?}"
+        );
         assert_eq!(server.node.broker().session_count(), 0);
     }
 }
 
 #[test]
 fn a_login_waiting_for_its_password_check_is_not_timed_out() {
-    let mut server = Server::new(Limits::default(), auth("alice: {}\n", &[("alice", "pw")], false));
+    let mut server = Server::new(
+        Limits::default(),
+        auth("alice: {}\n", &[("alice", "pw")], false),
+    );
     server.node.set_manual_checks(true);
     let (c, out) = server.try_login(b"alice", b"pw");
     assert_eq!(out, CONTROL_REPLY);

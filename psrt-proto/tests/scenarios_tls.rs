@@ -8,13 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use psrt_proto::Limits;
+use psrt_proto::TxBuf;
 use psrt_proto::broker::AuthConfig;
 use psrt_proto::client::{ClientEvent, ControlClient, DataClient, Message};
 use psrt_proto::conn::{ConnConfig, Transport};
 use psrt_proto::node::ConnId;
 use psrt_proto::tls::{TlsSession, client_config, server_config_from_pem};
-use psrt_proto::TxBuf;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, PKCS_ECDSA_P256_SHA256};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, PKCS_ECDSA_P256_SHA256,
+};
 use support::*;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,7 +32,8 @@ fn tls_configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("server key");
     let params = CertificateParams::new(vec!["localhost".to_owned()]).expect("server params");
     let cert = params.signed_by(&key, &ca).expect("server certificate");
-    let server = server_config_from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes()).expect("server config");
+    let server = server_config_from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
+        .expect("server config");
     let client = client_config(Some(ca.pem().as_bytes())).expect("client config");
     (server, client)
 }
@@ -41,7 +44,10 @@ fn tls_server(allow_no_tls: bool) -> (Server, Arc<rustls::ClientConfig>) {
         tls: Some(server_cfg),
         allow_no_tls,
     };
-    (Server::with_config(Limits::default(), AuthConfig::open(), config), client_cfg)
+    (
+        Server::with_config(Limits::default(), AuthConfig::open(), config),
+        client_cfg,
+    )
 }
 
 fn client_tls(cfg: &Arc<rustls::ClientConfig>) -> TlsSession {
@@ -61,7 +67,9 @@ fn pump_control(server: &mut Server, c: ConnId, client: &mut ControlClient) {
         let down = server.recv(c);
         if !down.is_empty() {
             client.read_buf().extend_from_slice(&down);
-            client.handle_input(server.now).expect("client accepts the server's bytes");
+            client
+                .handle_input(server.now)
+                .expect("client accepts the server's bytes");
         }
         if up.is_empty() && down.is_empty() {
             return;
@@ -83,7 +91,9 @@ fn pump_data(server: &mut Server, d: ConnId, client: &mut DataClient) -> Vec<Mes
         let down = server.recv(d);
         if !down.is_empty() {
             client.read_buf().extend_from_slice(&down);
-            client.handle_input(server.now).expect("data client accepts the server's bytes");
+            client
+                .handle_input(server.now)
+                .expect("data client accepts the server's bytes");
         }
         messages.extend(std::iter::from_fn(|| client.poll_message()));
         if up.is_empty() && down.is_empty() {
@@ -101,7 +111,8 @@ fn events(client: &mut ControlClient) -> Vec<ClientEvent> {
 fn login_subscribe_publish_and_receive_inside_tls() {
     let (mut server, cfg) = tls_server(false);
     let c = server.connect();
-    let mut control = ControlClient::new("", b"", Some(client_tls(&cfg)), TIMEOUT, server.now).expect("client");
+    let mut control =
+        ControlClient::new("", b"", Some(client_tls(&cfg)), TIMEOUT, server.now).expect("client");
     pump_control(&mut server, c, &mut control);
     let token = match events(&mut control).as_slice() {
         [ClientEvent::LoggedIn { token }] => *token,
@@ -113,14 +124,24 @@ fn login_subscribe_publish_and_receive_inside_tls() {
     pump_data(&mut server, d, &mut data);
     assert!(data.is_streaming());
 
-    let sub = control.subscribe(&["secure/#"], server.now).expect("subscribe");
-    let publish = control.publish("secure/x", b"over tls", PRIO, server.now).expect("publish");
+    let sub = control
+        .subscribe(&["secure/#"], server.now)
+        .expect("subscribe");
+    let publish = control
+        .publish("secure/x", b"over tls", PRIO, server.now)
+        .expect("publish");
     pump_control(&mut server, c, &mut control);
     assert_eq!(
         events(&mut control),
         [
-            ClientEvent::Reply { id: sub, status: OK },
-            ClientEvent::Reply { id: publish, status: OK }
+            ClientEvent::Reply {
+                id: sub,
+                status: OK
+            },
+            ClientEvent::Reply {
+                id: publish,
+                status: OK
+            }
         ]
     );
     let messages = pump_data(&mut server, d, &mut data);
@@ -130,7 +151,16 @@ fn login_subscribe_publish_and_receive_inside_tls() {
 
     let bye = control.bye(server.now).expect("bye");
     pump_control(&mut server, c, &mut control);
-    assert_eq!(events(&mut control), [ClientEvent::Reply { id: bye, status: OK }, ClientEvent::Closed]);
+    assert_eq!(
+        events(&mut control),
+        [
+            ClientEvent::Reply {
+                id: bye,
+                status: OK
+            },
+            ClientEvent::Closed
+        ]
+    );
     assert!(server.closed(c));
     server.recv(d);
     assert!(server.closed(d));
@@ -147,7 +177,8 @@ fn with_plain_forbidden_plain_tcp_is_closed_but_tls_and_unix_are_served() {
     assert_eq!(out.len(), 36);
     assert!(!server.closed(unix));
     let c = server.connect();
-    let mut control = ControlClient::new("", b"", Some(client_tls(&cfg)), TIMEOUT, server.now).expect("client");
+    let mut control =
+        ControlClient::new("", b"", Some(client_tls(&cfg)), TIMEOUT, server.now).expect("client");
     pump_control(&mut server, c, &mut control);
     assert!(control.is_logged_in());
 }

@@ -43,10 +43,28 @@ fn plain(login: &str, password: &[u8], ack: bool, topic: &str, payload: &[u8]) -
     out
 }
 
-fn sealed(login: &str, key_hex: &str, cipher: Cipher, ack: bool, topic: &str, payload: &[u8]) -> Vec<u8> {
+fn sealed(
+    login: &str,
+    key_hex: &str,
+    cipher: Cipher,
+    ack: bool,
+    topic: &str,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut out = Vec::new();
     let nonce = [7u8; 12];
-    encode_sealed(&mut out, login, &key(key_hex), cipher, nonce, ack, PRIO, topic, payload).expect("encodes");
+    encode_sealed(
+        &mut out,
+        login,
+        &key(key_hex),
+        cipher,
+        nonce,
+        ack,
+        PRIO,
+        topic,
+        payload,
+    )
+    .expect("encodes");
     out
 }
 
@@ -58,7 +76,11 @@ fn plain_anonymous_with_ack_is_acked_and_delivered() {
     datagram.extend_from_slice(b"open/x\0data");
     assert_eq!(server.node.datagram(&datagram, server.now), ack(OK));
     assert_eq!(server.recv(d), pushed("open/x", b"data"));
-    assert_eq!(datagram, plain("", b"", true, "open/x", b"data"), "the encoder agrees");
+    assert_eq!(
+        datagram,
+        plain("", b"", true, "open/x", b"data"),
+        "the encoder agrees"
+    );
 }
 
 #[test]
@@ -74,22 +96,51 @@ fn plain_without_ack_is_delivered_silently() {
 fn plain_user_password_is_checked_once_then_cached() {
     let (mut server, d) = server();
     let datagram = plain("alice", b"pw", true, "a/1", b"");
-    assert!(matches!(server.node.broker_mut().handle_datagram(&datagram, server.now), UdpOutcome::Verify(_)));
+    assert!(matches!(
+        server
+            .node
+            .broker_mut()
+            .handle_datagram(&datagram, server.now),
+        UdpOutcome::Verify(_)
+    ));
     assert_eq!(server.node.datagram(&datagram, server.now), ack(OK));
     assert!(
         matches!(server.node.broker_mut().handle_datagram(&datagram, server.now), UdpOutcome::Reply(a) if a[4] == OK),
         "the verified password is cached: no second bcrypt"
     );
-    assert_eq!(server.recv(d), [pushed("a/1", b""), pushed("a/1", b"")].concat());
+    assert_eq!(
+        server.recv(d),
+        [pushed("a/1", b""), pushed("a/1", b"")].concat()
+    );
 }
 
 #[test]
 fn wrong_password_is_err_access_and_not_delivered() {
     let (mut server, d) = server();
-    assert_eq!(server.node.datagram(&plain("alice", b"nope", true, "a/1", b""), server.now), ack(ERR_ACCESS));
-    assert_eq!(server.node.datagram(&plain("mallory", b"pw", true, "a/1", b""), server.now), ack(ERR_ACCESS));
-    assert_eq!(server.node.datagram(&plain("", b"pw", true, "open/1", b""), server.now), ack(ERR_ACCESS));
-    assert_eq!(server.node.datagram(&plain("alice", b"nope", false, "a/1", b""), server.now), None);
+    assert_eq!(
+        server
+            .node
+            .datagram(&plain("alice", b"nope", true, "a/1", b""), server.now),
+        ack(ERR_ACCESS)
+    );
+    assert_eq!(
+        server
+            .node
+            .datagram(&plain("mallory", b"pw", true, "a/1", b""), server.now),
+        ack(ERR_ACCESS)
+    );
+    assert_eq!(
+        server
+            .node
+            .datagram(&plain("", b"pw", true, "open/1", b""), server.now),
+        ack(ERR_ACCESS)
+    );
+    assert_eq!(
+        server
+            .node
+            .datagram(&plain("alice", b"nope", false, "a/1", b""), server.now),
+        None
+    );
     assert!(server.recv(d).is_empty());
 }
 
@@ -98,14 +149,29 @@ fn anonymous_datagrams_are_refused_when_anonymous_is_off() {
     let mut auth = auth(ACL, &[], false);
     auth.keys = None;
     let mut server = Server::new(Limits::default(), auth);
-    assert_eq!(server.node.datagram(&plain("", b"", true, "open/1", b""), server.now), ack(ERR_ACCESS));
+    assert_eq!(
+        server
+            .node
+            .datagram(&plain("", b"", true, "open/1", b""), server.now),
+        ack(ERR_ACCESS)
+    );
 }
 
 #[test]
 fn acl_denial_is_err_access() {
     let (mut server, d) = server();
-    assert_eq!(server.node.datagram(&plain("", b"", true, "a/1", b""), server.now), ack(ERR_ACCESS));
-    assert_eq!(server.node.datagram(&plain("alice", b"pw", true, "open/1", b""), server.now), ack(ERR_ACCESS));
+    assert_eq!(
+        server
+            .node
+            .datagram(&plain("", b"", true, "a/1", b""), server.now),
+        ack(ERR_ACCESS)
+    );
+    assert_eq!(
+        server
+            .node
+            .datagram(&plain("alice", b"pw", true, "open/1", b""), server.now),
+        ack(ERR_ACCESS)
+    );
     let sealed = sealed("alice", ALICE_KEY, Cipher::Aes256Gcm, true, "open/1", b"");
     assert_eq!(server.node.datagram(&sealed, server.now), ack(ERR_ACCESS));
     assert!(server.recv(d).is_empty());
@@ -115,9 +181,24 @@ fn acl_denial_is_err_access() {
 fn topic_errors_are_err() {
     let (mut server, d) = server();
     let deep = format!("open/{}", vec!["l"; 40].join("/"));
-    assert_eq!(server.node.datagram(&plain("", b"", true, &deep, b""), server.now), ack(ERR));
-    assert_eq!(server.node.datagram(&plain("", b"", true, "open/+", b""), server.now), ack(ERR));
-    assert_eq!(server.node.datagram(&plain("", b"", true, "", b""), server.now), ack(ERR));
+    assert_eq!(
+        server
+            .node
+            .datagram(&plain("", b"", true, &deep, b""), server.now),
+        ack(ERR)
+    );
+    assert_eq!(
+        server
+            .node
+            .datagram(&plain("", b"", true, "open/+", b""), server.now),
+        ack(ERR)
+    );
+    assert_eq!(
+        server
+            .node
+            .datagram(&plain("", b"", true, "", b""), server.now),
+        ack(ERR)
+    );
     assert!(server.recv(d).is_empty());
 }
 
@@ -127,13 +208,24 @@ fn aes_128_and_aes_256_sealed_datagrams_are_acked_and_delivered() {
     for cipher in [Cipher::Aes128Gcm, Cipher::Aes256Gcm] {
         let datagram = sealed("alice", ALICE_KEY, cipher, true, "a/s", b"secret");
         assert_eq!(datagram[4], cipher.enc_byte());
-        assert_eq!(server.node.datagram(&datagram, server.now), ack(OK), "{cipher:?}");
+        assert_eq!(
+            server.node.datagram(&datagram, server.now),
+            ack(OK),
+            "{cipher:?}"
+        );
         let silent = sealed("alice", ALICE_KEY, cipher, false, "a/s", b"quiet");
         assert_eq!(server.node.datagram(&silent, server.now), None);
-        assert_eq!(server.recv(d), [pushed("a/s", b"secret"), pushed("a/s", b"quiet")].concat());
+        assert_eq!(
+            server.recv(d),
+            [pushed("a/s", b"secret"), pushed("a/s", b"quiet")].concat()
+        );
     }
     let anonymous = sealed("", ANON_KEY, Cipher::Aes256Gcm, true, "open/s", b"x");
-    assert_eq!(server.node.datagram(&anonymous, server.now), ack(OK), "the `_` key");
+    assert_eq!(
+        server.node.datagram(&anonymous, server.now),
+        ack(OK),
+        "the `_` key"
+    );
     assert_eq!(server.recv(d), pushed("open/s", b"x"));
 }
 
@@ -152,11 +244,22 @@ fn aes_128_uses_the_first_half_of_the_key() {
 #[test]
 fn tampered_or_wrongly_keyed_sealed_datagrams_get_no_answer() {
     let (mut server, d) = server();
-    let good = sealed("alice", ALICE_KEY, Cipher::Aes256Gcm, true, "a/t", b"payload");
+    let good = sealed(
+        "alice",
+        ALICE_KEY,
+        Cipher::Aes256Gcm,
+        true,
+        "a/t",
+        b"payload",
+    );
     for at in [good.len() - 1, good.len() - 20, 12] {
         let mut bad = good.clone();
         bad[at] ^= 0x01;
-        assert_eq!(server.node.datagram(&bad, server.now), None, "byte {at} flipped");
+        assert_eq!(
+            server.node.datagram(&bad, server.now),
+            None,
+            "byte {at} flipped"
+        );
     }
     let wrong_key = sealed("alice", ANON_KEY, Cipher::Aes256Gcm, true, "a/t", b"");
     assert_eq!(server.node.datagram(&wrong_key, server.now), None);
@@ -176,16 +279,26 @@ fn broken_datagrams_get_no_answer() {
         [&[0xEE, 0xAA, 0x02, 0x00][..], &good[4..]].concat(),
         [&good[..4], &[0x09], &good[5..]].concat(),
         vec![0xEE, 0xAA, 0x01, 0x00, 0x00, 0x00, 0x00],
-        vec![0xEE, 0xAA, 0x01, 0x00, 0x00, 0x00, 0x00, 0x05, PRIO, b't', 0],
+        vec![
+            0xEE, 0xAA, 0x01, 0x00, 0x00, 0x00, 0x00, 0x05, PRIO, b't', 0,
+        ],
         vec![0xEE, 0xAA, 0x01, 0x00, 0x00, b'a', b'b'],
     ];
     for case in &cases {
         assert_eq!(server.node.datagram(case, server.now), None, "{case:02X?}");
     }
     let mut huge = plain("", b"", true, "open/b", &[0; 4096]);
-    assert_eq!(server.node.datagram(&huge, server.now), None, "larger than udp_frame_size");
+    assert_eq!(
+        server.node.datagram(&huge, server.now),
+        None,
+        "larger than udp_frame_size"
+    );
     huge.truncate(4096);
-    assert_eq!(server.node.datagram(&huge, server.now), ack(OK), "exactly udp_frame_size");
+    assert_eq!(
+        server.node.datagram(&huge, server.now),
+        ack(OK),
+        "exactly udp_frame_size"
+    );
     assert_eq!(server.recv(d), pushed("open/b", &[0; 4096 - 16]));
 }
 

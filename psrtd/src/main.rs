@@ -6,6 +6,7 @@
 //! until SIGTERM/SIGINT. The pid file is written once every listener is
 //! bound and removed on exit.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -155,7 +156,10 @@ fn init_logging(verbose: bool, syslog: bool) {
             .without_time()
             .with_target(false)
             .try_init(),
-        None => builder.with_writer(std::io::stderr).try_init(),
+        None => builder
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
     };
     if let Err(err) = installed {
         eprintln!("psrtd: cannot start logging: {err}");

@@ -160,7 +160,7 @@ pub fn load_from(source: ConfigSource) -> Result<Loaded, SetupError> {
     }
     let spec = build_spec(&config)?;
     Ok(Loaded {
-        source: source.clone(),
+        source,
         config,
         spec,
     })

@@ -1,0 +1,4 @@
+//! Fuzz target `client_input`: see `psrt_proto::fuzz_checks::check_client_input`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| psrt_proto::fuzz_checks::check_client_input(data));

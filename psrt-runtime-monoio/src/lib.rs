@@ -1,0 +1,12 @@
+//! Runs the [`psrt_proto`] core over monoio: thread-per-core, io_uring
+//! where the kernel allows it, epoll otherwise.
+//!
+//! * [`server::Server`]: the broker daemon's I/O: TCP, Unix and UDP
+//!   listeners, the stats HTTP endpoint, password checks on a small
+//!   blocking thread pool, SIGHUP reload and graceful SIGTERM/SIGINT
+//!   shutdown. Its API mirrors `psrt-runtime-tokio`'s.
+//!
+//! All protocol logic lives in `psrt_proto`; this crate only moves bytes,
+//! keeps time and runs slow work off the event loops.
+
+pub mod server;

@@ -1,0 +1,187 @@
+//! One task per PSRT socket (control or data): read → `handle_input`,
+//! `poll_transmit` → vectored write, timers, password checks.
+
+use std::future::Future;
+use std::io;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Wake, Waker};
+use std::time::Instant;
+
+use psrt_proto::TxBuf;
+use psrt_proto::conn::{Action, Connection, Transport};
+use smol::channel::Sender;
+use smol::future::{FutureExt, pending};
+use smol::stream::StreamExt;
+use smol::{Async, Task, Timer};
+
+use super::Shared;
+use super::socket::{Socket, read_append, write_tx};
+
+/// Input bytes beyond `max_pub_size` a connection may hold unprocessed
+/// before we stop reading.
+const INPUT_SLACK: usize = 64 * 1024;
+/// Replies waiting to be written before we stop reading requests: a client
+/// that pipelines without reading replies gets back-pressure, not memory.
+const MAX_PENDING_WRITE: usize = 1024 * 1024;
+
+/// Wakes the task when the broker queues something for this socket: a
+/// one-slot channel keeps at most one pending wake-up.
+struct ChannelWaker(Sender<()>);
+
+impl Wake for ChannelWaker {
+    fn wake(self: Arc<Self>) {
+        let _ = self.0.try_send(());
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let _ = self.0.try_send(());
+    }
+}
+
+/// What woke the task.
+enum Event {
+    Stopping,
+    Checked(bool),
+    Timeout,
+    Woken,
+    Wrote(io::Result<usize>),
+    Read(io::Result<usize>),
+}
+
+/// Serves one accepted socket until it closes. `_live` is dropped when
+/// the task ends, which is how the server knows every socket has drained.
+pub(crate) async fn serve<S: Socket>(
+    shared: Arc<Shared>,
+    stream: Async<S>,
+    transport: Transport,
+    peer: String,
+    _live: Sender<()>,
+) {
+    let (wake_tx, woken) = smol::channel::bounded(1);
+    let mut woken = pin!(woken);
+    let mut conn = Connection::new(
+        shared.conn.clone(),
+        transport,
+        peer,
+        Waker::from(Arc::new(ChannelWaker(wake_tx))),
+        shared.timeout,
+        Instant::now(),
+    );
+    let mut tx = TxBuf::new();
+    let mut check: Option<Task<bool>> = None;
+    let mut read_open = true;
+    let mut stop = pin!(shared.stopped());
+    let mut drain_deadline: Option<Instant> = None;
+    let max_input = shared.max_pub_size + INPUT_SLACK;
+
+    loop {
+        {
+            let mut broker = shared.lock();
+            conn.poll_transmit(&mut broker, Instant::now(), &mut tx);
+            if check.is_none()
+                && let Some(Action::CheckPassword(job)) = conn.poll_action()
+            {
+                check = Some(super::verify(job));
+            }
+            Shared::log_events(&mut broker);
+        }
+        if conn.is_closed() && tx.is_empty() {
+            break;
+        }
+        if drain_deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        if drain_deadline.is_some() && tx.is_empty() && !has_backlog(&conn, &shared) {
+            break;
+        }
+        let deadline = earliest(conn.poll_timeout(), drain_deadline);
+        let can_read = read_open
+            && !conn.is_closed()
+            && drain_deadline.is_none()
+            && tx.len() < MAX_PENDING_WRITE
+            && conn.buffered() < max_input;
+        let event = {
+            let stopping = when(drain_deadline.is_none(), stop.as_mut());
+            let wrote = when(!tx.is_empty(), stream.write_with(|s| write_tx(s, &tx)));
+            let input = conn.read_buf();
+            let read = when(can_read, stream.read_with(|s| read_append(s, input)));
+            async { Event::Checked(join_check(&mut check).await) }
+                .or(async {
+                    stopping.await;
+                    Event::Stopping
+                })
+                .or(async {
+                    sleep_until(deadline).await;
+                    Event::Timeout
+                })
+                .or(async {
+                    woken.next().await;
+                    Event::Woken
+                })
+                .or(async { Event::Wrote(wrote.await) })
+                .or(async { Event::Read(read.await) })
+                .await
+        };
+        match event {
+            Event::Read(Ok(0) | Err(_)) => {
+                read_open = false;
+                conn.handle_eof(&mut shared.lock());
+            }
+            Event::Read(Ok(_)) => conn.handle_input(&mut shared.lock(), Instant::now()),
+            Event::Wrote(Ok(n)) => tx.advance(n),
+            Event::Wrote(Err(_)) => {
+                conn.handle_eof(&mut shared.lock());
+                break;
+            }
+            Event::Woken => {}
+            Event::Checked(ok) => {
+                check = None;
+                conn.password_checked(ok, &mut shared.lock(), Instant::now());
+            }
+            Event::Timeout => conn.handle_timeout(&mut shared.lock(), Instant::now()),
+            Event::Stopping => drain_deadline = Some(Instant::now() + shared.drain_timeout),
+        }
+    }
+    if !conn.is_closed() {
+        conn.handle_eof(&mut shared.lock());
+    }
+    stream.get_ref().shutdown_write();
+}
+
+/// During shutdown a session's sockets stay open while its data queue has
+/// messages, so accepted messages reach live subscribers.
+fn has_backlog(conn: &Connection, shared: &Shared) -> bool {
+    conn.session()
+        .is_some_and(|id| shared.lock().queued(id) > 0)
+}
+
+/// `fut` if `enabled`, else a future that never completes (a disabled
+/// branch of the event race).
+async fn when<F: Future>(enabled: bool, fut: F) -> F::Output {
+    if enabled { fut.await } else { pending().await }
+}
+
+/// The result of the running password check, if any.
+async fn join_check(check: &mut Option<Task<bool>>) -> bool {
+    match check {
+        Some(task) => task.await,
+        None => pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => {
+            Timer::at(at).await;
+        }
+        None => pending().await,
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}

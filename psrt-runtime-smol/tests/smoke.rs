@@ -1,0 +1,69 @@
+//! The smol server over real loopback sockets: login, subscribe, publish,
+//! delivery, graceful stop.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use psrt_proto::spec::ServerSpec;
+use psrt_runtime_smol::server::Server;
+
+fn read_exact(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    stream.read_exact(&mut buf).expect("read");
+    buf
+}
+
+#[test]
+fn publish_is_delivered_over_loopback() {
+    let server = smol::block_on(Server::bind(ServerSpec::open(
+        "127.0.0.1:0".parse().unwrap(),
+    )))
+    .unwrap();
+    let addr = server.addrs().tcp[0];
+    let handle = server.handle();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let running = std::thread::spawn(move || {
+        smol::block_on(server.run());
+        let _ = done_tx.send(());
+    });
+
+    let connect = || {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    };
+    let mut control = connect();
+    control
+        .write_all(&[0xEE, 0xAA, 0x00, 1, 0, 0, 0, 0])
+        .unwrap();
+    let reply = read_exact(&mut control, 36);
+    assert_eq!(&reply[..4], &[0xEE, 0xAA, 0x01, 0x00]);
+    let token = &reply[4..];
+
+    let mut data = connect();
+    data.write_all(&[0xEE, 0xAB, 0x00]).unwrap();
+    data.write_all(token).unwrap();
+    data.write_all(&[5]).unwrap();
+    assert_eq!(read_exact(&mut data, 5), vec![0xEE, 0xAB, 0x01, 0x00, 0x01]);
+
+    control
+        .write_all(&[0x02, 3, 0, 0, 0, b'a', b'/', b'#'])
+        .unwrap();
+    assert_eq!(read_exact(&mut control, 1), vec![0x01]);
+    let mut publish = vec![0x01, 0x7F, 8, 0, 0, 0];
+    publish.extend_from_slice(b"a/b\0xyzw");
+    control.write_all(&publish).unwrap();
+    assert_eq!(read_exact(&mut control, 1), vec![0x01]);
+    let mut expected = vec![0x01, 0x7F, 8, 0, 0, 0];
+    expected.extend_from_slice(b"a/b\0xyzw");
+    assert_eq!(read_exact(&mut data, expected.len()), expected);
+
+    control.write_all(&[0xFF]).unwrap();
+    assert_eq!(read_exact(&mut control, 1), vec![0x01]);
+    handle.stop();
+    done_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("server stops after the drain");
+    running.join().unwrap();
+}

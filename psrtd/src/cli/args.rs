@@ -1,0 +1,244 @@
+//! The command line of `psrt-cli`, parsed with clap derive. New modes
+//! (watching, benchmarking) add their flags here and a variant to
+//! [`Mode`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use psrt_runtime_tokio::client::Cipher;
+
+/// `psrt-cli HOST:PORT [-u USER] [-p PASSWORD] [-t TOPIC[,TOPIC...]] [-m MSG]`
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "psrt-cli",
+    version,
+    about = "Publish to or subscribe at a PSRT server",
+    long_about = "Publish to or subscribe at a PSRT server.\n\n\
+        With -m, publishes MSG to every topic of -t; without, subscribes to \
+        the topics (default `#`) and prints each message: the topic, then \
+        the payload as text or hex."
+)]
+pub struct Args {
+    /// Server as HOST:PORT (HOST alone uses port 2873), or a Unix-socket
+    /// path.
+    #[arg(default_value = "127.0.0.1:2873")]
+    pub target: String,
+    /// Login name (empty: anonymous).
+    #[arg(short = 'u', long = "user", default_value = "")]
+    pub user: String,
+    /// Password.
+    #[arg(
+        short = 'p',
+        long = "password",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub password: String,
+    /// Topics, comma-separated (subscribing defaults to `#`).
+    #[arg(short = 't', long = "topic", value_delimiter = ',')]
+    pub topics: Vec<String>,
+    /// Publish this message; `==SIZE` (e.g. `==1M`, suffixes K, M, G)
+    /// publishes a generated payload of that many bytes.
+    #[arg(short = 'm', long = "message", requires = "topics", value_parser = parse_message)]
+    pub message: Option<MessageArg>,
+    /// Connect with TLS.
+    #[arg(long)]
+    pub tls: bool,
+    /// Trust this PEM CA file (implies --tls) instead of the Mozilla roots.
+    #[arg(long = "tls-ca", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Keep-alive and answer timeout, in seconds (fractions allowed).
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_timeout)]
+    pub timeout: Duration,
+    /// Publish over UDP instead of TCP.
+    #[arg(long, requires = "message")]
+    pub udp: bool,
+    /// Encrypt UDP frames with this 64-hex-digit key (from the server's
+    /// key file) instead of sending the password.
+    #[arg(long = "udp-key", value_name = "HEXKEY", requires = "udp", value_parser = parse_key)]
+    pub udp_key: Option<UdpKey>,
+    /// Cipher for --udp-key.
+    #[arg(
+        long = "udp-cipher",
+        value_enum,
+        default_value = "aes256",
+        requires = "udp_key"
+    )]
+    pub udp_cipher: UdpCipher,
+    /// Ask the server to acknowledge each UDP frame and report the status.
+    #[arg(long = "udp-ack", requires = "udp")]
+    pub udp_ack: bool,
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode<'a> {
+    /// Publish the message (over TCP, or UDP with `--udp`).
+    Publish(&'a MessageArg),
+    /// Subscribe and print messages until interrupted.
+    Subscribe,
+}
+
+impl Args {
+    /// The mode the flags select.
+    pub fn mode(&self) -> Mode<'_> {
+        match &self.message {
+            Some(message) => Mode::Publish(message),
+            None => Mode::Subscribe,
+        }
+    }
+
+    /// Whether to connect with TLS (`--tls` or `--tls-ca`).
+    pub fn use_tls(&self) -> bool {
+        self.tls || self.tls_ca.is_some()
+    }
+}
+
+/// The `-m` argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageArg {
+    /// Publish this text.
+    Text(String),
+    /// `==SIZE`: publish a generated payload of this many bytes.
+    Generated(usize),
+}
+
+impl MessageArg {
+    /// The payload bytes. Generated payloads repeat `a`..`z`, so they are
+    /// printable and compress like real text would not.
+    pub fn payload(&self) -> Bytes {
+        match self {
+            MessageArg::Text(text) => Bytes::from(text.clone().into_bytes()),
+            MessageArg::Generated(size) => (0..*size)
+                .map(|i| b'a' + (i % 26) as u8)
+                .collect::<Vec<u8>>()
+                .into(),
+        }
+    }
+}
+
+/// A UDP key; `Debug` does not show it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct UdpKey(pub [u8; 32]);
+
+impl std::fmt::Debug for UdpKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UdpKey(..)")
+    }
+}
+
+/// `--udp-cipher` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UdpCipher {
+    /// AES-128-GCM (first 16 bytes of the key).
+    Aes128,
+    /// AES-256-GCM.
+    Aes256,
+}
+
+impl From<UdpCipher> for Cipher {
+    fn from(cipher: UdpCipher) -> Cipher {
+        match cipher {
+            UdpCipher::Aes128 => Cipher::Aes128Gcm,
+            UdpCipher::Aes256 => Cipher::Aes256Gcm,
+        }
+    }
+}
+
+/// `-m`: text, or `==SIZE` for a generated payload.
+fn parse_message(value: &str) -> Result<MessageArg, String> {
+    match value.strip_prefix("==") {
+        Some(size) => parse_size(size).map(MessageArg::Generated),
+        None => Ok(MessageArg::Text(value.to_owned())),
+    }
+}
+
+/// A byte count with an optional K, M or G suffix (powers of 1024).
+fn parse_size(text: &str) -> Result<usize, String> {
+    let invalid = || format!("invalid size `{text}`: expected a number with K, M or G");
+    let (digits, unit) = match text.char_indices().last() {
+        Some((at, 'k' | 'K')) => (&text[..at], 1 << 10),
+        Some((at, 'm' | 'M')) => (&text[..at], 1 << 20),
+        Some((at, 'g' | 'G')) => (&text[..at], 1 << 30),
+        _ => (text, 1),
+    };
+    let count: usize = digits.parse().map_err(|_| invalid())?;
+    count.checked_mul(unit).ok_or_else(invalid)
+}
+
+/// `--timeout`: positive seconds, fractions allowed.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("invalid timeout `{text}`: expected seconds"))?;
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(timeout) if !timeout.is_zero() => Ok(timeout),
+        _ => Err(format!("invalid timeout `{text}`: must be above zero")),
+    }
+}
+
+/// `--udp-key`: exactly 64 hex digits.
+fn parse_key(text: &str) -> Result<UdpKey, String> {
+    let mut key = [0; 32];
+    hex::decode_to_slice(text, &mut key)
+        .map_err(|_| String::from("the key must be exactly 64 hex digits"))?;
+    Ok(UdpKey(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert_eq!(parse_size("1K"), Ok(1024));
+        assert_eq!(parse_size("2m"), Ok(2 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        for bad in ["", "K", "1.5K", "-1", "1T", "x1"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        assert!(parse_size(&format!("{}G", usize::MAX)).is_err());
+    }
+
+    #[test]
+    fn messages_are_text_or_generated() {
+        assert_eq!(parse_message("hi"), Ok(MessageArg::Text("hi".into())));
+        assert_eq!(parse_message("==1K"), Ok(MessageArg::Generated(1024)));
+        assert!(parse_message("==lots").is_err());
+        let payload = MessageArg::Generated(28).payload();
+        assert_eq!(&payload[..], b"abcdefghijklmnopqrstuvwxyzab");
+    }
+
+    #[test]
+    fn timeouts_and_keys_are_validated() {
+        assert_eq!(parse_timeout("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["0", "-1", "x", "NaN", "inf"] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+        let hex64 = "ff".repeat(32);
+        assert_eq!(parse_key(&hex64), Ok(UdpKey([0xFF; 32])));
+        assert!(parse_key(&hex64[2..]).is_err());
+        assert!(parse_key(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn command_line_selects_the_mode() {
+        let args = Args::try_parse_from(["psrt-cli", "h:1", "-t", "a,b", "-m", "x"]).unwrap();
+        assert_eq!(args.topics, ["a", "b"]);
+        assert!(matches!(args.mode(), Mode::Publish(MessageArg::Text(t)) if t == "x"));
+        let args = Args::try_parse_from(["psrt-cli"]).unwrap();
+        assert_eq!(args.target, "127.0.0.1:2873");
+        assert!(matches!(args.mode(), Mode::Subscribe));
+        assert!(
+            Args::try_parse_from(["psrt-cli", "-m", "x"]).is_err(),
+            "-m needs -t"
+        );
+        assert!(Args::try_parse_from(["psrt-cli", "--udp", "-t", "a"]).is_err());
+        let args = Args::try_parse_from(["psrt-cli", "--tls-ca", "ca.pem"]).unwrap();
+        assert!(args.use_tls());
+    }
+}

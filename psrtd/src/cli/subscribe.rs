@@ -1,0 +1,46 @@
+//! `psrt-cli` without `-m`: subscribe and print every message until
+//! interrupted or the server ends the session.
+
+use std::io::Write;
+
+use psrt_runtime_tokio::client::Client;
+
+use super::args::Args;
+use super::output::format_message;
+use super::{CliError, connect_options};
+
+/// Topic subscribed to when `-t` is not given.
+const ALL_TOPICS: &str = "#";
+
+/// Subscribes to the topics of `-t` (default `#`) and prints each message.
+/// Ctrl-C ends the session cleanly; the server closing it is an error.
+pub async fn subscribe(args: &Args) -> Result<(), CliError> {
+    let client = Client::connect(&args.target, connect_options(args)?).await?;
+    let mut messages = client.take_messages().ok_or(CliError::StreamEnded)?;
+    let topics: Vec<&str> = if args.topics.is_empty() {
+        vec![ALL_TOPICS]
+    } else {
+        args.topics.iter().map(String::as_str).collect()
+    };
+    client
+        .subscribe_bulk(&topics)
+        .await
+        .map_err(|source| CliError::Subscribe {
+            topics: topics.join(","),
+            source,
+        })?;
+    let mut stdout = std::io::stdout().lock();
+    loop {
+        let message = tokio::select! {
+            message = messages.recv() => message.ok_or(CliError::StreamEnded)?,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        let topic = String::from_utf8_lossy(&message.topic);
+        writeln!(stdout, "{}", format_message(&topic, &message.payload))
+            .and_then(|()| stdout.flush())
+            .map_err(CliError::Output)?;
+    }
+    drop(stdout);
+    client.bye().await?;
+    Ok(())
+}
