@@ -81,9 +81,15 @@ pub fn check_control_input(data: &[u8]) {
     assert_eq!(whole.replies, cut.replies, "replies depend on the cut");
     assert_eq!(whole.reason, cut.reason, "close depends on the cut");
     let (w, c) = (whole.counters, cut.counters);
-    assert_eq!((w.c_pub_messages, w.c_pub_bytes), (c.c_pub_messages, c.c_pub_bytes));
+    assert_eq!(
+        (w.c_pub_messages, w.c_pub_bytes),
+        (c.c_pub_messages, c.c_pub_bytes)
+    );
     assert_eq!(w.c_sub_ops, c.c_sub_ops);
-    assert!(cut.pushed.starts_with(&whole.pushed), "pushed streams differ");
+    assert!(
+        cut.pushed.starts_with(&whole.pushed),
+        "pushed streams differ"
+    );
 }
 
 /// What a control socket made of its input.
@@ -103,7 +109,10 @@ impl ControlRun {
         });
         let (control, token) = server.anonymous_login();
         let data = server.bind_data(&token);
-        assert_eq!(server.request(control, &topics_frame(op::SUBSCRIBE, "#")), [status::OK]);
+        assert_eq!(
+            server.request(control, &topics_frame(op::SUBSCRIBE, "#")),
+            [status::OK]
+        );
         let mut replies = Vec::new();
         let mut pushed = Vec::new();
         for chunk in cut(input, sizes) {
@@ -113,7 +122,10 @@ impl ControlRun {
             let counters = server.node.broker().counters();
             assert!(counters.c_sent_messages <= counters.c_pub_messages);
         }
-        assert!(replies.iter().all(|b| REPLY_CODES.contains(b)), "bad reply in {replies:?}");
+        assert!(
+            replies.iter().all(|b| REPLY_CODES.contains(b)),
+            "bad reply in {replies:?}"
+        );
         check_pushed_stream(&pushed);
         let reason = server.node.close_reason(control);
         assert_eq!(server.node.is_closed(control), reason.is_some());
@@ -168,13 +180,19 @@ fn check_raw_data_socket(input: &[u8]) {
     let data_greeting = [0xEE, 0xAB, 0x00];
     if input.starts_with(&data_greeting) {
         let reply = push::greeting_reply(SocketKind::Data);
-        assert!(out.starts_with(&reply), "data greeting answered with {out:?}");
-        let hello_sent = input.len() >= data_greeting.len() + TOKEN_LEN + 1;
+        assert!(
+            out.starts_with(&reply),
+            "data greeting answered with {out:?}"
+        );
+        let hello_sent = input.len() > data_greeting.len() + TOKEN_LEN;
         assert_eq!(out.len() > reply.len(), hello_sent);
         let sent_token = input.get(data_greeting.len()..data_greeting.len() + TOKEN_LEN);
         if hello_sent && sent_token != Some(&token[..]) {
             assert_eq!(out.get(reply.len()..), Some(&[status::ERR][..]));
-            assert_eq!(server.node.close_reason(data), Some(CloseReason::DataRefused));
+            assert_eq!(
+                server.node.close_reason(data),
+                Some(CloseReason::DataRefused)
+            );
         }
     }
     server.node.disconnect(data);
@@ -193,7 +211,10 @@ fn check_bound_data_socket(input: &[u8]) {
     let mut expected = push::greeting_reply(SocketKind::Data).to_vec();
     expected.push(status::OK);
     assert_eq!(server.request(data, &hello), expected);
-    assert_eq!(server.request(control, &topics_frame(op::SUBSCRIBE, "#")), [status::OK]);
+    assert_eq!(
+        server.request(control, &topics_frame(op::SUBSCRIBE, "#")),
+        [status::OK]
+    );
     let mut pushed = BytesMut::new();
     for (index, chunk) in rest.chunks(16).enumerate() {
         server.node.send(data, chunk, server.now);
@@ -208,11 +229,18 @@ fn check_bound_data_socket(input: &[u8]) {
         let step = u64::from(chunk.first().copied().unwrap_or(0)) * 10;
         server.now += Duration::from_millis(step);
         server.node.advance(server.now);
-        assert!(!server.node.is_closed(data), "{:?}", server.node.close_reason(data));
+        assert!(
+            !server.node.is_closed(data),
+            "{:?}",
+            server.node.close_reason(data)
+        );
     }
     server.node.disconnect(control);
     server.node.recv(data, server.now);
-    assert_eq!(server.node.close_reason(data), Some(CloseReason::SessionGone));
+    assert_eq!(
+        server.node.close_reason(data),
+        Some(CloseReason::SessionGone)
+    );
     server.node.disconnect(data);
     server.assert_empty();
 }
@@ -255,7 +283,10 @@ fn check_login_decoder(data: &[u8]) {
         Ok(Some(login)) => {
             assert!(!login.login.contains(&0));
             assert!(login.login.len() + 1 + login.password.len() <= max);
-            assert_eq!(buf.len() + 4 + login.login.len() + 1 + login.password.len(), data.len());
+            assert_eq!(
+                buf.len() + 4 + login.login.len() + 1 + login.password.len(),
+                data.len()
+            );
         }
         Ok(None) => assert_eq!(buf.len(), data.len(), "an incomplete frame was consumed"),
         Err(_) => {}
@@ -292,10 +323,16 @@ fn check_login_output(out: &[u8], sessions: usize, reason: Option<&CloseReason>)
     if out.starts_with(&control) && out.len() > control.len() {
         // Reply, token, then operation replies: the session lives exactly
         // as long as the socket.
-        assert!(out.len() >= control.len() + TOKEN_LEN, "truncated token in {out:?}");
+        assert!(
+            out.len() >= control.len() + TOKEN_LEN,
+            "truncated token in {out:?}"
+        );
         assert_eq!(sessions, usize::from(reason.is_none()));
         let replies = out.get(control.len() + TOKEN_LEN..).unwrap_or_default();
-        assert!(replies.iter().all(|b| REPLY_CODES.contains(b)), "bad replies {replies:?}");
+        assert!(
+            replies.iter().all(|b| REPLY_CODES.contains(b)),
+            "bad replies {replies:?}"
+        );
         return;
     }
     assert_eq!(sessions, 0);
@@ -305,7 +342,10 @@ fn check_login_output(out: &[u8], sessions: usize, reason: Option<&CloseReason>)
         assert_eq!(reason, Some(&CloseReason::DataRefused));
         return;
     }
-    assert!(out.is_empty() || out == control || out == data, "bad output {out:?}");
+    assert!(
+        out.is_empty() || out == control || out == data,
+        "bad output {out:?}"
+    );
 }
 
 // ----- udp_datagram -----
@@ -367,7 +407,10 @@ impl UdpServer {
         let mut server = TestServer::with_auth(small_limits(), auth);
         let (control, token) = server.anonymous_login();
         let data = server.bind_data(&token);
-        assert_eq!(server.request(control, &topics_frame(op::SUBSCRIBE, "#")), [status::OK]);
+        assert_eq!(
+            server.request(control, &topics_frame(op::SUBSCRIBE, "#")),
+            [status::OK]
+        );
         Self {
             server,
             control,
@@ -397,7 +440,9 @@ impl UdpServer {
         let pushed = self.server.node.recv(self.data, self.server.now);
         let messages = decode_messages(&pushed);
         assert_eq!(messages.len() as u64, published, "delivered != published");
-        if let (Some(message), Ok(frame)) = (messages.first(), udp::decode_datagram(datagram, usize::MAX)) {
+        if let (Some(message), Ok(frame)) =
+            (messages.first(), udp::decode_datagram(datagram, usize::MAX))
+        {
             check_delivered_udp(message, &frame.auth);
         }
         self.received += messages.len();
@@ -414,7 +459,10 @@ impl UdpServer {
         };
         let key = key_of(key_hex);
         let sealed = udp::seal(cipher, &key, &NONCE, body).expect("seal");
-        assert_eq!(udp::open(cipher, &key, &NONCE, &sealed).as_deref(), Ok(body));
+        assert_eq!(
+            udp::open(cipher, &key, &NONCE, &sealed).as_deref(),
+            Ok(body)
+        );
         let mut datagram = vec![0xEE, 0xAA, 0x01, 0x00, cipher.enc_byte()];
         datagram.extend_from_slice(login.as_bytes());
         datagram.push(0);
@@ -511,7 +559,10 @@ fn use_config(config: &ServerConfig) {
 }
 
 fn check_file_error(err: &FileError, path: &Path) {
-    assert!(!err.message.trim().is_empty(), "empty error message: {err:?}");
+    assert!(
+        !err.message.trim().is_empty(),
+        "empty error message: {err:?}"
+    );
     assert_eq!(err.path, path);
     assert!(err.to_string().starts_with(&path.display().to_string()));
 }
@@ -528,7 +579,11 @@ pub fn check_http_request(data: &[u8]) {
             assert!(len <= data.len() && len <= http::MAX_HEAD);
             let again = http::parse_request(data.get(..len).unwrap_or_default());
             assert_eq!(again, Ok(Some((request.clone(), len))));
-            assert!(!request.path.contains('?'), "query left in {:?}", request.path);
+            assert!(
+                !request.path.contains('?'),
+                "query left in {:?}",
+                request.path
+            );
             let _ = http::route(&request.path);
         }
         Ok(None) => assert!(data.len() < http::MAX_HEAD),
@@ -652,7 +707,10 @@ fn check_data_client(input: &[u8], chunk: usize) {
     let written = tx.to_vec();
     let greeting = [0xEE, 0xAB, 0x00];
     let hello = [&greeting[..], &data_hello_body(&token, 5)].concat();
-    assert!(written == greeting || written == hello, "client wrote {written:?}");
+    assert!(
+        written == greeting || written == hello,
+        "client wrote {written:?}"
+    );
 }
 
 // ----- shared helpers -----
@@ -805,7 +863,10 @@ fn check_pushed_stream(pushed: &[u8]) {
     for (topic, _) in decode_messages(pushed) {
         let text = std::str::from_utf8(&topic).expect("pushed topic is UTF-8");
         assert_eq!(topic::normalize(text), text, "topic not normalised");
-        assert!(topic::parse_topic(&topic, usize::MAX).is_ok(), "bad pushed topic {text:?}");
+        assert!(
+            topic::parse_topic(&topic, usize::MAX).is_ok(),
+            "bad pushed topic {text:?}"
+        );
     }
 }
 

@@ -311,14 +311,16 @@ impl Server {
         }
     }
 
-    /// Serves on `workers` new threads until [`ServerHandle::stop`]; then
+    /// Serves on `workers` threads (the calling one and `workers - 1` new
+    /// ones, each with its own runtime) until [`ServerHandle::stop`]; then
     /// stops accepting, lets queued messages drain to subscribers for at
     /// most the drain timeout, and removes the Unix-socket files.
     ///
     /// Blocks the calling thread until then (thread-per-core: the server
     /// owns its runtimes), so call it from a plain thread, not from inside
     /// an async runtime. Fails if a worker thread or its runtime cannot be
-    /// created; the server is then stopped.
+    /// created; the server is then stopped. Password checks run on a
+    /// pool of `max(workers, 2)` threads shared by all workers.
     pub fn run(self) -> io::Result<()> {
         let pool = DefaultThreadPool::new(self.workers.max(2));
         let mut threads = Vec::with_capacity(self.workers);
@@ -357,14 +359,16 @@ impl Server {
 /// SIGTERM or SIGINT after the graceful drain. SIGHUP reloads the access
 /// rules.
 pub fn serve(spec: ServerSpec, on_bound: impl FnOnce(&BoundAddrs)) -> io::Result<()> {
-    let server = Server::bind(spec)?;
-    on_bound(server.addrs());
-    let handle = server.handle();
+    // Caught from before the bind, so a SIGTERM during start-up still
+    // means a graceful stop.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGHUP,
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
     ])?;
+    let server = Server::bind(spec)?;
+    on_bound(server.addrs());
+    let handle = server.handle();
     let signals_handle = signals.handle();
     let signal_thread = std::thread::Builder::new()
         .name("psrtd-signals".into())
@@ -423,7 +427,7 @@ fn run_worker(
         FusionRuntime::Legacy(_) => "legacy (epoll)",
     };
     tracing::info!(worker = index, driver, "monoio worker started");
-    let served = runtime.block_on(worker(shared.clone(), listeners));
+    let served = runtime.block_on(worker(index, shared.clone(), listeners));
     if served.is_err() {
         shared.stop.close();
     }
@@ -433,9 +437,12 @@ fn run_worker(
 /// Serves one thread's listeners until the stop, then waits for every
 /// connection (on all threads) to finish or the drain timeout to pass.
 /// Tasks still running when this returns are dropped with the runtime.
-async fn worker(shared: Arc<Shared>, listeners: Listeners) -> io::Result<()> {
+async fn worker(index: usize, shared: Arc<Shared>, listeners: Listeners) -> io::Result<()> {
     accept::spawn_all(&shared, listeners)?;
     shared.stopped().await;
+    if index == 0 {
+        tracing::info!("shutting down: draining queued messages");
+    }
     let deadline = Instant::now() + shared.drain_timeout + Duration::from_secs(1);
     while shared.live.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
         monoio::time::sleep(DRAIN_POLL).await;
@@ -480,4 +487,3 @@ fn bind_unix(path: &Path) -> io::Result<UnixListener> {
 fn named(err: io::Error, what: &str) -> io::Error {
     io::Error::new(err.kind(), format!("{what}: {err}"))
 }
-

@@ -68,20 +68,11 @@ impl Shared {
         let _ = self.stopping.recv().await;
     }
 
-    /// Spawns a detached task on the server's executor. A panicking task
-    /// is logged and dropped instead of unwinding through (and ending) the
-    /// worker thread that polled it.
+    /// Spawns a detached, [`guarded`] task on the server's executor.
     pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        let Some(executor) = self.executor.upgrade() else {
-            return;
-        };
-        executor
-            .spawn(async move {
-                if AssertUnwindSafe(task).catch_unwind().await.is_err() {
-                    tracing::error!("a server task panicked; it was dropped");
-                }
-            })
-            .detach();
+        if let Some(executor) = self.executor.upgrade() {
+            executor.spawn(guarded(task)).detach();
+        }
     }
 
     /// Logs and drops the broker's pending events. Call with the lock held.
@@ -118,6 +109,14 @@ impl Shared {
             host: self.host.clone(),
             version: self.version.clone(),
         }
+    }
+}
+
+/// `task`, except that a panic is logged and ends only this task instead
+/// of unwinding through (and ending) the worker thread that polled it.
+async fn guarded(task: impl Future<Output = ()>) {
+    if AssertUnwindSafe(task).catch_unwind().await.is_err() {
+        tracing::error!("a server task panicked; it was dropped");
     }
 }
 
@@ -322,22 +321,21 @@ impl Server {
         let mut listeners = Vec::new();
         for listener in self.tcp {
             let task = accept_tcp(shared.clone(), listener, live.clone());
-            listeners.push(self.executor.spawn(task));
+            listeners.push(self.executor.spawn(guarded(task)));
         }
         let mut unix_paths = Vec::new();
         for (listener, path) in self.unix {
             unix_paths.push(path);
             let task = accept_unix(shared.clone(), listener, live.clone());
-            listeners.push(self.executor.spawn(task));
+            listeners.push(self.executor.spawn(guarded(task)));
         }
         for socket in self.udp {
-            listeners.push(self.executor.spawn(udp_task::serve(shared.clone(), socket)));
+            let task = udp_task::serve(shared.clone(), socket);
+            listeners.push(self.executor.spawn(guarded(task)));
         }
         if let Some(listener) = self.stats {
-            listeners.push(
-                self.executor
-                    .spawn(stats_task::accept(shared.clone(), listener)),
-            );
+            let task = stats_task::accept(shared.clone(), listener);
+            listeners.push(self.executor.spawn(guarded(task)));
         }
         drop(live);
         shared.stopped().await;
@@ -393,7 +391,11 @@ async fn handle_signals(handle: ServerHandle, mut signals: async_signal::Signals
                 let _ = handle.reload().await;
             }
             Ok(_) => break,
-            Err(err) => tracing::warn!(%err, "reading signals failed"),
+            Err(err) => {
+                // Retrying a broken signal pipe would spin: keep serving.
+                tracing::error!(%err, "reading signals failed; signals now ignored");
+                return;
+            }
         }
     }
     handle.stop();

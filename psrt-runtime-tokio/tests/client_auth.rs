@@ -115,7 +115,10 @@ async fn tls_session_with_a_custom_ca() {
         let mut messages = client.take_messages().expect("receiver");
         client.subscribe("s/#").await.expect("subscribed");
         let big = vec![7_u8; 100_000];
-        client.publish("s/big", big.clone()).await.expect("published");
+        client
+            .publish("s/big", big.clone())
+            .await
+            .expect("published");
         let message = next(&mut messages).await;
         assert_eq!(message.topic_str(), Some("s/big"));
         assert_eq!(message.payload, big);

@@ -15,7 +15,10 @@ async fn publish_reaches_a_subscriber() {
         let subscriber = connect(&server.tcp()).await;
         let mut messages = subscriber.take_messages().expect("receiver");
         assert!(subscriber.take_messages().is_none(), "taken only once");
-        subscriber.subscribe("room/+/temp").await.expect("subscribed");
+        subscriber
+            .subscribe("room/+/temp")
+            .await
+            .expect("subscribed");
         let publisher = connect(&server.tcp()).await;
         publisher
             .publish("room/1/temp", "20.5")
@@ -32,10 +35,7 @@ async fn publish_reaches_a_subscriber() {
         publisher.bye().await.expect("bye answered");
         subscriber.bye().await.expect("bye answered");
         let end = tokio::time::timeout(RECV_LIMIT, messages.recv()).await;
-        assert!(
-            matches!(end, Ok(None)),
-            "stream ends after bye: {end:?}"
-        );
+        assert!(matches!(end, Ok(None)), "stream ends after bye: {end:?}");
     })
     .await;
 }
@@ -94,14 +94,23 @@ async fn ten_thousand_pipelined_publishes_arrive_in_order() {
         let mut tickets = Vec::with_capacity(COUNT);
         for i in 0..COUNT {
             let payload = (i as u32).to_le_bytes().to_vec();
-            tickets.push(client.publish_nowait("bench", payload).await.expect("queued"));
+            tickets.push(
+                client
+                    .publish_nowait("bench", payload)
+                    .await
+                    .expect("queued"),
+            );
         }
         for ticket in tickets {
             ticket.await.expect("acknowledged");
         }
         for i in 0..COUNT {
             let message = next(&mut messages).await;
-            assert_eq!(&message.payload[..], (i as u32).to_le_bytes(), "message {i}");
+            assert_eq!(
+                &message.payload[..],
+                (i as u32).to_le_bytes(),
+                "message {i}"
+            );
         }
         assert_quiet(&mut messages).await;
     })

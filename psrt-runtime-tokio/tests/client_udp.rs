@@ -100,7 +100,10 @@ async fn sealed_datagrams_with_both_ciphers() {
             cipher: Cipher::Aes256Gcm,
         };
         let mut wrong = UdpClient::new(udp, "alice", auth).await.expect("socket");
-        match wrong.publish_acked("udp/sealed", b"forged", Duration::from_millis(500)).await {
+        match wrong
+            .publish_acked("udp/sealed", b"forged", Duration::from_millis(500))
+            .await
+        {
             Ok(code) => assert_ne!(code, status::OK),
             Err(err) => assert!(matches!(err, ClientError::Timeout(_)), "{err:?}"),
         }

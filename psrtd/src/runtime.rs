@@ -32,3 +32,10 @@ pub use psrt_runtime_smol::server::{BoundAddrs, serve};
 /// Name of the runtime compiled in, for logs and `--version`.
 #[cfg(feature = "runtime-smol")]
 pub const NAME: &str = "smol";
+
+#[cfg(feature = "runtime-monoio")]
+pub use psrt_runtime_monoio::server::{BoundAddrs, serve};
+
+/// Name of the runtime compiled in, for logs and `--version`.
+#[cfg(feature = "runtime-monoio")]
+pub const NAME: &str = "monoio";

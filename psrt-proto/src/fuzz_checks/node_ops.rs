@@ -87,7 +87,11 @@ const FILTERS: [(&str, Option<&str>); 14] = [
 /// anonymous) its `sub` and `pub` masks.
 struct Variant {
     anonymous: bool,
-    entries: &'static [(&'static str, &'static [&'static str], &'static [&'static str])],
+    entries: &'static [(
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+    )],
 }
 
 /// The ACL files the node is reloaded between. The rogue never gets a
@@ -154,22 +158,52 @@ enum Step {
         cut: u8,
     },
     /// A data socket with the client's token, the bytes cut at `cut`.
-    OpenData { client: u8, cut: u8 },
-    Subscribe { client: u8, filter: u8 },
-    Unsubscribe { client: u8, filter: u8 },
+    OpenData {
+        client: u8,
+        cut: u8,
+    },
+    Subscribe {
+        client: u8,
+        filter: u8,
+    },
+    Unsubscribe {
+        client: u8,
+        filter: u8,
+    },
     /// A tagged payload of 8 + `size % 600` bytes.
-    Publish { client: u8, topic: u8, size: u16 },
-    Nop { client: u8 },
+    Publish {
+        client: u8,
+        topic: u8,
+        size: u16,
+    },
+    Nop {
+        client: u8,
+    },
     /// Read at most `max` bytes of the data socket (0: everything).
-    Recv { client: u8, max: u16 },
-    CloseData { client: u8 },
-    Disconnect { client: u8 },
-    Bye { client: u8 },
+    Recv {
+        client: u8,
+        max: u16,
+    },
+    CloseData {
+        client: u8,
+    },
+    Disconnect {
+        client: u8,
+    },
+    Bye {
+        client: u8,
+    },
     /// Let `ms % 4000` milliseconds pass.
-    Advance { ms: u16 },
-    Reload { variant: u8 },
+    Advance {
+        ms: u16,
+    },
+    Reload {
+        variant: u8,
+    },
     /// Raw bytes on the rogue's control socket.
-    Raw { bytes: Vec<u8> },
+    Raw {
+        bytes: Vec<u8>,
+    },
 }
 
 /// Runs the operations encoded in `data` (see the module docs).
@@ -179,7 +213,12 @@ pub fn check_node_ops(data: &[u8]) {
         return;
     };
     let mut run = Run::new(usize::from(variant) % VARIANTS.len());
-    for step in input.arbitrary_iter::<Step>().into_iter().flatten().take(MAX_OPS) {
+    for step in input
+        .arbitrary_iter::<Step>()
+        .into_iter()
+        .flatten()
+        .take(MAX_OPS)
+    {
         let Ok(step) = step else { break };
         run.apply(step);
         run.check_invariants();
@@ -352,7 +391,10 @@ impl Run {
     fn open_data(&mut self, c: usize, cut: u8) {
         let client = &self.clients[c];
         let token = client.control.as_ref().map_or([0; TOKEN_LEN], |s| s.token);
-        let free = client.data.as_ref().is_none_or(|d| !d.live || self.is_closed(d.socket));
+        let free = client
+            .data
+            .as_ref()
+            .is_none_or(|d| !d.live || self.is_closed(d.socket));
         let accepted = client.control.is_some() && free;
         let socket = self.connect(c);
         let out = self.send_cut(socket, &data_hello(&token, DATA_TIMEOUT), cut);
@@ -360,7 +402,10 @@ impl Run {
         let reply = [&push::greeting_reply(SocketKind::Data)[..], &[code]].concat();
         assert_eq!(out, reply, "data hello answered {out:?}");
         if !accepted {
-            assert_eq!(self.server.node.close_reason(socket), Some(CloseReason::DataRefused));
+            assert_eq!(
+                self.server.node.close_reason(socket),
+                Some(CloseReason::DataRefused)
+            );
             self.server.node.disconnect(socket);
             return;
         }
@@ -454,7 +499,7 @@ impl Run {
             }
             // Independent of the broker's cover check: a held filter only
             // lets through topics some `sub` mask matches.
-            let masks = variant.entry(control.login).map_or(&[][..], |e| e.1);
+            let masks = variant.live_entry(control.login).map_or(&[][..], |e| e.1);
             assert!(
                 masks.iter().any(|m| matches(m, topic)),
                 "{:?} holds filters {:?} reaching {topic:?} outside its masks {masks:?}",
@@ -476,8 +521,15 @@ impl Run {
         let Some(socket) = self.clients[c].data.as_ref().map(|d| d.socket) else {
             return;
         };
-        let limit = if max == 0 { usize::MAX } else { usize::from(max) };
-        let bytes = self.server.node.recv_at_most(socket, limit, self.server.now);
+        let limit = if max == 0 {
+            usize::MAX
+        } else {
+            usize::from(max)
+        };
+        let bytes = self
+            .server
+            .node
+            .recv_at_most(socket, limit, self.server.now);
         assert!(bytes.len() <= limit);
         let closed = self.is_closed(socket);
         let reason = self.server.node.close_reason(socket);
@@ -488,12 +540,19 @@ impl Run {
         self.received += take_messages(data, &self.published);
         if closed {
             assert!(
-                matches!(reason, Some(CloseReason::SessionGone | CloseReason::WriteStalled)),
+                matches!(
+                    reason,
+                    Some(CloseReason::SessionGone | CloseReason::WriteStalled)
+                ),
                 "data socket closed: {reason:?}"
             );
         } else if limit == usize::MAX && data.live {
             assert!(data.rx.is_empty(), "a full read left a partial frame");
-            assert!(data.expected.is_empty(), "messages lost: {:?}", data.expected);
+            assert!(
+                data.expected.is_empty(),
+                "messages lost: {:?}",
+                data.expected
+            );
         }
     }
 
@@ -516,7 +575,10 @@ impl Run {
         };
         let out = self.server.request(socket, &[op::BYE]);
         assert_eq!(out, [status::OK]);
-        assert_eq!(self.server.node.close_reason(socket), Some(CloseReason::Bye));
+        assert_eq!(
+            self.server.node.close_reason(socket),
+            Some(CloseReason::Bye)
+        );
         self.disconnect(c);
     }
 
@@ -544,7 +606,10 @@ impl Run {
 
     fn reload(&mut self, variant: usize) {
         self.variant = variant;
-        self.server.node.broker_mut().reload(auth(&self.acls, variant));
+        self.server
+            .node
+            .broker_mut()
+            .reload(auth(&self.acls, variant));
         for c in 0..CLIENTS {
             let Some(login) = self.clients[c].control.as_ref().map(|s| s.login) else {
                 continue;
@@ -562,7 +627,10 @@ impl Run {
         }
         let Some(rogue) = self.rogue else { return };
         let out = self.server.request(rogue, bytes);
-        assert!(out.iter().all(|b| REPLY_CODES.contains(b)), "rogue got {out:?}");
+        assert!(
+            out.iter().all(|b| REPLY_CODES.contains(b)),
+            "rogue got {out:?}"
+        );
         if self.is_closed(rogue) {
             self.server.node.disconnect(rogue);
             self.rogue = None;
@@ -571,7 +639,10 @@ impl Run {
 
     fn rogue_login(&mut self) -> bool {
         let granted = self.login_allowed("rogue", false);
-        let socket = self.server.node.connect(Transport::Tcp, "rogue", self.server.now);
+        let socket = self
+            .server
+            .node
+            .connect(Transport::Tcp, "rogue", self.server.now);
         let out = self
             .server
             .request(socket, &login_frames("rogue", PASSWORD.as_bytes()));
@@ -597,12 +668,21 @@ impl Run {
         let counters = broker.counters();
         assert_eq!(counters.c_pub_messages, self.published.len() as u64);
         assert_eq!(counters.c_sub_ops, self.sub_ops);
-        assert!(counters.c_sent_messages <= self.deliveries_due, "sent more than due");
-        assert!(counters.c_sent_messages >= self.received, "received more than sent");
+        assert!(
+            counters.c_sent_messages <= self.deliveries_due,
+            "sent more than due"
+        );
+        assert!(
+            counters.c_sent_messages >= self.received,
+            "received more than sent"
+        );
         let snapshot = broker.snapshot(usize::MAX, 0, SortBy::Messages);
         assert_eq!(snapshot.client_count, self.live_sessions());
         let bound = limits().data_queue;
-        assert!(snapshot.clients.iter().all(|c| c.queued <= bound), "queue over its bound");
+        assert!(
+            snapshot.clients.iter().all(|c| c.queued <= bound),
+            "queue over its bound"
+        );
     }
 
     /// Reads what is left, closes everything, and checks the broker is
@@ -627,12 +707,14 @@ impl Run {
         clients + usize::from(self.rogue.is_some())
     }
 
-    /// The rights a live session of `login` has now (none when its entry
-    /// is gone).
+    /// The rights a live session of `login` has now: none when its entry
+    /// is gone or it could no longer log in (anonymous access turned off).
     fn rights(&self, login: &str) -> std::sync::Arc<UserRights> {
-        self.acls[self.variant]
-            .rights(login)
-            .unwrap_or_else(|| std::sync::Arc::new(UserRights::none()))
+        let none = || std::sync::Arc::new(UserRights::none());
+        if VARIANTS[self.variant].live_entry(login).is_none() {
+            return none();
+        }
+        self.acls[self.variant].rights(login).unwrap_or_else(none)
     }
 
     fn is_closed(&self, socket: ConnId) -> bool {
@@ -641,7 +723,9 @@ impl Run {
 
     fn connect(&mut self, c: usize) -> ConnId {
         let peer = format!("client-{c}");
-        self.server.node.connect(Transport::Tcp, &peer, self.server.now)
+        self.server
+            .node
+            .connect(Transport::Tcp, &peer, self.server.now)
     }
 
     /// Sends `bytes` in two pieces cut at `cut` and returns the answer.
@@ -677,15 +761,31 @@ impl Variant {
     fn entry(
         &self,
         login: &str,
-    ) -> Option<&(&'static str, &'static [&'static str], &'static [&'static str])> {
+    ) -> Option<&(
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+    )> {
         let key = if login.is_empty() { "_" } else { login };
         self.entries.iter().find(|e| e.0 == key)
     }
 
-    /// Whether `login` may publish `topic` (some `pub` mask matches),
-    /// decided without the broker's code.
-    fn may_publish(&self, login: &str, topic: &str) -> bool {
+    /// The entry governing a live session of `login`: none when anonymous
+    /// access is off for the anonymous user.
+    fn live_entry(
+        &self,
+        login: &str,
+    ) -> Option<&(&'static str, &'static [&'static str], &'static [&'static str])> {
+        if login.is_empty() && !self.anonymous {
+            return None;
+        }
         self.entry(login)
+    }
+
+    /// Whether a live session of `login` may publish `topic` (some `pub`
+    /// mask matches), decided without the broker's code.
+    fn may_publish(&self, login: &str, topic: &str) -> bool {
+        self.live_entry(login)
             .is_some_and(|e| e.2.iter().any(|m| matches(m, topic)))
     }
 
@@ -759,14 +859,22 @@ fn take_messages(data: &mut DataSocket, published: &[Published]) -> u64 {
         };
         let (prio, topic, body) = message;
         assert_eq!(prio, PRIO);
-        let tag = body.get(..TAG_LEN).and_then(|t| <[u8; TAG_LEN]>::try_from(t).ok());
+        let tag = body
+            .get(..TAG_LEN)
+            .and_then(|t| <[u8; TAG_LEN]>::try_from(t).ok());
         let id = u64::from_le_bytes(tag.expect("payload carries its tag"));
         let sent = usize::try_from(id).ok().and_then(|i| published.get(i));
         let sent = sent.expect("a delivered message was published");
         assert_eq!(topic, sent.topic.as_bytes(), "message {id} topic");
         assert_eq!(body, payload(id, sent.size), "message {id} payload");
-        assert!(data.expected.remove(&id), "message {id} not owed (or twice)");
-        assert!(data.last.is_none_or(|last| last < id), "message {id} out of order");
+        assert!(
+            data.expected.remove(&id),
+            "message {id} not owed (or twice)"
+        );
+        assert!(
+            data.last.is_none_or(|last| last < id),
+            "message {id} out of order"
+        );
         data.last = Some(id);
         count += 1;
     }

@@ -18,15 +18,23 @@ use super::{Listeners, Shared, conn_task, stats_task, udp_task};
 pub(super) fn spawn_all(shared: &Arc<Shared>, listeners: Listeners) -> io::Result<()> {
     for listener in listeners.tcp {
         let listener = TcpListener::from_std(listener)?;
-        monoio::spawn(accept_loop(shared.clone(), listener, |shared, stream, peer| {
-            monoio::spawn(conn_task::serve(shared, stream, Transport::Tcp, peer));
-        }));
+        monoio::spawn(accept_loop(
+            shared.clone(),
+            listener,
+            |shared, stream, peer| {
+                monoio::spawn(conn_task::serve(shared, stream, Transport::Tcp, peer));
+            },
+        ));
     }
     for listener in listeners.unix {
         let listener = UnixListener::from_std(listener)?;
-        monoio::spawn(accept_loop(shared.clone(), listener, |shared, stream, peer| {
-            monoio::spawn(conn_task::serve(shared, stream, Transport::Unix, peer));
-        }));
+        monoio::spawn(accept_loop(
+            shared.clone(),
+            listener,
+            |shared, stream, peer| {
+                monoio::spawn(conn_task::serve(shared, stream, Transport::Unix, peer));
+            },
+        ));
     }
     for socket in listeners.udp {
         let socket = UdpSocket::from_std(socket)?;
@@ -34,9 +42,13 @@ pub(super) fn spawn_all(shared: &Arc<Shared>, listeners: Listeners) -> io::Resul
     }
     if let Some(listener) = listeners.stats {
         let listener = TcpListener::from_std(listener)?;
-        monoio::spawn(accept_loop(shared.clone(), listener, |shared, stream, _| {
-            monoio::spawn(stats_task::serve(shared, stream));
-        }));
+        monoio::spawn(accept_loop(
+            shared.clone(),
+            listener,
+            |shared, stream, _| {
+                monoio::spawn(stats_task::serve(shared, stream));
+            },
+        ));
     }
     Ok(())
 }

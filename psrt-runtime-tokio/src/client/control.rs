@@ -156,10 +156,7 @@ impl ControlTask {
                 topic,
                 payload,
                 reply,
-            } => (
-                self.control.publish(&topic, &payload, PRIORITY, now),
-                reply,
-            ),
+            } => (self.control.publish(&topic, &payload, PRIORITY, now), reply),
             Command::Subscribe { filters, reply } => {
                 (self.control.subscribe(&as_strs(&filters), now), reply)
             }

@@ -197,11 +197,13 @@ impl Future for Ticket {
     type Output = Result<(), ClientError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.reply).poll(cx).map(|answer| match answer {
-            Ok(Ok(code)) => status_result(code),
-            Ok(Err(err)) => Err(err),
-            Err(_) => Err(ClientError::Disconnected("the session ended".into())),
-        })
+        Pin::new(&mut self.reply)
+            .poll(cx)
+            .map(|answer| match answer {
+                Ok(Ok(code)) => status_result(code),
+                Ok(Err(err)) => Err(err),
+                Err(_) => Err(ClientError::Disconnected("the session ended".into())),
+            })
     }
 }
 
@@ -406,13 +408,7 @@ async fn start_data(
     // The hello carries whole seconds and the server beacons every half of
     // them, so the silence limit must be at least one second.
     let silence = options.timeout.max(Duration::from_secs(1));
-    let data = DataClient::new(
-        token,
-        silence,
-        tls,
-        options.max_message,
-        Instant::now(),
-    );
+    let data = DataClient::new(token, silence, tls, options.max_message, Instant::now());
     let (messages, message_rx) = mpsc::channel(options.queue.max(1));
     let (ready, ready_rx) = oneshot::channel();
     tokio::spawn(data::run(io, data, messages, ready));
