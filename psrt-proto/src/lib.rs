@@ -43,6 +43,8 @@ pub mod udp;
 pub mod wire;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz_checks;
+#[cfg(feature = "sim")]
+pub mod sim;
 
 pub use bytes::{Bytes, BytesMut};
 pub use limits::Limits;

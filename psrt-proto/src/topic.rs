@@ -21,6 +21,10 @@ pub enum TopicError {
     /// A published topic holds `+` or `#`.
     #[error("wildcards (+ or #) are not allowed in a published topic")]
     Wildcard,
+    /// A published topic holds a `00` byte, which would end it early in the
+    /// pushed frame (only PUBLISH_REPL can carry one).
+    #[error("a published topic must not contain a 00 byte")]
+    Nul,
     /// A filter holds `+` or `#` as part of a level, or `#` before the end.
     #[error("a wildcard must be a whole level, and # only the last one")]
     BadWildcard,
@@ -82,6 +86,9 @@ pub fn parse_topic(raw: &[u8], max_depth: usize) -> Result<Cow<'_, str>, TopicEr
     let text = std::str::from_utf8(raw).map_err(|_| TopicError::InvalidUtf8)?;
     if text.bytes().any(|b| b == b'+' || b == b'#') {
         return Err(TopicError::Wildcard);
+    }
+    if raw.contains(&0) {
+        return Err(TopicError::Nul);
     }
     let topic = normalize(text);
     check_shape(&topic, max_depth)?;
@@ -168,6 +175,7 @@ mod tests {
         assert_eq!(parse_topic(b"a#", 8), Err(TopicError::Wildcard));
         assert_eq!(parse_topic(b"//", 8), Err(TopicError::Empty));
         assert_eq!(parse_topic(b"\xff", 8), Err(TopicError::InvalidUtf8));
+        assert_eq!(parse_topic(b"a\0b", 8), Err(TopicError::Nul));
         assert_eq!(
             parse_topic(b"a/b/c", 1),
             Err(TopicError::TooDeep { max: 1 })

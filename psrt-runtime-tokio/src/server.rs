@@ -23,7 +23,7 @@ use psrt_proto::http::StatusInfo;
 use psrt_proto::spec::{Reloader, ServerSpec};
 use rand::SeedableRng;
 use tokio::net::{TcpListener, UdpSocket, UnixListener};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 /// State every task of one server shares.
@@ -239,13 +239,16 @@ impl Server {
     /// and removes the Unix-socket files.
     pub async fn run(self) {
         let mut tasks = JoinSet::new();
+        // Every connection task holds a clone of `alive`; `recv` returns
+        // `None` once all of them have ended.
+        let (alive, mut all_ended) = mpsc::channel::<()>(1);
         for listener in self.tcp {
-            tasks.spawn(accept_tcp(self.shared.clone(), listener));
+            tasks.spawn(accept_tcp(self.shared.clone(), listener, alive.clone()));
         }
         let mut unix_paths = Vec::new();
         for (listener, path) in self.unix {
             unix_paths.push(path);
-            tasks.spawn(accept_unix(self.shared.clone(), listener));
+            tasks.spawn(accept_unix(self.shared.clone(), listener, alive.clone()));
         }
         for socket in self.udp {
             tasks.spawn(udp_task::serve(self.shared.clone(), socket));
@@ -257,8 +260,13 @@ impl Server {
         let _ = stopping.wait_for(|stop| *stop).await;
         tracing::info!("shutting down: draining queued messages");
         let drain = self.shared.drain_timeout + Duration::from_secs(1);
-        let _ =
-            tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
+        drop(alive);
+        let _ = tokio::time::timeout(drain, async {
+            while tasks.join_next().await.is_some() {}
+            // Connection tasks are detached: wait until they have drained.
+            let _ = all_ended.recv().await;
+        })
+        .await;
         tasks.abort_all();
         for path in unix_paths {
             let _ = std::fs::remove_file(path);
@@ -309,7 +317,7 @@ async fn signals(handle: ServerHandle) {
     handle.stop();
 }
 
-async fn accept_tcp(shared: Arc<Shared>, listener: TcpListener) {
+async fn accept_tcp(shared: Arc<Shared>, listener: TcpListener, alive: mpsc::Sender<()>) {
     let mut stopping = shared.stopping.clone();
     loop {
         let accepted = tokio::select! {
@@ -319,19 +327,14 @@ async fn accept_tcp(shared: Arc<Shared>, listener: TcpListener) {
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(conn_task::serve(
-                    shared.clone(),
-                    stream,
-                    Transport::Tcp,
-                    peer.to_string(),
-                ));
+                spawn_conn(&shared, stream, Transport::Tcp, peer.to_string(), &alive);
             }
             Err(err) => accept_error(err).await,
         }
     }
 }
 
-async fn accept_unix(shared: Arc<Shared>, listener: UnixListener) {
+async fn accept_unix(shared: Arc<Shared>, listener: UnixListener, alive: mpsc::Sender<()>) {
     let mut stopping = shared.stopping.clone();
     loop {
         let accepted = tokio::select! {
@@ -340,16 +343,30 @@ async fn accept_unix(shared: Arc<Shared>, listener: UnixListener) {
         };
         match accepted {
             Ok((stream, _)) => {
-                tokio::spawn(conn_task::serve(
-                    shared.clone(),
-                    stream,
-                    Transport::Unix,
-                    "unix".into(),
-                ));
+                spawn_conn(&shared, stream, Transport::Unix, "unix".into(), &alive);
             }
             Err(err) => accept_error(err).await,
         }
     }
+}
+
+/// Serves one accepted socket on its own task, which holds a clone of
+/// `alive` so [`Server::run`] can wait for it to drain on shutdown.
+fn spawn_conn<S>(
+    shared: &Arc<Shared>,
+    stream: S,
+    transport: Transport,
+    peer: String,
+    alive: &mpsc::Sender<()>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let alive = alive.clone();
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        conn_task::serve(shared, stream, transport, peer).await;
+        drop(alive);
+    });
 }
 
 /// Out of descriptors or a transient error: log and back off briefly

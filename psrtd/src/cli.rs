@@ -1,14 +1,18 @@
-//! The `psrt-cli` commands: publish (TCP or UDP) and subscribe, over the
-//! async client of `psrt-runtime-tokio`.
+//! The `psrt-cli` commands: publish (TCP or UDP), subscribe, the live
+//! `--top` view and `--benchmark`, over the async client of
+//! `psrt-runtime-tokio`.
 //!
 //! * [`args`]: the command line (clap derive).
 //! * [`output`]: how a received message is printed.
-//! * `publish` / `subscribe`: one module per mode.
+//! * `publish` / `subscribe` / [`top`] / [`benchmark`]: one module per
+//!   mode.
 
 pub mod args;
+pub mod benchmark;
 pub mod output;
 mod publish;
 mod subscribe;
+pub mod top;
 
 use std::path::PathBuf;
 
@@ -75,6 +79,12 @@ pub enum CliError {
     /// Printing failed (a closed pipe, a full disk).
     #[error("cannot write the output: {0}")]
     Output(std::io::Error),
+    /// The terminal of `--top` could not be set up, read or drawn.
+    #[error("terminal: {0}")]
+    Terminal(std::io::Error),
+    /// A `--benchmark` stage failed or received wrong messages.
+    #[error("benchmark: {0}")]
+    Benchmark(#[from] benchmark::BenchmarkError),
 }
 
 /// Runs the mode the command line selects.
@@ -83,6 +93,11 @@ pub async fn run(args: Args) -> Result<(), CliError> {
         Mode::Publish(message) if args.udp => publish::publish_udp(&args, message).await,
         Mode::Publish(message) => publish::publish_tcp(&args, message).await,
         Mode::Subscribe => subscribe::subscribe(&args).await,
+        Mode::Top => top::top(&args).await,
+        Mode::Benchmark {
+            workers,
+            iterations,
+        } => benchmark::benchmark(&args, workers, iterations).await,
     }
 }
 

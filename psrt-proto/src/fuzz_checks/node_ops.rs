@@ -83,15 +83,18 @@ const FILTERS: [(&str, Option<&str>); 14] = [
     ("+/+/+/+/+", None),
 ];
 
+/// An ACL entry: login, `sub` masks, `pub` masks.
+type Entry = (
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
 /// One ACL file: whether anonymous login is on, and per login (`_` is
 /// anonymous) its `sub` and `pub` masks.
 struct Variant {
     anonymous: bool,
-    entries: &'static [(
-        &'static str,
-        &'static [&'static str],
-        &'static [&'static str],
-    )],
+    entries: &'static [Entry],
 }
 
 /// The ACL files the node is reloaded between. The rogue never gets a
@@ -758,24 +761,14 @@ impl Run {
 }
 
 impl Variant {
-    fn entry(
-        &self,
-        login: &str,
-    ) -> Option<&(
-        &'static str,
-        &'static [&'static str],
-        &'static [&'static str],
-    )> {
+    fn entry(&self, login: &str) -> Option<&Entry> {
         let key = if login.is_empty() { "_" } else { login };
         self.entries.iter().find(|e| e.0 == key)
     }
 
     /// The entry governing a live session of `login`: none when anonymous
     /// access is off for the anonymous user.
-    fn live_entry(
-        &self,
-        login: &str,
-    ) -> Option<&(&'static str, &'static [&'static str], &'static [&'static str])> {
+    fn live_entry(&self, login: &str) -> Option<&Entry> {
         if login.is_empty() && !self.anonymous {
             return None;
         }

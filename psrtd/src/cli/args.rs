@@ -1,6 +1,6 @@
-//! The command line of `psrt-cli`, parsed with clap derive. New modes
-//! (watching, benchmarking) add their flags here and a variant to
-//! [`Mode`].
+//! The command line of `psrt-cli`, parsed with clap derive. Each mode
+//! (publish, subscribe, the live `--top` view, `--benchmark`) is a variant
+//! of [`Mode`].
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,7 +18,9 @@ use psrt_runtime_tokio::client::Cipher;
     long_about = "Publish to or subscribe at a PSRT server.\n\n\
         With -m, publishes MSG to every topic of -t; without, subscribes to \
         the topics (default `#`) and prints each message: the topic, then \
-        the payload as text or hex."
+        the payload as text or hex.\n\n\
+        --top shows the busiest topics of -t live; --benchmark measures \
+        the server with several clients."
 )]
 pub struct Args {
     /// Server as HOST:PORT (HOST alone uses port 2873), or a Unix-socket
@@ -70,7 +72,38 @@ pub struct Args {
     /// Ask the server to acknowledge each UDP frame and report the status.
     #[arg(long = "udp-ack", requires = "udp")]
     pub udp_ack: bool,
+    /// Show the busiest topics of -t (default `#`) live, with message and
+    /// byte counts and rates; `s` switches the sort, `q` quits.
+    #[arg(long, conflicts_with_all = ["message", "benchmark"])]
+    pub top: bool,
+    /// Benchmark the server: subscribe, publish and publish-then-receive
+    /// at several payload sizes, unsubscribe; prints a results table.
+    #[arg(long, conflicts_with = "message")]
+    pub benchmark: bool,
+    /// Clients the benchmark runs in parallel.
+    #[arg(
+        long = "benchmark-workers",
+        value_name = "N",
+        default_value = "4",
+        requires = "benchmark",
+        value_parser = clap::value_parser!(u32).range(1..=MAX_BENCHMARK_WORKERS)
+    )]
+    pub benchmark_workers: u32,
+    /// Iterations per worker of each benchmark stage (100 kB payloads run
+    /// a tenth, 1 MB payloads a hundredth of them).
+    #[arg(
+        long = "benchmark-iterations",
+        value_name = "N",
+        default_value = "10000",
+        requires = "benchmark",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub benchmark_iterations: u32,
 }
+
+/// Most `--benchmark-workers`: each worker holds two sockets, and the
+/// machine's descriptor limit must leave room for the server's ends.
+const MAX_BENCHMARK_WORKERS: i64 = 4096;
 
 /// What the command line asks for.
 #[derive(Debug, Clone, Copy)]
@@ -79,13 +112,29 @@ pub enum Mode<'a> {
     Publish(&'a MessageArg),
     /// Subscribe and print messages until interrupted.
     Subscribe,
+    /// Subscribe and show the busiest topics live (`--top`).
+    Top,
+    /// Run the benchmark (`--benchmark`).
+    Benchmark {
+        /// Parallel clients.
+        workers: u32,
+        /// Iterations per worker and stage.
+        iterations: u32,
+    },
 }
 
 impl Args {
     /// The mode the flags select.
     pub fn mode(&self) -> Mode<'_> {
+        if self.benchmark {
+            return Mode::Benchmark {
+                workers: self.benchmark_workers,
+                iterations: self.benchmark_iterations,
+            };
+        }
         match &self.message {
             Some(message) => Mode::Publish(message),
+            None if self.top => Mode::Top,
             None => Mode::Subscribe,
         }
     }
@@ -240,5 +289,45 @@ mod tests {
         assert!(Args::try_parse_from(["psrt-cli", "--udp", "-t", "a"]).is_err());
         let args = Args::try_parse_from(["psrt-cli", "--tls-ca", "ca.pem"]).unwrap();
         assert!(args.use_tls());
+    }
+
+    #[test]
+    fn top_and_benchmark_are_modes() {
+        let args = Args::try_parse_from(["psrt-cli", "--top", "-t", "a/#"]).unwrap();
+        assert!(matches!(args.mode(), Mode::Top));
+        let args = Args::try_parse_from(["psrt-cli", "--benchmark"]).unwrap();
+        assert!(matches!(
+            args.mode(),
+            Mode::Benchmark {
+                workers: 4,
+                iterations: 10_000
+            }
+        ));
+        let args = Args::try_parse_from([
+            "psrt-cli",
+            "--benchmark",
+            "--benchmark-workers",
+            "2",
+            "--benchmark-iterations",
+            "200",
+        ])
+        .unwrap();
+        assert!(matches!(
+            args.mode(),
+            Mode::Benchmark {
+                workers: 2,
+                iterations: 200
+            }
+        ));
+        for bad in [
+            &["psrt-cli", "--top", "-t", "a", "-m", "x"][..],
+            &["psrt-cli", "--top", "--benchmark"],
+            &["psrt-cli", "--benchmark", "-t", "a", "-m", "x"],
+            &["psrt-cli", "--benchmark-workers", "2"],
+            &["psrt-cli", "--benchmark", "--benchmark-workers", "0"],
+            &["psrt-cli", "--benchmark", "--benchmark-iterations", "0"],
+        ] {
+            assert!(Args::try_parse_from(bad).is_err(), "{bad:?}");
+        }
     }
 }

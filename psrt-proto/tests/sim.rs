@@ -1,0 +1,86 @@
+//! Seeds of the deterministic simulation (`psrt_proto::sim`).
+//!
+//! `cargo test --workspace` runs them: psrt-conformance's dev-dependency on
+//! psrt-proto with the `sim` feature turns the feature on for the whole
+//! workspace test build (feature unification), and `[[test]] sim` in
+//! psrt-proto's manifest needs it. Longer runs: `scripts/sim.sh`.
+
+use std::time::Instant;
+
+use psrt_proto::sim;
+
+/// Seeds run by every `cargo test`.
+const SEEDS: u64 = 300;
+/// Steps per seed.
+const STEPS: usize = 400;
+/// Seeds that once failed, replayed forever after.
+const REGRESSIONS: &[u64] = &[];
+
+/// The base instant of the virtual clock; only offsets from it matter.
+#[allow(clippy::disallowed_methods)]
+fn start() -> Instant {
+    Instant::now()
+}
+
+fn run_seeds(seeds: impl IntoIterator<Item = u64>, steps: usize) -> sim::Stats {
+    let base = start();
+    let mut total = sim::Stats::default();
+    for seed in seeds {
+        match sim::run(seed, steps, base) {
+            Ok(stats) => {
+                total.steps += stats.steps;
+                total.logins += stats.logins;
+                total.published += stats.published;
+                total.delivered += stats.delivered;
+                total.reloads += stats.reloads;
+                total.timeouts += stats.timeouts;
+                total.drops += stats.drops;
+                total.crashes += stats.crashes;
+            }
+            Err(failure) => panic!("{failure}"),
+        }
+    }
+    total
+}
+
+#[test]
+fn seeds_hold_every_invariant() {
+    let total = run_seeds(0..SEEDS, STEPS);
+    // The runs must exercise what they claim to.
+    assert!(total.logins > SEEDS, "{total:?}");
+    assert!(total.delivered > 10 * SEEDS, "{total:?}");
+    assert!(total.reloads > 0 && total.timeouts > 0, "{total:?}");
+    assert!(total.drops > 0 && total.crashes > 0, "{total:?}");
+}
+
+#[test]
+fn regression_seeds() {
+    run_seeds(REGRESSIONS.iter().copied(), STEPS);
+}
+
+#[test]
+fn a_seed_replays_exactly() {
+    let base = start();
+    let first = sim::run(42, STEPS, base);
+    let later = sim::run(42, STEPS, base + std::time::Duration::from_secs(3600));
+    assert_eq!(first, later);
+}
+
+/// The long run of `scripts/sim.sh`: `SIM_SEED` (one seed) or `SIM_SEEDS`
+/// (that many from `SIM_FIRST`, default 0), `SIM_STEPS` steps each.
+#[test]
+#[ignore = "long run: scripts/sim.sh"]
+fn long_run() {
+    let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let steps = var("SIM_STEPS").map_or(STEPS, |s| usize::try_from(s).unwrap_or(STEPS));
+    let total = match var("SIM_SEED") {
+        Some(seed) => run_seeds([seed], steps),
+        None => {
+            let first = var("SIM_FIRST").unwrap_or(0);
+            run_seeds(first..first + var("SIM_SEEDS").unwrap_or(10_000), steps)
+        }
+    };
+    println!("{total:?}");
+}
+#[test]
+fn dbg103() { let r = sim::run(103, 400, start()); eprintln!("{r:?}"); }
