@@ -212,6 +212,51 @@ pub enum BrokerEvent {
     },
 }
 
+/// How loud a [`BrokerEvent`] should be in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventLevel {
+    /// Routine (a refused login).
+    Info,
+    /// Needs an operator's attention (slow consumers, latency).
+    Warn,
+}
+
+impl BrokerEvent {
+    /// The log level drivers use for this event.
+    pub fn level(&self) -> EventLevel {
+        match self {
+            BrokerEvent::LoginDenied { .. } => EventLevel::Info,
+            BrokerEvent::SlowConsumer { .. } | BrokerEvent::LatencyWarning { .. } => {
+                EventLevel::Warn
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for BrokerEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BrokerEvent::LoginDenied {
+                login,
+                peer,
+                reason,
+            } => write!(
+                f,
+                "login refused: login={login:?} peer={peer} reason={reason:?}"
+            ),
+            BrokerEvent::SlowConsumer { login, peer } => write!(
+                f,
+                "slow consumer: data socket dropped, queue full: login={login:?} peer={peer}"
+            ),
+            BrokerEvent::LatencyWarning { login, latency } => write!(
+                f,
+                "delivery latency above latency_warn: login={login:?} latency_us={}",
+                latency.as_micros()
+            ),
+        }
+    }
+}
+
 /// A published message as queued for subscribers: the pushed frame is
 /// `head` followed by `payload`, both shared by every subscriber.
 #[derive(Debug)]

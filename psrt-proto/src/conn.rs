@@ -39,6 +39,13 @@ use crate::wire::{SocketKind, WireError, status};
 /// The socket's bytes the connection keeps buffered for writing before it
 /// stops taking messages from the broker queue.
 const TX_HIGH_WATER: usize = 256 * 1024;
+/// Bytes waiting in the driver's `TxBuf` above which the driver stops
+/// reading: a client that pipelines requests without reading the replies
+/// gets back-pressure instead of costing memory.
+const MAX_PENDING_WRITE: usize = 1024 * 1024;
+/// Input beyond the largest frame that may sit unprocessed (for example
+/// while a password check runs) before the driver stops reading.
+const INPUT_SLACK: usize = 64 * 1024;
 
 /// Server-wide settings every connection shares.
 #[derive(Debug, Clone)]
@@ -139,6 +146,11 @@ pub struct Connection {
     timeout: Duration,
     /// Whether close_notify was queued after the last reply.
     tls_closed: bool,
+    /// Closed, and the peer took none of the remaining output for the
+    /// timeout: the driver may drop the socket unflushed.
+    abandoned: bool,
+    /// Most unprocessed input the driver should buffer.
+    max_input: usize,
 }
 
 impl std::fmt::Debug for Connection {
@@ -179,6 +191,8 @@ impl Connection {
             tx_progress: now,
             timeout,
             tls_closed: false,
+            abandoned: false,
+            max_input: crate::Limits::default().max_pub_size + INPUT_SLACK,
         }
     }
 
@@ -194,6 +208,26 @@ impl Connection {
     /// cannot make us buffer without limit while a login check runs.
     pub fn buffered(&self) -> usize {
         self.input.len() + self.plain.len()
+    }
+
+    /// Whether the driver should read from the socket now, given what
+    /// waits in its `TxBuf`. False once closed, while too many replies wait
+    /// to be written, or while too much input waits to be processed.
+    pub fn wants_input(&self, tx: &TxBuf) -> bool {
+        !self.is_closed() && tx.len() < MAX_PENDING_WRITE && self.buffered() < self.max_input
+    }
+
+    /// Whether the driver can close the socket and drop the connection:
+    /// closed and flushed, or closed and the peer took nothing for the
+    /// timeout (a client that stopped reading).
+    pub fn is_done(&self, tx: &TxBuf) -> bool {
+        self.is_closed() && (tx.is_empty() || self.abandoned)
+    }
+
+    /// Messages still queued in the broker for this socket's session. A
+    /// draining server keeps the session's sockets open until this is zero.
+    pub fn backlog(&self, broker: &Broker) -> usize {
+        self.session().map_or(0, |id| broker.queued(id))
     }
 
     /// Whether the connection is finished: flush the `TxBuf`, then close.
@@ -261,6 +295,7 @@ impl Connection {
     /// Time passed: closes a connection whose deadline is over.
     pub fn handle_timeout(&mut self, broker: &mut Broker, now: Instant) {
         if self.is_closed() {
+            self.abandoned |= self.tx_seen > 0 && now >= self.tx_progress + self.timeout;
             return;
         }
         if let State::Data { .. } = self.state {
@@ -291,6 +326,7 @@ impl Connection {
     /// When [`Self::handle_timeout`] should be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.state {
+            State::Closed(_) if self.tx_seen > 0 => Some(self.tx_progress + self.timeout),
             State::Closed(_) | State::CheckingPassword { .. } => None,
             State::Data {
                 beacon, last_sent, ..
@@ -311,15 +347,13 @@ impl Connection {
         if tx.len() < self.tx_seen || tx.is_empty() {
             self.tx_progress = now;
         }
+        // Replies first: a data socket's greeting reply and OK must precede
+        // messages queued before this call (found by the simulation).
+        self.flush_replies(tx);
         if let State::Data { .. } = self.state {
             self.take_messages(broker, now, tx);
-        }
-        if !self.replies.is_empty() {
-            let replies = self.replies.split().freeze();
-            match &mut self.tls {
-                Some(_) => self.staged.push(replies),
-                None => tx.push(replies),
-            }
+            // A beacon NOP the queue check just added.
+            self.flush_replies(tx);
         }
         if let Some(tls) = &mut self.tls {
             for chunk in self.staged.drain() {
@@ -339,6 +373,18 @@ impl Connection {
     }
 
     // ----- internals -----
+
+    /// Moves pending replies to the socket (through TLS when on).
+    fn flush_replies(&mut self, tx: &mut TxBuf) {
+        if self.replies.is_empty() {
+            return;
+        }
+        let replies = self.replies.split().freeze();
+        match &mut self.tls {
+            Some(_) => self.staged.push(replies),
+            None => tx.push(replies),
+        }
+    }
 
     fn origin(&self) -> Origin {
         Origin {
@@ -382,6 +428,7 @@ impl Connection {
     /// `Some(false)` or `None`: wait for more input.
     fn step(&mut self, broker: &mut Broker, now: Instant) -> Option<bool> {
         let limits = *broker.limits();
+        self.max_input = limits.max_pub_size.max(limits.max_topic_length) + INPUT_SLACK;
         let result = match self.state {
             State::Greeting => self.on_greeting(),
             State::Login => {

@@ -28,9 +28,13 @@ pub mod broker;
 pub mod client;
 pub mod config;
 pub mod conn;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz_checks;
 pub mod http;
 pub mod limits;
 pub mod node;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod spec;
 pub mod stats;
 pub mod stats_conn;
@@ -41,10 +45,6 @@ pub mod topk;
 pub mod txbuf;
 pub mod udp;
 pub mod wire;
-#[cfg(any(test, feature = "fuzzing"))]
-pub mod fuzz_checks;
-#[cfg(feature = "sim")]
-pub mod sim;
 
 pub use bytes::{Bytes, BytesMut};
 pub use limits::Limits;

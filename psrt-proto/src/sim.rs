@@ -184,19 +184,27 @@ impl Sim {
         Ok(sim)
     }
 
-    /// One random step.
+    /// One random step: a little time passes, maybe a client acts, and
+    /// the network moves a few chunks each way.
     fn step(&mut self) -> Result<(), String> {
+        let dt = Duration::from_millis(self.rng.random_range(0..8));
+        self.advance(dt)?;
         match self.rng.random_range(0..100) {
-            0..40 => self.client_action(),
-            40..65 => self.deliver_up(),
-            65..80 => self.pump(),
-            80..95 => self.deliver_down(),
-            95..99 => self.tick(),
-            _ => {
-                self.reload();
-                Ok(())
-            }
+            0..50 => self.client_action()?,
+            50..53 => self.tick()?,
+            53..54 => self.reload(),
+            _ => {}
         }
+        for _ in 0..self.rng.random_range(0..4) {
+            self.deliver_up()?;
+        }
+        for _ in 0..self.rng.random_range(0..3) {
+            self.pump()?;
+        }
+        for _ in 0..self.rng.random_range(0..4) {
+            self.deliver_down()?;
+        }
+        Ok(())
     }
 
     // ----- clients -----
@@ -226,7 +234,8 @@ impl Sim {
         let has_data = client.data.is_some();
         match self.rng.random_range(0..100) {
             _ if idle && self.rng.random_bool(0.7) => self.send_op(c, control, Frame::Nop),
-            0..35 => self.publish(c, control),
+            0..35 if has_data || self.rng.random_bool(0.5) => self.publish(c, control),
+            0..35 => self.open_data(c, control),
             35..52 => {
                 let f = self.rng.random_range(0..FILTERS.len());
                 self.send_op(c, control, Frame::Subscribe(f));
@@ -238,12 +247,12 @@ impl Sim {
             60..66 => self.send_op(c, control, Frame::Nop),
             66..80 if !has_data => self.open_data(c, control),
             80..83 => self.close_data(c),
-            83..86 => {
+            83..85 => {
                 self.send_op(c, control, Frame::Bye);
                 self.clients[c].leaving = true;
             }
-            86..89 => self.crash(c, control),
-            89..91 => self.vanish(c),
+            86..87 => self.crash(c, control),
+            87..88 => self.vanish(c),
             91..94 => self.clients[c].slow = !self.clients[c].slow,
             _ => {}
         }
@@ -252,7 +261,7 @@ impl Sim {
 
     fn login(&mut self, c: usize) {
         let login = USERS[self.rng.random_range(0..USERS.len())];
-        let password_ok = self.rng.random_bool(0.9);
+        let password_ok = self.rng.random_bool(0.95);
         let password = if password_ok { PASSWORD } else { "wrong" };
         let key = self.open_conn(c, Kind::Control);
         self.clients[c].control = Some(key);
@@ -302,7 +311,9 @@ impl Sim {
     fn send_op(&mut self, c: usize, control: u64, frame: Frame) {
         let mut bytes = BytesMut::new();
         match &frame {
-            Frame::Subscribe(f) => request::encode_topics(&mut bytes, op::SUBSCRIBE, [FILTERS[*f].0]),
+            Frame::Subscribe(f) => {
+                request::encode_topics(&mut bytes, op::SUBSCRIBE, [FILTERS[*f].0])
+            }
             Frame::Unsubscribe(f) => {
                 request::encode_topics(&mut bytes, op::UNSUBSCRIBE, [FILTERS[*f].0]);
             }
@@ -364,7 +375,6 @@ impl Sim {
             .connect(Transport::Tcp, &format!("client-{c}"), self.now);
         let key = self.next_key;
         self.next_key += 1;
-        eprintln!("open key {key} id {id:?} {kind:?} client {c}");
         self.conns.insert(key, Conn::new(id, kind, c, self.now));
         key
     }
@@ -444,7 +454,8 @@ impl Sim {
         };
         let head = if split && bytes.len() > 1 {
             let cut = 1 + cut_seed % (bytes.len() - 1);
-            conn.up.push_front((at, Packet::Bytes(bytes[cut..].to_vec())));
+            conn.up
+                .push_front((at, Packet::Bytes(bytes[cut..].to_vec())));
             bytes[..cut].to_vec()
         } else {
             bytes
@@ -460,7 +471,6 @@ impl Sim {
         let Some(conn) = self.conns.remove(&key) else {
             return Ok(());
         };
-        eprintln!("fin key {key} id {:?}", conn.id);
         self.node.disconnect(conn.id);
         self.end_phase(conn.phase, key);
         self.forget(key);
@@ -489,7 +499,6 @@ impl Sim {
             }
             if self.node.is_closed(id) && self.conns.get(&key).is_some_and(|c| c.up.is_empty()) {
                 self.note_server_close(key)?;
-                eprintln!("orphan close key {key} id {id:?}");
                 self.node.disconnect(id);
                 self.conns.remove(&key);
                 self.forget(key);
@@ -502,7 +511,6 @@ impl Sim {
             (false, false) => self.rng.random_range(1..8192),
         };
         let bytes = self.node.recv_at_most(id, max, self.now);
-        if key == 9 { eprintln!("pump {:02X?}", &bytes[..bytes.len().min(12)]); }
         if !bytes.is_empty() {
             self.push_down(key, Packet::Bytes(bytes));
         } else if self.node.is_closed(id) && !conn_eof_sent(&self.conns, key) {
@@ -530,7 +538,6 @@ impl Sim {
         }
         match packet {
             Packet::Bytes(bytes) => {
-                if key == 9 { eprintln!("down {:02X?}", &bytes[..bytes.len().min(12)]); }
                 conn.rx.extend_from_slice(&bytes);
                 self.client_reads(key)
             }
@@ -554,7 +561,6 @@ impl Sim {
         );
         self.note_server_close(key)?;
         if let Some(conn) = self.conns.remove(&key) {
-            eprintln!("eof key {key} id {:?}", conn.id);
             self.node.disconnect(conn.id);
             self.end_phase(conn.phase, key);
         }
@@ -594,7 +600,9 @@ impl Sim {
         let due: Vec<u64> = self
             .conns
             .iter()
-            .filter(|(_, c)| !matches!(c.phase, Phase::Closed) && c.deadline.is_some_and(|d| d <= now))
+            .filter(|(_, c)| {
+                !matches!(c.phase, Phase::Closed) && c.deadline.is_some_and(|d| d <= now)
+            })
             .map(|(k, _)| *k)
             .collect();
         for key in due {
@@ -615,7 +623,11 @@ impl Sim {
     }
 
     fn reload(&mut self) {
-        self.variant = self.rng.random_range(0..VARIANTS.len());
+        // The open variant half of the time, so messages flow.
+        self.variant = match self.rng.random_bool(0.5) {
+            true => 0,
+            false => self.rng.random_range(1..VARIANTS.len()),
+        };
         self.stats.reloads += 1;
         let auth = self.rules.auth(self.variant);
         self.node.broker_mut().reload(auth);
@@ -651,7 +663,6 @@ impl Sim {
     }
 
     fn apply(&mut self, key: u64, frame: Frame) -> Result<(), String> {
-        if key == 9 { eprintln!("apply {frame:?} at {:?}", self.now); }
         let timeout = limits().timeout;
         let now = self.now;
         match frame {
@@ -694,7 +705,12 @@ impl Sim {
         Ok(())
     }
 
-    fn apply_login(&mut self, key: u64, login: &'static str, password_ok: bool) -> Result<(), String> {
+    fn apply_login(
+        &mut self,
+        key: u64,
+        login: &'static str,
+        password_ok: bool,
+    ) -> Result<(), String> {
         let room = self.live_sessions() < limits().max_sessions;
         let granted = VARIANTS[self.variant].may_log_in(login, password_ok) && room;
         let deadline = self.now + limits().timeout;
@@ -718,10 +734,17 @@ impl Sim {
     }
 
     fn apply_hello(&mut self, key: u64, control: u64) -> Result<(), String> {
-        let bound = self.conns.get(&control).and_then(Conn::session).map(|s| s.data);
+        let bound = self
+            .conns
+            .get(&control)
+            .and_then(Conn::session)
+            .map(|s| s.data);
         let free = match bound {
             Some(None) => true,
-            Some(Some(data)) => self.conns.get(&data).is_none_or(|d| self.node.is_closed(d.id)),
+            Some(Some(data)) => self
+                .conns
+                .get(&data)
+                .is_none_or(|d| self.node.is_closed(d.id)),
             None => false,
         };
         if let Some(session) = self.session_mut(control).filter(|_| free) {
@@ -742,7 +765,12 @@ impl Sim {
     }
 
     fn apply_publish(&mut self, key: u64, msg: usize) -> u8 {
-        let Some(login) = self.conns.get(&key).and_then(Conn::session).map(|s| s.login) else {
+        let Some(login) = self
+            .conns
+            .get(&key)
+            .and_then(Conn::session)
+            .map(|s| s.login)
+        else {
             return status::ERR;
         };
         let Some(topic) = self.messages.get(msg).map(|m| m.topic) else {
@@ -756,11 +784,17 @@ impl Sim {
         }
         let mut eligible = BTreeMap::new();
         for conn in self.conns.values() {
-            let Some(session) = conn.session() else { continue };
-            let Some(data) = session.data.and_then(|d| self.conns.get(&d).map(|c| (d, c))) else {
+            let Some(session) = conn.session() else {
                 continue;
             };
-            let open = matches!(data.1.phase, Phase::Bound { .. }) && !self.node.is_closed(data.1.id);
+            let Some(data) = session
+                .data
+                .and_then(|d| self.conns.get(&d).map(|c| (d, c)))
+            else {
+                continue;
+            };
+            let open =
+                matches!(data.1.phase, Phase::Bound { .. }) && !self.node.is_closed(data.1.id);
             if open && session.filters.iter().any(|f| filter_matches(f, topic)) {
                 eligible.insert(data.0, session.login);
             }
@@ -777,7 +811,12 @@ impl Sim {
 
     fn apply_subscribe(&mut self, key: u64, f: usize) -> u8 {
         let variant = self.variant;
-        let Some(login) = self.conns.get(&key).and_then(Conn::session).map(|s| s.login) else {
+        let Some(login) = self
+            .conns
+            .get(&key)
+            .and_then(Conn::session)
+            .map(|s| s.login)
+        else {
             return status::ERR;
         };
         let rights = self.rules.rights(variant, login);
@@ -859,7 +898,10 @@ impl Sim {
         let reason = self.node.close_reason(conn.id);
         ensure!(
             matches!(conn.phase, Phase::Bound { .. })
-                && matches!(reason, Some(CloseReason::SessionGone | CloseReason::WriteStalled)),
+                && matches!(
+                    reason,
+                    Some(CloseReason::SessionGone | CloseReason::WriteStalled)
+                ),
             "{:?} socket closed unexpectedly: {reason:?}",
             conn.kind
         );
@@ -870,7 +912,10 @@ impl Sim {
     }
 
     fn live_sessions(&self) -> usize {
-        self.conns.values().filter(|c| c.session().is_some()).count()
+        self.conns
+            .values()
+            .filter(|c| c.session().is_some())
+            .count()
     }
 
     // ----- the oracle: the client side -----
@@ -914,8 +959,14 @@ impl Sim {
         let Some(conn) = self.conns.get_mut(&key) else {
             return Ok(());
         };
-        if conn.kind == Kind::Control || !matches!(conn.phase, Phase::Bound { .. } | Phase::Closed) {
-            ensure!(conn.rx.is_empty(), "{:?} socket read unexpected {:02X?}", conn.kind, &conn.rx[..]);
+        if conn.kind == Kind::Control || !matches!(conn.phase, Phase::Bound { .. } | Phase::Closed)
+        {
+            ensure!(
+                conn.rx.is_empty(),
+                "{:?} socket read unexpected {:02X?}",
+                conn.kind,
+                &conn.rx[..]
+            );
             return Ok(());
         }
         loop {
@@ -956,7 +1007,12 @@ impl Sim {
             "broker holds {} sessions, model {sessions}",
             broker.session_count()
         );
-        let filters: usize = self.conns.values().filter_map(Conn::session).map(|s| s.filters.len()).sum();
+        let filters: usize = self
+            .conns
+            .values()
+            .filter_map(Conn::session)
+            .map(|s| s.filters.len())
+            .sum();
         ensure!(
             broker.subscription_count() == filters,
             "broker holds {} subscriptions, model {filters}",
@@ -1048,7 +1104,11 @@ impl Sim {
                 self.deliver_down()?;
             }
             self.check()?;
-            if self.conns.values().all(|c| c.up.is_empty() && c.down.is_empty()) {
+            if self
+                .conns
+                .values()
+                .all(|c| c.up.is_empty() && c.down.is_empty())
+            {
                 return Ok(());
             }
         }
@@ -1068,17 +1128,27 @@ fn check_delivery(
     topic: &[u8],
     body: &[u8],
 ) -> Result<(), String> {
-    let tag = body.get(..TAG_LEN).and_then(|t| <[u8; TAG_LEN]>::try_from(t).ok());
+    let tag = body
+        .get(..TAG_LEN)
+        .and_then(|t| <[u8; TAG_LEN]>::try_from(t).ok());
     let id = tag.map(u64::from_le_bytes).ok_or("payload without a tag")?;
     let id = usize::try_from(id).map_err(|e| e.to_string())?;
-    let msg = messages.get(id).ok_or(format!("message {id} was never published"))?;
+    let msg = messages
+        .get(id)
+        .ok_or(format!("message {id} was never published"))?;
     ensure!(msg.accepted, "message {id} was refused yet delivered");
-    ensure!(topic == msg.topic.as_bytes(), "message {id} arrived on topic {topic:?}");
-    ensure!(body == payload(id, msg.len).as_slice(), "message {id} payload altered");
-    let login = msg
-        .eligible
-        .get(&key)
-        .ok_or(format!("message {id} ({}) reached a socket not subscribed and bound at publish time", msg.topic))?;
+    ensure!(
+        topic == msg.topic.as_bytes(),
+        "message {id} arrived on topic {topic:?}"
+    );
+    ensure!(
+        body == payload(id, msg.len).as_slice(),
+        "message {id} payload altered"
+    );
+    let login = msg.eligible.get(&key).ok_or(format!(
+        "message {id} ({}) reached a socket not subscribed and bound at publish time",
+        msg.topic
+    ))?;
     ensure!(
         VARIANTS[msg.variant].sub_mask_matches(login, msg.topic),
         "message {id} ({}) reached {login:?} outside its sub masks",

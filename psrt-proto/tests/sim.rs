@@ -12,7 +12,7 @@ use psrt_proto::sim;
 /// Seeds run by every `cargo test`.
 const SEEDS: u64 = 300;
 /// Steps per seed.
-const STEPS: usize = 400;
+const STEPS: usize = 1000;
 /// Seeds that once failed, replayed forever after.
 const REGRESSIONS: &[u64] = &[];
 
@@ -83,4 +83,7 @@ fn long_run() {
     println!("{total:?}");
 }
 #[test]
-fn dbg103() { let r = sim::run(103, 400, start()); eprintln!("{r:?}"); }
+fn dbg103() {
+    let r = sim::run(103, 400, start());
+    eprintln!("{r:?}");
+}

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use monoio::blocking::DefaultThreadPool;
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
-use psrt_proto::broker::{Broker, BrokerEvent};
+use psrt_proto::broker::{Broker, EventLevel};
 use psrt_proto::conn::ConnConfig;
 use psrt_proto::http::StatusInfo;
 use psrt_proto::spec::{Reloader, ServerSpec};
@@ -48,7 +48,6 @@ pub(crate) struct Shared {
     broker: Mutex<Broker>,
     conn: Arc<ConnConfig>,
     timeout: Duration,
-    max_pub_size: usize,
     started: Instant,
     host: String,
     version: String,
@@ -75,23 +74,9 @@ impl Shared {
     /// Logs and drops the broker's pending events. Call with the lock held.
     pub(crate) fn log_events(broker: &mut Broker) {
         while let Some(event) = broker.poll_event() {
-            match event {
-                BrokerEvent::LoginDenied {
-                    login,
-                    peer,
-                    reason,
-                } => tracing::info!(%peer, login, ?reason, "login refused"),
-                BrokerEvent::SlowConsumer { login, peer } => {
-                    tracing::warn!(%peer, login, "slow consumer: data socket dropped, queue full")
-                }
-                BrokerEvent::LatencyWarning { login, latency } => {
-                    tracing::warn!(
-                        login,
-                        latency_us = latency.as_micros() as u64,
-                        "delivery latency above latency_warn"
-                    )
-                }
-                other => tracing::debug!(?other, "broker event"),
+            match event.level() {
+                EventLevel::Info => tracing::info!("{event}"),
+                EventLevel::Warn => tracing::warn!("{event}"),
             }
         }
     }
@@ -280,7 +265,6 @@ impl Server {
             broker: Mutex::new(broker),
             conn: Arc::new(spec.conn),
             timeout: spec.limits.timeout,
-            max_pub_size: spec.limits.max_pub_size,
             started: Instant::now(),
             host: spec.host,
             version: spec.version,

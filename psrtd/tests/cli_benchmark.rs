@@ -4,7 +4,7 @@
 mod cli_support;
 
 use cli_support::*;
-use psrt_proto::spec::AuthConfig;
+use psrt_proto::broker::AuthConfig;
 
 /// Every stage in order, with the iterations over 2 workers x 200.
 const STAGES: [(&str, u64); 12] = [

@@ -107,7 +107,11 @@ fn thousands_of_abandoned_connections_leave_nothing_behind() {
         "abandoned sessions kept: {}",
         broker.client_count()
     );
-    assert_eq!(broker.subscription_count(), 0, "abandoned subscriptions kept");
+    assert_eq!(
+        broker.subscription_count(),
+        0,
+        "abandoned subscriptions kept"
+    );
     broker.assert_serving("after the storm");
     let rss_after = broker.rss();
     figure(
@@ -149,7 +153,10 @@ fn pair_latency(broker: &Broker, count: u64) -> Summary {
     let mut publisher = Control::login(broker.tcp, "", "").expect("login");
     let mut latencies = Vec::new();
     for seq in 0..count {
-        assert_eq!(publisher.publish("idle-pair/x", &stamped(seq, epoch, 32)), OK);
+        assert_eq!(
+            publisher.publish("idle-pair/x", &stamped(seq, epoch, 32)),
+            OK
+        );
         let (_, payload) = data.next_message().expect("pair message");
         let (got, sent) = unstamp(&payload);
         assert_eq!(got, seq, "lost or reordered");
@@ -164,7 +171,10 @@ fn pair_latency(broker: &Broker, count: u64) -> Summary {
 fn idle_clients_up_to_the_descriptor_limit_and_memory_comes_back() {
     let limit = fd_limit();
     let idle = MAX_IDLE.min(limit.saturating_sub(FD_MARGIN) / 2);
-    assert!(idle >= 1_000, "descriptor limit {limit} too low for the test");
+    assert!(
+        idle >= 1_000,
+        "descriptor limit {limit} too low for the test"
+    );
     let broker = Broker::start("idle", &Opts::default());
     broker.assert_serving("warm-up");
     let alone = pair_latency(&broker, 200);
@@ -176,7 +186,11 @@ fn idle_clients_up_to_the_descriptor_limit_and_memory_comes_back() {
     let clients = open_idle(broker.tcp, idle);
     let opened = start.elapsed();
     assert_eq!(clients.len(), idle);
-    assert!(broker.wait_clients(idle as u64), "sessions: {}", broker.client_count());
+    assert!(
+        broker.wait_clients(idle as u64),
+        "sessions: {}",
+        broker.client_count()
+    );
     let rss_full = broker.rss();
     let loaded = pair_latency(&broker, 200);
     broker.assert_serving("with every idle client connected");
@@ -192,8 +206,19 @@ fn idle_clients_up_to_the_descriptor_limit_and_memory_comes_back() {
     broker.assert_serving("after the idle clients left");
 
     let per_client = (rss_full.saturating_sub(rss_base)) / idle as u64;
-    figure("idle", format!("fd_limit={limit} idle_clients={idle} opened_in={}ms", opened.as_millis()));
-    figure("idle", format!("rss_base={rss_base} rss_full={rss_full} rss_after={rss_after} per_client={per_client}"));
+    figure(
+        "idle",
+        format!(
+            "fd_limit={limit} idle_clients={idle} opened_in={}ms",
+            opened.as_millis()
+        ),
+    );
+    figure(
+        "idle",
+        format!(
+            "rss_base={rss_base} rss_full={rss_full} rss_after={rss_after} per_client={per_client}"
+        ),
+    );
     figure("idle", format!("pair_alone {alone}"));
     figure("idle", format!("pair_with_idle {loaded}"));
     let grown = rss_full.saturating_sub(rss_base);

@@ -51,7 +51,11 @@ fn slow_client(addr: SocketAddr, kind: Kind) -> Option<Duration> {
     let mut next = 0;
     let mut buf = [0u8; 64];
     while start.elapsed() < GIVE_UP {
-        let burst = if kind == Kind::TlsStall { script.len() } else { 1 };
+        let burst = if kind == Kind::TlsStall {
+            script.len()
+        } else {
+            1
+        };
         if next < script.len() {
             let end = (next + burst).min(script.len());
             if stream.write_all(&script[next..end]).is_err() {
@@ -146,20 +150,41 @@ fn slow_and_stalled_clients_are_closed_at_the_timeout_and_cost_nothing_meanwhile
         let summary = Summary::of(times.clone());
         for at in &times {
             assert!(
-                *at >= timeout - Duration::from_millis(100) && *at <= timeout + Duration::from_millis(1500),
+                *at >= timeout - Duration::from_millis(100)
+                    && *at <= timeout + Duration::from_millis(1500),
                 "{kind:?} closed after {at:?}, timeout {timeout:?}"
             );
         }
-        figure("slowloris", format!("{kind:?} clients={} closed_after p50={}ms max={}ms", summary.count, summary.p50.as_millis(), summary.max.as_millis()));
+        figure(
+            "slowloris",
+            format!(
+                "{kind:?} clients={} closed_after p50={}ms max={}ms",
+                summary.count,
+                summary.p50.as_millis(),
+                summary.max.as_millis()
+            ),
+        );
     }
     figure("slowloris", format!("pair_alone {baseline}"));
     figure("slowloris", format!("pair_during {during}"));
-    figure("slowloris", format!("rss_before={} rss_during={} slow_clients={}", rss_before, rss_during, PER_KIND * kinds.len()));
+    figure(
+        "slowloris",
+        format!(
+            "rss_before={} rss_during={} slow_clients={}",
+            rss_before,
+            rss_during,
+            PER_KIND * kinds.len()
+        ),
+    );
     assert_eq!(during.count as u64, MESSAGES);
     assert!(
         during.p99 <= baseline.p99 * 3 + Duration::from_millis(5),
         "slow clients raised the pair's p99: alone {baseline}, during {during}"
     );
-    assert!(broker.wait_clients(0), "sessions left: {}", broker.client_count());
+    assert!(
+        broker.wait_clients(0),
+        "sessions left: {}",
+        broker.client_count()
+    );
     broker.assert_serving("after the slow clients");
 }

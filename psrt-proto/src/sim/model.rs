@@ -66,7 +66,11 @@ pub(super) const FILTERS: [(&str, Option<&str>); 12] = [
 /// (`_` is anonymous) its `sub` and `pub` masks.
 pub(super) struct Variant {
     anonymous: bool,
-    entries: &'static [(&'static str, &'static [&'static str], &'static [&'static str])],
+    entries: &'static [(
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+    )],
 }
 
 /// The configurations the node is reloaded between, mid-stream.
@@ -98,7 +102,14 @@ pub(super) const VARIANTS: [Variant; 4] = [
 ];
 
 impl Variant {
-    fn entry(&self, login: &str) -> Option<&(&'static str, &'static [&'static str], &'static [&'static str])> {
+    fn entry(
+        &self,
+        login: &str,
+    ) -> Option<&(
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+    )> {
         let key = if login.is_empty() { "_" } else { login };
         self.entries.iter().find(|e| e.0 == key)
     }
@@ -150,14 +161,16 @@ pub(super) struct Rules {
 impl Rules {
     /// Parses every variant and the password file.
     pub(super) fn new() -> Result<Self, String> {
-        let acls = VARIANTS.iter().map(Variant::acl).collect::<Result<_, _>>()?;
+        let acls = VARIANTS
+            .iter()
+            .map(Variant::acl)
+            .collect::<Result<_, _>>()?;
         let text: String = USERS
             .iter()
             .filter(|u| !u.is_empty())
             .map(|u| format!("{u}:{PASSWORD_HASH}\n"))
             .collect();
-        let passwords =
-            Passwords::parse(&text, Path::new("passwd")).map_err(|e| e.to_string())?;
+        let passwords = Passwords::parse(&text, Path::new("passwd")).map_err(|e| e.to_string())?;
         Ok(Self { acls, passwords })
     }
 

@@ -26,9 +26,6 @@ use super::Shared;
 
 /// Bytes the socket reads at a time.
 const READ_CHUNK: usize = 64 * 1024;
-/// Replies waiting to be written before we stop reading requests: a client
-/// that pipelines without reading replies gets back-pressure, not memory.
-const MAX_PENDING_WRITE: usize = 1024 * 1024;
 /// Chunks looked at when gathering one write.
 const MAX_IOV: usize = 64;
 /// Writes go out as owned buffers (io_uring cannot borrow): a chunk this
@@ -120,7 +117,6 @@ where
     let mut check: Option<JoinHandle<Result<bool, JoinError>>> = None;
     let mut read_open = true;
     let mut drain_deadline: Option<Instant> = None;
-    let max_input = shared.max_pub_size + READ_CHUNK;
 
     loop {
         {
@@ -133,21 +129,17 @@ where
             }
             Shared::log_events(&mut broker);
         }
-        if conn.is_closed() && tx.is_empty() {
+        if conn.is_done(&tx) {
             break;
         }
         if drain_deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
-        if drain_deadline.is_some() && tx.is_empty() && !has_backlog(&conn, &shared) {
+        if drain_deadline.is_some() && tx.is_empty() && conn.backlog(&shared.lock()) == 0 {
             break;
         }
         let timeout = conn.poll_timeout();
-        let can_read = read_open
-            && !conn.is_closed()
-            && drain_deadline.is_none()
-            && tx.len() < MAX_PENDING_WRITE
-            && conn.buffered() < max_input;
+        let can_read = read_open && drain_deadline.is_none() && conn.wants_input(&tx);
         if can_read {
             reader.start(read_some);
         }
@@ -239,13 +231,6 @@ fn next_batch(tx: &TxBuf) -> Bytes {
         batch.extend_from_slice(slice);
     }
     batch.freeze()
-}
-
-/// During shutdown a session's sockets stay open while its data queue has
-/// messages, so accepted messages reach live subscribers.
-fn has_backlog(conn: &Connection, shared: &Shared) -> bool {
-    conn.session()
-        .is_some_and(|id| shared.lock().queued(id) > 0)
 }
 
 /// The result of a password check; a check that panicked counts as failed.

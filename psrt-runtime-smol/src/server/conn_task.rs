@@ -18,13 +18,6 @@ use smol::{Async, Task, Timer};
 use super::Shared;
 use super::socket::{Socket, read_append, write_tx};
 
-/// Input bytes beyond `max_pub_size` a connection may hold unprocessed
-/// before we stop reading.
-const INPUT_SLACK: usize = 64 * 1024;
-/// Replies waiting to be written before we stop reading requests: a client
-/// that pipelines without reading replies gets back-pressure, not memory.
-const MAX_PENDING_WRITE: usize = 1024 * 1024;
-
 /// Wakes the task when the broker queues something for this socket: a
 /// one-slot channel keeps at most one pending wake-up.
 struct ChannelWaker(Sender<()>);
@@ -73,7 +66,6 @@ pub(crate) async fn serve<S: Socket>(
     let mut read_open = true;
     let mut stop = pin!(shared.stopped());
     let mut drain_deadline: Option<Instant> = None;
-    let max_input = shared.max_pub_size + INPUT_SLACK;
 
     loop {
         {
@@ -86,21 +78,17 @@ pub(crate) async fn serve<S: Socket>(
             }
             Shared::log_events(&mut broker);
         }
-        if conn.is_closed() && tx.is_empty() {
+        if conn.is_done(&tx) {
             break;
         }
         if drain_deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
-        if drain_deadline.is_some() && tx.is_empty() && !has_backlog(&conn, &shared) {
+        if drain_deadline.is_some() && tx.is_empty() && conn.backlog(&shared.lock()) == 0 {
             break;
         }
         let deadline = earliest(conn.poll_timeout(), drain_deadline);
-        let can_read = read_open
-            && !conn.is_closed()
-            && drain_deadline.is_none()
-            && tx.len() < MAX_PENDING_WRITE
-            && conn.buffered() < max_input;
+        let can_read = read_open && drain_deadline.is_none() && conn.wants_input(&tx);
         let event = {
             let stopping = when(drain_deadline.is_none(), stop.as_mut());
             let wrote = when(!tx.is_empty(), stream.write_with(|s| write_tx(s, &tx)));
@@ -147,13 +135,6 @@ pub(crate) async fn serve<S: Socket>(
         conn.handle_eof(&mut shared.lock());
     }
     stream.get_ref().shutdown_write();
-}
-
-/// During shutdown a session's sockets stay open while its data queue has
-/// messages, so accepted messages reach live subscribers.
-fn has_backlog(conn: &Connection, shared: &Shared) -> bool {
-    conn.session()
-        .is_some_and(|id| shared.lock().queued(id) > 0)
 }
 
 /// `fut` if `enabled`, else a future that never completes (a disabled

@@ -16,9 +16,6 @@ use super::Shared;
 
 /// Bytes the socket reads at a time.
 const READ_CHUNK: usize = 64 * 1024;
-/// Replies waiting to be written before we stop reading requests: a client
-/// that pipelines without reading replies gets back-pressure, not memory.
-const MAX_PENDING_WRITE: usize = 1024 * 1024;
 /// Chunks gathered into one `writev`.
 const MAX_IOV: usize = 64;
 
@@ -56,7 +53,6 @@ where
     let mut read_open = true;
     let mut stopping = shared.stopping.clone();
     let mut drain_deadline: Option<tokio::time::Instant> = None;
-    let max_input = shared.max_pub_size + READ_CHUNK;
 
     loop {
         {
@@ -69,21 +65,17 @@ where
             }
             Shared::log_events(&mut broker);
         }
-        if conn.is_closed() && tx.is_empty() {
+        if conn.is_done(&tx) {
             break;
         }
         if drain_deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
             break;
         }
-        if drain_deadline.is_some() && tx.is_empty() && !has_backlog(&conn, &shared) {
+        if drain_deadline.is_some() && tx.is_empty() && conn.backlog(&shared.lock()) == 0 {
             break;
         }
         let timeout = conn.poll_timeout().map(tokio::time::Instant::from_std);
-        let can_read = read_open
-            && !conn.is_closed()
-            && drain_deadline.is_none()
-            && tx.len() < MAX_PENDING_WRITE
-            && conn.buffered() < max_input;
+        let can_read = read_open && drain_deadline.is_none() && conn.wants_input(&tx);
         if can_read {
             conn.read_buf().reserve(READ_CHUNK);
         }
@@ -122,13 +114,6 @@ where
         conn.handle_eof(&mut shared.lock());
     }
     let _ = writer.shutdown().await;
-}
-
-/// During shutdown a session's sockets stay open while its data queue has
-/// messages, so accepted messages reach live subscribers.
-fn has_backlog(conn: &Connection, shared: &Shared) -> bool {
-    conn.session()
-        .is_some_and(|id| shared.lock().queued(id) > 0)
 }
 
 async fn write_some<W: AsyncWrite + Unpin>(writer: &mut W, tx: &TxBuf) -> std::io::Result<usize> {

@@ -98,7 +98,8 @@ impl Broker {
             dir.write("server.key", &certified.signing_key.serialize_pem());
             config.push_str("  tls_cert: server.crt\n  tls_key: server.key\n");
         }
-        config.push_str("auth:\n  allow_anonymous: true\n  password_file: passwd\n  acl: acl.yml\n");
+        config
+            .push_str("auth:\n  allow_anonymous: true\n  password_file: passwd\n  acl: acl.yml\n");
         if !opts.keys.is_empty() {
             let keys: String = opts
                 .keys
@@ -160,7 +161,11 @@ impl Broker {
         assert_eq!(control.subscribe("health/#"), OK, "{context}");
         assert_eq!(control.publish("health/check", b"ping"), OK, "{context}");
         let message = data.next_message().expect("health message");
-        assert_eq!(message, ("health/check".to_owned(), b"ping".to_vec()), "{context}");
+        assert_eq!(
+            message,
+            ("health/check".to_owned(), b"ping".to_vec()),
+            "{context}"
+        );
         control.bye();
     }
 }
@@ -211,7 +216,10 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
 
 /// `LEN body` with a little-endian `u32` length.
 pub fn sized(body: &[u8]) -> Vec<u8> {
-    let mut frame = u32::try_from(body.len()).expect("short").to_le_bytes().to_vec();
+    let mut frame = u32::try_from(body.len())
+        .expect("short")
+        .to_le_bytes()
+        .to_vec();
     frame.extend_from_slice(body);
     frame
 }
@@ -339,9 +347,10 @@ impl DataSocket {
         let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
         let mut body = vec![0u8; len];
         self.reader.read_exact(&mut body)?;
-        let nul = body.iter().position(|&b| b == 0).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidData, "no topic terminator")
-        })?;
+        let nul = body
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no topic terminator"))?;
         let payload = body.split_off(nul + 1);
         body.truncate(nul);
         let topic = String::from_utf8(body)
@@ -373,7 +382,12 @@ pub fn wait_closed(stream: &mut TcpStream, limit: Duration) -> Option<(Duration,
         match stream.read(&mut buf) {
             Ok(0) => return Some((start.elapsed(), received)),
             Ok(n) => received.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 if start.elapsed() >= limit {
                     return None;
                 }
