@@ -9,6 +9,10 @@ cd "$(dirname "$0")/.."
 cargo test --workspace --all-targets
 cargo test --workspace --doc
 
+# monoio picks io_uring where the kernel allows it; run its tests a second
+# time on the epoll fallback that containers without io_uring get.
+MONOIO_FORCE_LEGACY_DRIVER=1 cargo test -p psrt-runtime-monoio --all-targets
+
 if [ -x tests/python/run.sh ]; then
   tests/python/run.sh
 fi

@@ -7,13 +7,13 @@
 mod daemon_support;
 mod hostile_support;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hostile_support::{Broker, Control, ERR_ACCESS, OK, Opts, figure, stamped, unstamp};
 use nix::sys::signal::Signal;
 
-/// Messages published during the reloads, and reloads sent.
+/// Fewest messages published across the reloads, and reloads sent.
 const RELOAD_MESSAGES: u64 = 3_000;
 const RELOADS: usize = 20;
 
@@ -45,44 +45,41 @@ fn sighup_during_traffic_loses_nothing_and_revokes_a_removed_user() {
     let acl_without_alice =
         "_: {pub: [\"#\"], sub: [\"#\"], admin: true}\nbob: {pub: [\"#\"], sub: [\"#\"]}\n";
     let published = AtomicU64::new(0);
+    let reloading = AtomicBool::new(true);
     let epoch = Instant::now();
 
     let received = std::thread::scope(|scope| {
         let reader = scope.spawn(|| {
-            (0..RELOAD_MESSAGES)
-                .map(|_| unstamp(&bob_data.next_message().expect("bob message").1).0)
-                .collect::<Vec<_>>()
-        });
-        let publisher = scope.spawn(|| {
-            for seq in 0..RELOAD_MESSAGES {
-                assert_eq!(
-                    bob_pub.publish("traffic/x", &stamped(seq, epoch, 64)),
-                    OK,
-                    "refused at {seq}"
-                );
-                published.store(seq + 1, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_micros(200));
+            let mut seqs = Vec::new();
+            loop {
+                let (topic, payload) = bob_data.next_message().expect("bob message");
+                if topic == "traffic/end" {
+                    return seqs;
+                }
+                seqs.push(unstamp(&payload).0);
             }
         });
+        let publisher = scope.spawn(|| {
+            let mut seq = 0;
+            while seq < RELOAD_MESSAGES || reloading.load(Ordering::Relaxed) {
+                assert_eq!(bob_pub.publish("traffic/x", &stamped(seq, epoch, 64)), OK, "refused at {seq}");
+                seq += 1;
+                published.store(seq, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            assert_eq!(bob_pub.publish("traffic/end", b""), OK);
+        });
         for reload in 0..RELOADS {
-            let acl = if reload < RELOADS / 2 {
-                acl_kept.as_str()
-            } else {
-                acl_without_alice
-            };
+            let acl = if reload < RELOADS / 2 { acl_kept.as_str() } else { acl_without_alice };
             std::fs::write(&broker.acl_path, acl).expect("write ACL");
             broker.daemon.signal(Signal::SIGHUP);
-            broker
-                .daemon
-                .wait_for_log("access rules reloaded", reload + 1);
+            broker.daemon.wait_for_log("access rules reloaded", reload + 1);
             std::thread::sleep(Duration::from_millis(20));
         }
         let during = published.load(Ordering::Relaxed);
+        reloading.store(false, Ordering::Relaxed);
         publisher.join().expect("publisher");
-        figure(
-            "sighup",
-            format!("reloads={RELOADS} messages_published_while_reloading={during}"),
-        );
+        figure("sighup", format!("reloads={RELOADS} messages_published_while_reloading={during}"));
         reader.join().expect("reader")
     });
     let expected: Vec<u64> = (0..RELOAD_MESSAGES).collect();
