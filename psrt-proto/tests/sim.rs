@@ -13,8 +13,10 @@ use psrt_proto::sim;
 const SEEDS: u64 = 300;
 /// Steps per seed.
 const STEPS: usize = 1000;
-/// Seeds that once failed, replayed forever after.
-const REGRESSIONS: &[u64] = &[];
+/// Seeds that once failed, replayed forever after (with 400 steps):
+/// * 103: a data socket got a message queued between its hello and the
+///   first `poll_transmit` before its greeting reply and OK (conn.rs).
+const REGRESSIONS: &[u64] = &[103];
 
 /// The base instant of the virtual clock; only offsets from it matter.
 #[allow(clippy::disallowed_methods)]
@@ -55,7 +57,7 @@ fn seeds_hold_every_invariant() {
 
 #[test]
 fn regression_seeds() {
-    run_seeds(REGRESSIONS.iter().copied(), STEPS);
+    run_seeds(REGRESSIONS.iter().copied(), 400);
 }
 
 #[test]
@@ -81,9 +83,4 @@ fn long_run() {
         }
     };
     println!("{total:?}");
-}
-#[test]
-fn dbg103() {
-    let r = sim::run(103, 400, start());
-    eprintln!("{r:?}");
 }
