@@ -7,6 +7,13 @@
 //! * [`DataClient`]: greeting, the token hello, then the stream of pushed
 //!   [`Message`]s, with beacons swallowed and a silence deadline.
 //!
+//! Around them, the runtime-independent parts of every runtime crate's
+//! async client: [`ClientOptions`] and [`TlsOptions`], [`Target`] parsing,
+//! [`SessionError`] (re-exported by the runtimes as `ClientError`), the
+//! request/reply bookkeeping of the control task ([`ControlSession`]) and
+//! UDP datagram building ([`UdpPublisher`]). A runtime crate only adds
+//! sockets, timers, channels and tasks.
+//!
 //! Both speak plain TCP or TLS (a [`TlsSession`] made with
 //! [`TlsSession::client`]): the three greeting bytes always go in plaintext
 //! and the handshake starts right after them, as the protocol says.
@@ -29,8 +36,21 @@ use crate::wire::push::{self, Push};
 use crate::wire::request::{self, DataHello, Greeting};
 use crate::wire::{SocketKind, Token, WireError, op, status};
 
+mod error;
+mod options;
+mod session;
+mod target;
 #[cfg(test)]
 mod tests;
+mod udp_publisher;
+
+pub use error::{SessionError, status_result};
+pub use options::{
+    COMMAND_QUEUE, ClientOptions, MAX_IOV, MAX_PENDING_WRITE, PRIORITY, READ_CHUNK, TlsOptions,
+};
+pub use session::{ControlSession, Request, SessionOutput};
+pub use target::{DEFAULT_PORT, Target};
+pub use udp_publisher::{ACK_BUF, UdpAuth, UdpPublisher, ack_status, local_bind_addr};
 
 /// Requests a [`ControlClient`] keeps in flight at most unless told
 /// otherwise with [`ControlClient::with_max_in_flight`].

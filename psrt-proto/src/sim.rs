@@ -251,9 +251,9 @@ impl Sim {
                 self.send_op(c, control, Frame::Bye);
                 self.clients[c].leaving = true;
             }
-            86..87 => self.crash(c, control),
-            87..88 => self.vanish(c),
-            91..94 => self.clients[c].slow = !self.clients[c].slow,
+            85..86 => self.crash(c, control),
+            86..87 => self.vanish(c),
+            87..90 => self.clients[c].slow = !self.clients[c].slow,
             _ => {}
         }
         Ok(())
@@ -357,7 +357,7 @@ impl Sim {
 
     /// Leaves client `c`'s sockets as orphans and puts a new client there.
     fn detach(&mut self, c: usize, void_budget: usize) {
-        let old = std::mem::replace(&mut self.clients[c], Client::default());
+        let old = std::mem::take(&mut self.clients[c]);
         for key in [old.control, old.data].into_iter().flatten() {
             if let Some(conn) = self.conns.get_mut(&key) {
                 conn.client = None;

@@ -13,10 +13,11 @@ use psrt_proto::sim;
 const SEEDS: u64 = 300;
 /// Steps per seed.
 const STEPS: usize = 1000;
-/// Seeds that once failed, replayed forever after (with 400 steps):
-/// * 103: a data socket got a message queued between its hello and the
-///   first `poll_transmit` before its greeting reply and OK (conn.rs).
-const REGRESSIONS: &[u64] = &[103];
+/// Seeds that once failed, replayed forever after (with [`STEPS`] steps):
+/// * 4: a data socket got a message queued between its hello and its first
+///   `poll_transmit` ahead of its greeting reply and OK (fixed in conn.rs;
+///   first seen as seed 103 of an earlier version of the simulator).
+const REGRESSIONS: &[u64] = &[4];
 
 /// The base instant of the virtual clock; only offsets from it matter.
 #[allow(clippy::disallowed_methods)]
@@ -57,7 +58,7 @@ fn seeds_hold_every_invariant() {
 
 #[test]
 fn regression_seeds() {
-    run_seeds(REGRESSIONS.iter().copied(), 400);
+    run_seeds(REGRESSIONS.iter().copied(), STEPS);
 }
 
 #[test]
@@ -66,6 +67,43 @@ fn a_seed_replays_exactly() {
     let first = sim::run(42, STEPS, base);
     let later = sim::run(42, STEPS, base + std::time::Duration::from_secs(3600));
     assert_eq!(first, later);
+}
+
+/// The bug seed 4 finds, pinned without the simulator: a message
+/// queued between a data hello and the socket's first read must come after
+/// the greeting reply and OK.
+#[test]
+fn data_hello_reply_precedes_queued_messages() {
+    use psrt_proto::broker::{AuthConfig, Broker};
+    use psrt_proto::conn::{ConnConfig, Transport};
+    use psrt_proto::node::Node;
+    use rand::SeedableRng;
+
+    let now = start();
+    let rng = Box::new(rand::rngs::StdRng::seed_from_u64(1));
+    let broker = Broker::new(psrt_proto::Limits::default(), AuthConfig::open(), rng);
+    let config = ConnConfig {
+        tls: None,
+        allow_no_tls: true,
+    };
+    let mut node = Node::new(broker, config);
+    let control = node.connect(Transport::Tcp, "c", now);
+    node.send(control, &[0xEE, 0xAA, 0x00, 1, 0, 0, 0, 0], now);
+    let out = node.recv(control, now);
+    assert_eq!(out.len(), 36, "greeting reply and token: {out:02X?}");
+    let data = node.connect(Transport::Tcp, "d", now);
+    let mut hello = vec![0xEE, 0xAB, 0x00];
+    hello.extend_from_slice(&out[4..]);
+    hello.push(5);
+    node.send(data, &hello, now);
+    node.send(control, &[0x02, 1, 0, 0, 0, b'#'], now);
+    node.send(control, &[0x01, 0x7F, 3, 0, 0, 0, b't', 0, b'x'], now);
+    assert_eq!(node.recv(control, now), [0x01, 0x01]);
+    let pushed = node.recv(data, now);
+    let want = [
+        0xEE, 0xAB, 0x01, 0x00, 0x01, 0x01, 0x7F, 3, 0, 0, 0, b't', 0, b'x',
+    ];
+    assert_eq!(pushed, want);
 }
 
 /// The long run of `scripts/sim.sh`: `SIM_SEED` (one seed) or `SIM_SEEDS`

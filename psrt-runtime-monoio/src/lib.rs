@@ -5,8 +5,11 @@
 //!   listeners, the stats HTTP endpoint, password checks on a small
 //!   blocking thread pool, SIGHUP reload and graceful SIGTERM/SIGINT
 //!   shutdown. Its API mirrors `psrt-runtime-tokio`'s.
+//! * [`client`]: an async PSRT client over the core's client state
+//!   machines, with the same API as `psrt-runtime-tokio`'s.
 //!
 //! All protocol logic lives in `psrt_proto`; this crate only moves bytes,
 //! keeps time and runs slow work off the event loops.
 
+pub mod client;
 pub mod server;

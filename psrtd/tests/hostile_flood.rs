@@ -67,7 +67,7 @@ fn flood_udp(addr: SocketAddr, stop: &AtomicBool, counts: &FloodCounts) {
     paced(stop, Duration::from_millis(10), |tick| {
         for i in 0..per_tick {
             let n = tick * per_tick + i;
-            let datagram = if n % bad_every == 0 {
+            let datagram = if n.is_multiple_of(bad_every) {
                 let mut d = vec![0xEE, 0xAA, 1, 0, 0];
                 d.extend_from_slice(format!("alice\0wrong-{n}\0").as_bytes());
                 d.extend_from_slice(b"\x01\x7Fflood/x\0payload");

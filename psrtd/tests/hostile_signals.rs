@@ -62,7 +62,11 @@ fn sighup_during_traffic_loses_nothing_and_revokes_a_removed_user() {
         let publisher = scope.spawn(|| {
             let mut seq = 0;
             while seq < RELOAD_MESSAGES || reloading.load(Ordering::Relaxed) {
-                assert_eq!(bob_pub.publish("traffic/x", &stamped(seq, epoch, 64)), OK, "refused at {seq}");
+                assert_eq!(
+                    bob_pub.publish("traffic/x", &stamped(seq, epoch, 64)),
+                    OK,
+                    "refused at {seq}"
+                );
                 seq += 1;
                 published.store(seq, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_micros(200));
@@ -70,19 +74,33 @@ fn sighup_during_traffic_loses_nothing_and_revokes_a_removed_user() {
             assert_eq!(bob_pub.publish("traffic/end", b""), OK);
         });
         for reload in 0..RELOADS {
-            let acl = if reload < RELOADS / 2 { acl_kept.as_str() } else { acl_without_alice };
+            let acl = if reload < RELOADS / 2 {
+                acl_kept.as_str()
+            } else {
+                acl_without_alice
+            };
             std::fs::write(&broker.acl_path, acl).expect("write ACL");
             broker.daemon.signal(Signal::SIGHUP);
-            broker.daemon.wait_for_log("access rules reloaded", reload + 1);
+            broker
+                .daemon
+                .wait_for_log("access rules reloaded", reload + 1);
             std::thread::sleep(Duration::from_millis(20));
         }
         let during = published.load(Ordering::Relaxed);
         reloading.store(false, Ordering::Relaxed);
         publisher.join().expect("publisher");
-        figure("sighup", format!("reloads={RELOADS} messages_published_while_reloading={during}"));
+        figure(
+            "sighup",
+            format!("reloads={RELOADS} messages_published_while_reloading={during}"),
+        );
         reader.join().expect("reader")
     });
-    let expected: Vec<u64> = (0..RELOAD_MESSAGES).collect();
+    let expected: Vec<u64> = (0..received.len() as u64).collect();
+    assert!(
+        received.len() as u64 >= RELOAD_MESSAGES,
+        "got {}",
+        received.len()
+    );
     assert!(
         received == expected,
         "bob lost or reordered messages across reloads"
@@ -116,7 +134,8 @@ fn sighup_during_traffic_loses_nothing_and_revokes_a_removed_user() {
     figure(
         "sighup",
         format!(
-            "messages={RELOAD_MESSAGES} delivered_to_bob={} loss=0 removed_user: publish=ERR_ACCESS subscribe=ERR_ACCESS login=refused live_subscription=removed",
+            "published={} delivered_to_bob={} loss=0 removed_user: publish=ERR_ACCESS subscribe=ERR_ACCESS login=refused live_subscription=removed",
+            published.load(Ordering::Relaxed),
             received.len()
         ),
     );

@@ -89,10 +89,7 @@ mod tests {
 
     #[test]
     fn a_port_out_of_range_is_not_split_off() {
-        assert_eq!(
-            Target::parse("host:99999"),
-            tcp("host:99999", DEFAULT_PORT)
-        );
+        assert_eq!(Target::parse("host:99999"), tcp("host:99999", DEFAULT_PORT));
     }
 
     #[test]

@@ -730,3 +730,118 @@ proptest! {
         prop_assert!(data.read_buf().len() <= bytes.len());
     }
 }
+
+/// A logged-in [`ControlSession`] whose reply handles are plain numbers.
+fn session(now: Instant, max_in_flight: usize) -> ControlSession<u32> {
+    ControlSession::new(logged_in(now), max_in_flight)
+}
+
+/// Every output of `session`, answers as `(handle, ok?)`.
+fn answers(session: &mut ControlSession<u32>) -> Vec<(u32, Result<(), String>)> {
+    std::iter::from_fn(|| session.poll_output())
+        .map(|output| match output {
+            SessionOutput::Answered { reply, result } => (reply, result.map_err(|e| e.to_string())),
+            SessionOutput::LoggedIn(_) => panic!("a second login"),
+        })
+        .collect()
+}
+
+fn publish_request(topic: &str) -> Request {
+    Request::Publish {
+        topic: topic.into(),
+        payload: Bytes::from_static(b"p"),
+    }
+}
+
+#[test]
+fn session_reports_the_login() {
+    let now = start();
+    let mut client = ControlClient::new("", b"", None, TIMEOUT, now).expect("client");
+    transmit_control(&mut client);
+    let mut session: ControlSession<u32> = ControlSession::new(client, 8);
+    let mut server = CONTROL_REPLY.to_vec();
+    server.extend_from_slice(&TOKEN);
+    feed_control(session.control(), &server, now).expect("login");
+    assert!(matches!(
+        session.poll_output(),
+        Some(SessionOutput::LoggedIn(token)) if token == TOKEN
+    ));
+    assert!(session.poll_output().is_none());
+}
+
+#[test]
+fn session_answers_each_handle_in_order_and_swallows_keep_alives() {
+    let now = start();
+    let mut session = session(now, 8);
+    assert!(
+        session
+            .handle_request(publish_request("a"), 1, now)
+            .is_none()
+    );
+    session.control().nop(now).expect("keep-alive");
+    let filters = vec!["x/#".to_owned()];
+    assert!(
+        session
+            .handle_request(Request::Subscribe(filters), 2, now)
+            .is_none()
+    );
+    feed_control(session.control(), &[status::OK, status::OK], now).expect("replies");
+    assert_eq!(answers(&mut session), [(1, Ok(()))]);
+    feed_control(session.control(), &[status::ERR_ACCESS], now).expect("reply");
+    assert_eq!(answers(&mut session), [(2, Err("access denied".into()))]);
+}
+
+#[test]
+fn session_hands_refused_requests_straight_back() {
+    let now = start();
+    let mut session = session(now, 8);
+    let refused = session.handle_request(publish_request("a\0b"), 7, now);
+    assert!(matches!(
+        refused,
+        Some((7, SessionError::Protocol(ClientError::NulInTopic)))
+    ));
+    assert_eq!(session.drain_waiters().count(), 0);
+}
+
+#[test]
+fn session_takes_requests_only_within_its_bounds() {
+    let now = start();
+    let mut session = session(now, 1);
+    assert!(session.wants_requests(0));
+    assert!(!session.wants_requests(MAX_PENDING_WRITE));
+    assert!(
+        session
+            .handle_request(publish_request("a"), 1, now)
+            .is_none()
+    );
+    assert!(!session.wants_requests(0));
+    assert_eq!(session.drain_waiters().collect::<Vec<_>>(), [1]);
+    assert!(session.wants_requests(0));
+}
+
+#[test]
+fn session_bye_finishes_after_the_server_ok() {
+    let now = start();
+    let mut session = session(now, 8);
+    assert!(session.handle_request(Request::Bye, 3, now).is_none());
+    assert!(!session.wants_requests(0));
+    assert!(!session.is_finished());
+    feed_control(session.control(), &[status::OK], now).expect("reply");
+    assert_eq!(answers(&mut session), [(3, Ok(()))]);
+    assert!(session.is_finished());
+}
+
+#[test]
+fn session_says_bye_itself_when_the_handles_are_gone() {
+    let now = start();
+    let mut session = session(now, 8);
+    session.handle_handles_dropped(now);
+    assert_eq!(transmit_control(session.control()), [op::BYE]);
+    assert!(!session.wants_requests(0));
+    feed_control(session.control(), &[status::OK], now).expect("reply");
+    assert!(answers(&mut session).is_empty());
+    assert!(session.is_finished());
+
+    session.handle_handles_dropped(now);
+    assert!(session.is_finished(), "a closed session cannot say BYE");
+}

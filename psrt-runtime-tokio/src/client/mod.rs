@@ -49,127 +49,22 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
-use psrt_proto::client::{ControlClient, DataClient};
-use psrt_proto::tls::{TlsError, TlsSession};
-use psrt_proto::udp::UdpError;
-use psrt_proto::wire::{Token, status};
+use psrt_proto::client::{COMMAND_QUEUE, Request, Target};
+use psrt_proto::tls::TlsSession;
+use psrt_proto::wire::Token;
 use tokio::sync::{mpsc, oneshot};
 
-pub use io::DEFAULT_PORT;
-pub use psrt_proto::client::Message;
+pub use psrt_proto::client::{
+    ClientOptions, DEFAULT_PORT, Message, SessionError as ClientError, TlsOptions, UdpAuth,
+};
 pub use psrt_proto::udp::Cipher;
-pub use udp::{UdpAuth, UdpClient};
+pub use udp::UdpClient;
 
-use control::{Command, ControlTask};
-use io::{BoxedIo, Target};
-
-/// Priority byte of every publish (reserved by the protocol).
-const PRIORITY: u8 = 0x7F;
-/// Requests buffered between the handles and the control task.
-const COMMAND_QUEUE: usize = 1024;
-
-/// Why a client operation failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientError {
-    /// The socket could not be opened.
-    #[error("cannot connect to {addr}: {source}")]
-    Connect {
-        /// The target as given.
-        addr: String,
-        /// The operating system's reason.
-        source: std::io::Error,
-    },
-    /// A socket failed after it was opened.
-    #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
-    /// The TLS configuration was refused (bad CA file, bad server name).
-    #[error("TLS setup failed: {0}")]
-    Tls(#[from] TlsError),
-    /// The protocol state machine failed or refused a request (login
-    /// refused, invalid topic, protocol error from the server...).
-    #[error(transparent)]
-    Protocol(#[from] psrt_proto::client::ClientError),
-    /// The server did not answer within the timeout.
-    #[error("no answer from the server within {0:?}")]
-    Timeout(Duration),
-    /// The server's ACL denied the topic (`ERR_ACCESS`).
-    #[error("access denied")]
-    AccessDenied,
-    /// The server answered with an error status (`ERR` or unexpected).
-    #[error("the server refused the request (status {0:#04x})")]
-    Refused(u8),
-    /// The session ended before the request was answered.
-    #[error("connection lost: {0}")]
-    Disconnected(String),
-    /// A UDP datagram could not be built or the ack was malformed.
-    #[error("UDP: {0}")]
-    Udp(#[from] UdpError),
-}
-
-/// TLS settings of a [`Client`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TlsOptions {
-    /// PEM certificates to trust exactly; `None` trusts the Mozilla roots.
-    pub ca_pem: Option<Vec<u8>>,
-    /// Name the server certificate must match; `None` takes the host of
-    /// the target address.
-    pub server_name: Option<String>,
-}
-
-/// How [`Client::connect`] logs in and what it sets up.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClientOptions {
-    /// Login name; empty for anonymous access.
-    pub login: String,
-    /// Password; ignored by servers on Unix sockets.
-    pub password: String,
-    /// TLS, or `None` for a plain connection.
-    pub tls: Option<TlsOptions>,
-    /// The server's keep-alive timeout: NOPs go out every half of it, and
-    /// connecting or a reply taking longer fails.
-    pub timeout: Duration,
-    /// Whether to open the data socket; `false` makes a publish-only
-    /// client, which receives no messages.
-    pub data_socket: bool,
-    /// Messages buffered for [`Client::take_messages`] before the data
-    /// task stops reading (the server then drops a slow consumer).
-    pub queue: usize,
-    /// Largest `topic 00 payload` accepted on the data socket.
-    pub max_message: usize,
-    /// Requests sent and not yet answered, at most.
-    pub max_in_flight: usize,
-}
-
-impl Default for ClientOptions {
-    fn default() -> Self {
-        Self {
-            login: String::new(),
-            password: String::new(),
-            tls: None,
-            timeout: Duration::from_secs(5),
-            data_socket: true,
-            queue: 1024,
-            max_message: psrt_proto::Limits::default().max_pub_size,
-            max_in_flight: 4096,
-        }
-    }
-}
-
-impl std::fmt::Debug for ClientOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientOptions")
-            .field("login", &self.login)
-            .field("tls", &self.tls)
-            .field("timeout", &self.timeout)
-            .field("data_socket", &self.data_socket)
-            .field("queue", &self.queue)
-            .finish_non_exhaustive()
-    }
-}
+use control::{Command, ControlTask, ReplyTx};
+use io::BoxedIo;
 
 /// A logged-in PSRT session.
 ///
@@ -190,20 +85,16 @@ pub struct Client {
 #[derive(Debug)]
 #[must_use = "await the ticket to learn whether the server accepted the request"]
 pub struct Ticket {
-    reply: oneshot::Receiver<Result<u8, ClientError>>,
+    reply: oneshot::Receiver<Result<(), ClientError>>,
 }
 
 impl Future for Ticket {
     type Output = Result<(), ClientError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.reply)
-            .poll(cx)
-            .map(|answer| match answer {
-                Ok(Ok(code)) => status_result(code),
-                Ok(Err(err)) => Err(err),
-                Err(_) => Err(ClientError::Disconnected("the session ended".into())),
-            })
+        Pin::new(&mut self.reply).poll(cx).map(|answer| {
+            answer.unwrap_or_else(|_| Err(ClientError::Disconnected("the session ended".into())))
+        })
     }
 }
 
@@ -242,14 +133,11 @@ impl Client {
         topic: &str,
         payload: impl Into<Bytes>,
     ) -> Result<Ticket, ClientError> {
-        let topic = topic.to_owned();
-        let payload = payload.into();
-        self.send(|reply| Command::Publish {
-            topic,
-            payload,
-            reply,
-        })
-        .await
+        let request = Request::Publish {
+            topic: topic.to_owned(),
+            payload: payload.into(),
+        };
+        self.send(request).await
     }
 
     /// Subscribes to one topic filter (`+` and `#` wildcards allowed).
@@ -260,10 +148,7 @@ impl Client {
     /// Subscribes to several filters in one request; the server stops at
     /// the first refused one (earlier ones stay applied).
     pub async fn subscribe_bulk(&self, filters: &[&str]) -> Result<(), ClientError> {
-        let filters = owned(filters);
-        self.send(|reply| Command::Subscribe { filters, reply })
-            .await?
-            .await
+        self.send(Request::Subscribe(owned(filters))).await?.await
     }
 
     /// Unsubscribes from one topic filter.
@@ -273,25 +158,19 @@ impl Client {
 
     /// Unsubscribes from several filters in one request.
     pub async fn unsubscribe_bulk(&self, filters: &[&str]) -> Result<(), ClientError> {
-        let filters = owned(filters);
-        self.send(|reply| Command::Unsubscribe { filters, reply })
-            .await?
-            .await
+        self.send(Request::Unsubscribe(owned(filters))).await?.await
     }
 
     /// Ends the session for every clone: requests already sent are
     /// answered first, then the server confirms and closes both sockets.
     pub async fn bye(self) -> Result<(), ClientError> {
-        self.send(|reply| Command::Bye { reply }).await?.await
+        self.send(Request::Bye).await?.await
     }
 
     /// Hands a request to the control task and returns its reply ticket.
-    async fn send(
-        &self,
-        command: impl FnOnce(control::ReplyTx) -> Command,
-    ) -> Result<Ticket, ClientError> {
-        let (reply, ticket) = oneshot::channel();
-        if self.commands.send(command(reply)).await.is_err() {
+    async fn send(&self, request: Request) -> Result<Ticket, ClientError> {
+        let (reply, ticket): (ReplyTx, _) = oneshot::channel();
+        if self.commands.send((request, reply)).await.is_err() {
             return Err(self.disconnected());
         }
         Ok(Ticket { reply: ticket })
@@ -304,15 +183,6 @@ impl Client {
     }
 }
 
-/// Maps a reply status to the outcome of a request.
-fn status_result(code: u8) -> Result<(), ClientError> {
-    match code {
-        status::OK => Ok(()),
-        status::ERR_ACCESS => Err(ClientError::AccessDenied),
-        other => Err(ClientError::Refused(other)),
-    }
-}
-
 fn owned(filters: &[&str]) -> Vec<String> {
     filters.iter().map(|f| (*f).to_owned()).collect()
 }
@@ -321,7 +191,7 @@ fn owned(filters: &[&str]) -> Vec<String> {
 /// timeout.
 async fn connect(addr: &str, options: ClientOptions) -> Result<Client, ClientError> {
     let target = Target::parse(addr);
-    let [control_tls, data_tls] = tls_sessions(&target, options.tls.as_ref())?;
+    let [control_tls, data_tls] = options.tls_sessions(&target)?;
     let (token, commands, ended) = start_control(addr, &target, control_tls, &options).await?;
     let messages = if options.data_socket {
         Some(start_data(addr, &target, data_tls, &options, token).await?)
@@ -335,33 +205,14 @@ async fn connect(addr: &str, options: ClientOptions) -> Result<Client, ClientErr
     })
 }
 
-/// One TLS session for the control socket and one for the data socket,
-/// both from one configuration; `None`s when TLS is off.
-fn tls_sessions(
-    target: &Target,
-    options: Option<&TlsOptions>,
-) -> Result<[Option<TlsSession>; 2], ClientError> {
-    let Some(options) = options else {
-        return Ok([None, None]);
-    };
-    let config = psrt_proto::tls::client_config(options.ca_pem.as_deref())?;
-    let name = match (&options.server_name, target) {
-        (Some(name), _) => name.as_str(),
-        (None, Target::Tcp { host, .. }) => host.as_str(),
-        (None, Target::Unix(_)) => "localhost",
-    };
-    Ok([
-        Some(TlsSession::client(config.clone(), name)?),
-        Some(TlsSession::client(config, name)?),
-    ])
-}
-
 /// Opens a socket, naming the target in the error.
 async fn open(addr: &str, target: &Target) -> Result<BoxedIo, ClientError> {
-    target.open().await.map_err(|source| ClientError::Connect {
-        addr: addr.to_owned(),
-        source,
-    })
+    io::open(target)
+        .await
+        .map_err(|source| ClientError::Connect {
+            addr: addr.to_owned(),
+            source,
+        })
 }
 
 /// Opens the control socket, spawns its task and waits for the login.
@@ -372,13 +223,7 @@ async fn start_control(
     options: &ClientOptions,
 ) -> Result<(Token, mpsc::Sender<Command>, Arc<OnceLock<String>>), ClientError> {
     let io = open(addr, target).await?;
-    let control = ControlClient::new(
-        &options.login,
-        options.password.as_bytes(),
-        tls,
-        options.timeout,
-        Instant::now(),
-    )?;
+    let control = options.control_client(tls, Instant::now())?;
     let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
     let (login, login_rx) = oneshot::channel();
     let ended = Arc::new(OnceLock::new());
@@ -405,11 +250,8 @@ async fn start_data(
     token: Token,
 ) -> Result<mpsc::Receiver<Message>, ClientError> {
     let io = open(addr, target).await?;
-    // The hello carries whole seconds and the server beacons every half of
-    // them, so the silence limit must be at least one second.
-    let silence = options.timeout.max(Duration::from_secs(1));
-    let data = DataClient::new(token, silence, tls, options.max_message, Instant::now());
-    let (messages, message_rx) = mpsc::channel(options.queue.max(1));
+    let data = options.data_client(token, tls, Instant::now());
+    let (messages, message_rx) = mpsc::channel(options.queue_capacity());
     let (ready, ready_rx) = oneshot::channel();
     tokio::spawn(data::run(io, data, messages, ready));
     ready_rx

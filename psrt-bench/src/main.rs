@@ -1,0 +1,84 @@
+//! `psrt-bench`: runs the six loopback workloads against each given
+//! `psrtd` binary and prints (and optionally writes) a markdown report.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use psrt_bench::machine::Machine;
+use psrt_bench::report::{self, Run};
+use psrt_bench::server::Server;
+use psrt_bench::workloads::{self, Target};
+use psrt_bench::{BenchError, Scale};
+
+/// Benchmark PSRT servers on loopback: fan-in, fan-out, latency, 1 MiB
+/// payloads, many subscriptions, idle-client memory.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// A server to measure, as NAME=PATH_TO_PSRTD (repeatable). The binary
+    /// must accept `-C CONFIG.yml` in the PSRT config format.
+    #[arg(long = "server", value_parser = parse_server, required = true)]
+    servers: Vec<(String, PathBuf)>,
+    /// Name of the server the targets are checked against.
+    #[arg(long)]
+    baseline: Option<String>,
+    /// Small, short workloads (a smoke run, not a measurement).
+    #[arg(long)]
+    quick: bool,
+    /// Also write the report (with machine and date) to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn parse_server(spec: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) = spec
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=PATH, got {spec:?}"))?;
+    if name.is_empty() || path.is_empty() {
+        return Err(format!("expected NAME=PATH, got {spec:?}"));
+    }
+    Ok((name.to_owned(), PathBuf::from(path)))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let scale = if args.quick {
+        Scale::quick()
+    } else {
+        Scale::full()
+    };
+    let mut runs = Vec::new();
+    for (name, binary) in &args.servers {
+        eprintln!("benchmarking {name} ({})", binary.display());
+        let mut start = || -> Result<Target, BenchError> {
+            let server = Server::start(binary)?;
+            Ok(Target {
+                addr: server.addr(),
+                pid: Some(server.pid()),
+                process: Some(server),
+            })
+        };
+        let results = workloads::run_all(&scale, &mut start);
+        runs.push(Run {
+            name: name.clone(),
+            results,
+        });
+    }
+    let machine = Machine::describe();
+    let document = report::document(
+        &machine,
+        &scale,
+        args.quick,
+        &runs,
+        args.baseline.as_deref(),
+    );
+    println!("{document}");
+    if let Some(path) = &args.out
+        && let Err(err) = std::fs::write(path, &document)
+    {
+        eprintln!("cannot write {}: {err}", path.display());
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,394 @@
+//! The results as markdown: a table (workload x server), the targets
+//! against a baseline server, and the document `--out` writes.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::Scale;
+use crate::machine::Machine;
+use crate::workloads::{Outcome, Results, Throughput};
+
+/// One server's results under its display name.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// Display name (`tokio`, `original`, ...).
+    pub name: String,
+    /// Its results.
+    pub results: Results,
+}
+
+/// A table row: its label and how to show one server's result.
+type Row = (String, fn(&Results) -> String);
+
+/// The results table: one row per measure, one column per server. Cells
+/// show `error: ...` for a failed workload and the loss next to a count
+/// when deliveries went missing.
+pub fn table(runs: &[Run], scale: &Scale) -> String {
+    let mut out = String::from("| workload |");
+    for run in runs {
+        let _ = write!(out, " {} |", run.name);
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---:|".repeat(runs.len()));
+    out.push('\n');
+    for (label, cell) in rows(scale) {
+        let _ = write!(out, "| {label} |");
+        for run in runs {
+            let _ = write!(out, " {} |", cell(&run.results));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn rows(scale: &Scale) -> Vec<Row> {
+    let subs = scale.subscription_clients * scale.subscriptions_per_client;
+    vec![
+        (
+            format!(
+                "1. fan-in {} pub -> 1 sub, 32 B (msg/s)",
+                scale.fan_in_publishers
+            ),
+            |r| rate_cell(&r.fan_in),
+        ),
+        (
+            format!(
+                "2. fan-out 1 pub -> {} subs, 32 B (deliveries/s)",
+                scale.fan_out_subscribers
+            ),
+            |r| rate_cell(&r.fan_out),
+        ),
+        (
+            format!("3. latency p50 at {} msg/s (µs)", scale.latency_rate),
+            |r| latency_cell(r, |l| l.p50),
+        ),
+        ("3. latency p99 (µs)".into(), |r| {
+            latency_cell(r, |l| l.p99)
+        }),
+        ("3. latency p99.9 (µs)".into(), |r| {
+            latency_cell(r, |l| l.p999)
+        }),
+        ("3. latency max (µs)".into(), |r| {
+            latency_cell(r, |l| l.max)
+        }),
+        ("4. 1 MiB payloads (msg/s)".into(), |r| rate_cell(&r.large)),
+        ("4. 1 MiB payloads (MB/s)".into(), |r| {
+            cell(&r.large, |t| format!("{:.0}", t.megabytes()))
+        }),
+        (
+            format!(
+                "5. subscribe {subs} filters over {} clients (ms)",
+                scale.subscription_clients
+            ),
+            |r| {
+                cell(&r.subscriptions, |s| {
+                    format!("{:.0}", millis(s.subscribe_time))
+                })
+            },
+        ),
+        ("5. then publish, 1 match each (msg/s)".into(), |r| {
+            cell(&r.subscriptions, |s| throughput_text(&s.publish))
+        }),
+        (
+            format!(
+                "6. {} idle clients: memory per client (KiB)",
+                scale.idle_clients
+            ),
+            |r| {
+                cell(&r.idle, |m| {
+                    m.bytes_per_client
+                        .map_or_else(|| "n/a".to_owned(), |b| format!("{:.1}", b / 1024.0))
+                })
+            },
+        ),
+    ]
+}
+
+fn cell<T>(outcome: &Outcome<T>, show: impl FnOnce(&T) -> String) -> String {
+    match outcome {
+        Ok(value) => show(value),
+        Err(err) => format!("error: {}", one_line(err)),
+    }
+}
+
+/// An error message fit for a table cell: one line, no `|`, at most
+/// [`ERROR_CHARS`] characters.
+fn one_line(err: &str) -> String {
+    let flat: String = err
+        .chars()
+        .map(|c| match c {
+            '|' => '/',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect();
+    let mut short: String = flat.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let Some((cut, _)) = short.char_indices().nth(ERROR_CHARS) {
+        short.truncate(cut);
+        short.push('…');
+    }
+    short
+}
+
+/// Longest error shown in a cell.
+const ERROR_CHARS: usize = 160;
+
+fn rate_cell(outcome: &Outcome<Throughput>) -> String {
+    cell(outcome, throughput_text)
+}
+
+fn throughput_text(t: &Throughput) -> String {
+    let mut text = thousands(t.rate());
+    if t.lost() > 0 {
+        let _ = write!(text, " (lost {} of {})", t.lost(), t.expected);
+    }
+    if t.misrouted > 0 {
+        let _ = write!(text, " ({} misrouted)", t.misrouted);
+    }
+    text
+}
+
+fn latency_cell(r: &Results, pick: fn(&crate::workloads::Latency) -> Duration) -> String {
+    cell(&r.latency, |l| {
+        let mut text = format!("{:.0}", micros(pick(l)));
+        if l.delivered < l.published {
+            let _ = write!(
+                text,
+                " (lost {} of {})",
+                l.published - l.delivered,
+                l.published
+            );
+        }
+        text
+    })
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// `1234567.8` as `1,234,568`.
+fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The issue's targets for each of our servers against `baseline`: at
+/// least 3x its fan-in and fan-out, at most a third of its p99, at least
+/// its 1 MiB throughput, and under 8 KiB per idle client. `None` when the
+/// baseline is not among the runs.
+pub fn targets(runs: &[Run], baseline: &str) -> Option<String> {
+    let base = &runs.iter().find(|run| run.name == baseline)?.results;
+    let mut out = format!(
+        "| server | fan-in vs {baseline} (>= 3x) | fan-out (>= 3x) | p99 (<= 0.33x) | 1 MiB (>= 1x) | idle KiB/client (< 8) |\n|---|---:|---:|---:|---:|---:|\n"
+    );
+    for run in runs.iter().filter(|run| run.name != baseline) {
+        let r = &run.results;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            run.name,
+            ratio(rate(&r.fan_in), rate(&base.fan_in), |x| x >= 3.0),
+            ratio(rate(&r.fan_out), rate(&base.fan_out), |x| x >= 3.0),
+            ratio(p99(r), p99(base), |x| x <= 1.0 / 3.0),
+            ratio(rate(&r.large), rate(&base.large), |x| x >= 1.0),
+            idle_kib(r).map_or_else(
+                || "n/a".to_owned(),
+                |kib| mark(format!("{kib:.1}"), kib < 8.0)
+            ),
+        );
+    }
+    Some(out)
+}
+
+fn rate(outcome: &Outcome<Throughput>) -> Option<f64> {
+    outcome.as_ref().ok().map(Throughput::rate)
+}
+
+fn p99(r: &Results) -> Option<f64> {
+    r.latency.as_ref().ok().map(|l| micros(l.p99))
+}
+
+fn idle_kib(r: &Results) -> Option<f64> {
+    r.idle.as_ref().ok()?.bytes_per_client.map(|b| b / 1024.0)
+}
+
+fn ratio(ours: Option<f64>, base: Option<f64>, met: fn(f64) -> bool) -> String {
+    match ours.zip(base.filter(|b| *b > 0.0)) {
+        Some((ours, base)) => mark(format!("{:.2}x", ours / base), met(ours / base)),
+        None => "n/a".to_owned(),
+    }
+}
+
+fn mark(text: String, met: bool) -> String {
+    format!("{text} {}", if met { "✓" } else { "✗" })
+}
+
+/// The whole report: machine, date, method, results and targets.
+pub fn document(
+    machine: &Machine,
+    scale: &Scale,
+    quick: bool,
+    runs: &[Run],
+    baseline: Option<&str>,
+) -> String {
+    let mut out = String::from("# Benchmarks: runtimes compared\n\n");
+    let _ = writeln!(
+        out,
+        "Measured by `psrt-bench`{} (`scripts/bench-runtimes.sh`).\n\n- Date: {}\n- Machine: {} CPUs, {}, {} RAM, Linux {}\n",
+        if quick { " --quick" } else { "" },
+        machine.date,
+        machine.cpus,
+        machine.cpu_model,
+        machine.memory,
+        machine.kernel,
+    );
+    out.push_str(METHOD);
+    let _ = writeln!(
+        out,
+        "\nWindows: {:?} per throughput workload, {:?} of latency samples.\n",
+        scale.window, scale.latency_window
+    );
+    out.push_str("## Results\n\n");
+    out.push_str(&table(runs, scale));
+    if let Some(targets) = baseline.and_then(|b| targets(runs, b)) {
+        out.push_str("\n## Targets against the original server, same run\n\n");
+        out.push_str(&targets);
+    }
+    out
+}
+
+const METHOD: &str = "\
+Every server runs as its own process on a free loopback port with the same \
+config (`workers: 2`, `data_queue: 8192`, anonymous access) and is restarted \
+for each workload. The benchmark client shares the machine's cores with the \
+server: blocking std sockets on one thread per client, publishes pipelined \
+(at most 1,024 unanswered, 4 for 1 MiB payloads) and paused while the \
+slowest subscriber lags by more than a bounded backlog (below `data_queue`), \
+so a server is measured at the rate it delivers, not the rate it accepts. \
+Every delivery is counted: a cell shows `lost N of M` when messages went \
+missing. Rates are deliveries divided by the time from the first publish \
+to the last delivery. Latency: one publisher at a fixed rate, each publish \
+waiting for its reply, timed from just before the write to the subscriber \
+having read the whole message. Memory: growth of the server's VmRSS after \
+connecting the idle clients (control and data socket each), divided by \
+their number.
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workloads::{IdleMemory, Latency, Subscriptions};
+
+    fn throughput(rate: u64) -> Throughput {
+        Throughput {
+            published: rate,
+            expected: rate,
+            delivered: rate,
+            misrouted: 0,
+            elapsed: Duration::from_secs(1),
+            payload: 32,
+        }
+    }
+
+    fn results(rate: u64, p99_us: u64, idle: f64) -> Results {
+        Results {
+            fan_in: Ok(throughput(rate)),
+            fan_out: Ok(throughput(rate)),
+            latency: Ok(Latency {
+                published: 10,
+                delivered: 10,
+                p50: Duration::from_micros(p99_us / 2),
+                p99: Duration::from_micros(p99_us),
+                p999: Duration::from_micros(p99_us),
+                max: Duration::from_micros(p99_us),
+            }),
+            large: Err("boom | bang".into()),
+            subscriptions: Ok(Subscriptions {
+                count: 10,
+                subscribe_time: Duration::from_millis(5),
+                publish: throughput(rate),
+            }),
+            idle: Ok(IdleMemory {
+                clients: 10,
+                bytes_per_client: Some(idle),
+            }),
+        }
+    }
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(1234567.4), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(1000.0), "1,000");
+    }
+
+    #[test]
+    fn errors_fit_one_cell() {
+        assert_eq!(one_line("a | b\nc"), "a / b c");
+        assert_eq!(one_line(&"x".repeat(500)).chars().count(), ERROR_CHARS + 1);
+    }
+
+    #[test]
+    fn table_has_a_column_per_server_and_escapes_errors() {
+        let runs = [
+            Run {
+                name: "tokio".into(),
+                results: results(400_000, 27, 4096.0),
+            },
+            Run {
+                name: "original".into(),
+                results: results(100_000, 90, 26_000.0),
+            },
+        ];
+        let table = table(&runs, &Scale::full());
+        assert!(table.starts_with("| workload | tokio | original |"));
+        assert!(table.contains("| 400,000 | 100,000 |"));
+        assert!(table.contains("error: boom / bang"));
+        assert_eq!(table.lines().count(), 2 + 11);
+    }
+
+    #[test]
+    fn targets_compare_with_the_baseline() {
+        let runs = [
+            Run {
+                name: "tokio".into(),
+                results: results(400_000, 27, 4096.0),
+            },
+            Run {
+                name: "smol".into(),
+                results: results(200_000, 60, 9000.0),
+            },
+            Run {
+                name: "original".into(),
+                results: results(100_000, 90, 26_000.0),
+            },
+        ];
+        let found = targets(&runs, "original").expect("baseline present");
+        let tokio = found
+            .lines()
+            .find(|l| l.starts_with("| tokio"))
+            .expect("tokio row");
+        assert_eq!(
+            tokio,
+            "| tokio | 4.00x ✓ | 4.00x ✓ | 0.30x ✓ | n/a | 4.0 ✓ |"
+        );
+        let smol = found
+            .lines()
+            .find(|l| l.starts_with("| smol"))
+            .expect("smol row");
+        assert!(smol.contains("2.00x ✗") && smol.contains("8.8 ✗"));
+        assert!(targets(&runs, "absent").is_none());
+    }
+}

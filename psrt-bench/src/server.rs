@@ -1,0 +1,177 @@
+//! Starting a `psrtd` binary under test and reading its memory.
+
+use std::fs;
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::BenchError;
+
+/// How long a server may take to accept connections after its start.
+const STARTUP: Duration = Duration::from_secs(15);
+/// Per-client pending messages: above every backlog the workloads allow.
+pub const DATA_QUEUE: usize = 8192;
+
+/// A `psrtd` process on a free loopback port, killed when dropped.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    addr: SocketAddr,
+    /// Holds the config and log; removed on drop.
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Writes a config (anonymous access, 2 workers, a data queue of
+    /// [`DATA_QUEUE`], a 60 s keep-alive so idle clients stay) and starts
+    /// `binary -C CONFIG`, waiting until it accepts connections.
+    pub fn start(binary: &Path) -> Result<Self, BenchError> {
+        let dir = tempfile::tempdir()?;
+        let addr = free_port()?;
+        let udp = UdpSocket::bind("127.0.0.1:0")?.local_addr()?;
+        let config = dir.path().join("config.yml");
+        fs::write(&config, config_yaml(addr, udp, dir.path()))?;
+        fs::write(dir.path().join("acl.yml"), ACL_YAML)?;
+        let log = fs::File::create(dir.path().join("psrtd.log"))?;
+        let child = Command::new(binary)
+            .arg("-C")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .map_err(|err| BenchError::Server(format!("{}: {err}", binary.display())))?;
+        let mut server = Self { child, addr, dir };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    /// The TCP address it serves.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn wait_ready(&mut self) -> Result<(), BenchError> {
+        let deadline = Instant::now() + STARTUP;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                return Err(BenchError::Server(format!(
+                    "exited with {status}: {}",
+                    self.log()
+                )));
+            }
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok() {
+                return Ok(());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        Err(BenchError::Server(format!(
+            "not listening after {STARTUP:?}: {}",
+            self.log()
+        )))
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("psrtd.log")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Best effort: the process may already have exited.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The YAML config, with every key the original server requires (it has
+/// no defaults for most of them, and needs an ACL file).
+fn config_yaml(addr: SocketAddr, udp: SocketAddr, dir: &Path) -> String {
+    let pid_file = dir.join("psrtd.pid");
+    format!(
+        "server:
+  workers: 2
+  latency_warn: 1000000
+  data_queue: {DATA_QUEUE}
+  max_topic_depth: 32
+  max_topic_length: 1000000
+  max_pub_size: 1100000
+  pid_file: {pid}
+proto:
+  bind: {addr}
+  bind_udp: {udp}
+  timeout: 60
+  allow_no_tls: true
+auth:
+  allow_anonymous: true
+  acl: acl.yml
+",
+        pid = pid_file.display()
+    )
+}
+
+/// The ACL: anonymous may publish and subscribe everything.
+const ACL_YAML: &str = "_:\n  sub:\n    - \"#\"\n  pub:\n    - \"#\"\n";
+
+/// A loopback address whose port was free a moment ago.
+fn free_port() -> Result<SocketAddr, BenchError> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?)
+}
+
+/// Resident memory of process `pid` in KiB (`VmRSS` of
+/// `/proc/PID/status`).
+pub fn rss_kib(pid: u32) -> Result<u64, BenchError> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    parse_vm_rss(&status).ok_or_else(|| BenchError::Server(format!("no VmRSS for process {pid}")))
+}
+
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_rss_is_parsed_in_kib() {
+        let status = "Name:\tpsrtd\nVmPeak:\t  999 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
+        assert_eq!(parse_vm_rss(status), Some(12345));
+        assert_eq!(parse_vm_rss("Name: x\n"), None);
+    }
+
+    #[test]
+    fn own_rss_is_readable() {
+        let kib = rss_kib(std::process::id()).expect("own /proc status");
+        assert!(kib > 0);
+    }
+
+    #[test]
+    fn config_names_the_address() {
+        let yaml = config_yaml(
+            "127.0.0.1:4000".parse().expect("address"),
+            "127.0.0.1:4001".parse().expect("address"),
+            Path::new("/tmp/x"),
+        );
+        assert!(yaml.contains("bind: 127.0.0.1:4000"));
+        assert!(yaml.contains("bind_udp: 127.0.0.1:4001"));
+        assert!(yaml.contains("allow_anonymous: true"));
+        assert!(yaml.contains("pid_file: /tmp/x/psrtd.pid"));
+    }
+}

@@ -1,0 +1,701 @@
+//! The six workloads, each against a server address, each verifying that
+//! every published message reached every subscriber it should.
+//!
+//! Throughput workloads share one engine ([`Flow`]): publisher threads
+//! pipeline PUBLISH requests (a bounded number unanswered) for a fixed
+//! window while subscriber threads count pushed frames. Publishers pause
+//! while subscribers lag more than a bounded backlog, so a server's
+//! per-client queue never overflows and a loss is a real loss.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::raw::{Control, PushStream};
+use crate::server::{Server, rss_kib};
+use crate::{BenchError, Scale};
+
+/// Payload size of the fan-in, fan-out, latency and subscription workloads.
+pub const SMALL_PAYLOAD: usize = 32;
+/// Payload size of the large-message workload.
+pub const LARGE_PAYLOAD: usize = 1 << 20;
+/// How long subscribers may take to receive what was published after the
+/// window closed before the rest counts as lost.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often blocked reads wake up to check whether to stop.
+const POLL: Duration = Duration::from_millis(50);
+/// How long a publisher sleeps while subscribers lag too much.
+const BACKOFF: Duration = Duration::from_micros(50);
+
+/// A workload's result, or why it failed.
+pub type Outcome<T> = Result<T, String>;
+
+/// A server to measure: its address, its process (for memory) and what
+/// keeps it running.
+#[derive(Debug)]
+pub struct Target {
+    /// Loopback address of its TCP listener.
+    pub addr: SocketAddr,
+    /// Its process id when it runs in another process.
+    pub pid: Option<u32>,
+    /// The external process, stopped when the target is dropped.
+    pub process: Option<Server>,
+}
+
+/// Message throughput of one workload.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Throughput {
+    /// Publishes the server acknowledged.
+    pub published: u64,
+    /// Messages that should have been delivered.
+    pub expected: u64,
+    /// Messages delivered.
+    pub delivered: u64,
+    /// Deliveries to a client that did not subscribe to the topic.
+    pub misrouted: u64,
+    /// From the first publish to the last delivery.
+    pub elapsed: Duration,
+    /// Payload size.
+    pub payload: usize,
+}
+
+impl Throughput {
+    /// Deliveries per second.
+    pub fn rate(&self) -> f64 {
+        self.delivered as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Payload megabytes (10^6) delivered per second.
+    pub fn megabytes(&self) -> f64 {
+        self.rate() * self.payload as f64 / 1e6
+    }
+
+    /// Expected deliveries that did not arrive.
+    pub fn lost(&self) -> u64 {
+        self.expected.saturating_sub(self.delivered)
+    }
+}
+
+/// Delivery latency at a fixed publish rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Latency {
+    /// Messages published.
+    pub published: u64,
+    /// Messages received (each one a sample).
+    pub delivered: u64,
+    /// Median.
+    pub p50: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// 99.9th percentile.
+    pub p999: Duration,
+    /// Largest.
+    pub max: Duration,
+}
+
+/// Many subscriptions: how long they took, then publish throughput.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Subscriptions {
+    /// Subscriptions made (one SUBSCRIBE request each).
+    pub count: usize,
+    /// Wall time until every client had all its subscriptions answered.
+    pub subscribe_time: Duration,
+    /// Publishing to topics that each match one subscriber.
+    pub publish: Throughput,
+}
+
+/// Server memory held by idle clients.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IdleMemory {
+    /// Clients connected (control and data socket each).
+    pub clients: usize,
+    /// Growth of the server's resident memory per client, in bytes; `None`
+    /// when the server runs in the benchmark's own process.
+    pub bytes_per_client: Option<f64>,
+}
+
+/// Every workload's outcome against one server.
+#[derive(Debug, Clone)]
+pub struct Results {
+    /// Fan-in: publishers -> 1 subscriber.
+    pub fan_in: Outcome<Throughput>,
+    /// Fan-out: 1 publisher -> many subscribers.
+    pub fan_out: Outcome<Throughput>,
+    /// Latency at a fixed rate.
+    pub latency: Outcome<Latency>,
+    /// 1 MiB payloads.
+    pub large: Outcome<Throughput>,
+    /// Many subscriptions.
+    pub subscriptions: Outcome<Subscriptions>,
+    /// Idle clients' memory.
+    pub idle: Outcome<IdleMemory>,
+}
+
+/// Runs every workload, each against a fresh server from `start`, so no
+/// workload inherits another's clients or allocations.
+pub fn run_all(scale: &Scale, start: &mut dyn FnMut() -> Result<Target, BenchError>) -> Results {
+    Results {
+        fan_in: on_fresh(start, |t| fan_in(t.addr, scale)),
+        fan_out: on_fresh(start, |t| fan_out(t.addr, scale)),
+        latency: on_fresh(start, |t| latency(t.addr, scale)),
+        large: on_fresh(start, |t| large(t.addr, scale)),
+        subscriptions: on_fresh(start, |t| subscriptions(t.addr, scale)),
+        idle: on_fresh(start, |t| idle_memory(t.addr, t.pid, scale.idle_clients)),
+    }
+}
+
+fn on_fresh<T>(
+    start: &mut dyn FnMut() -> Result<Target, BenchError>,
+    workload: impl FnOnce(&Target) -> Result<T, BenchError>,
+) -> Outcome<T> {
+    let target = start().map_err(|err| err.to_string())?;
+    workload(&target).map_err(|err| err.to_string())
+}
+
+/// Workload 1: `scale.fan_in_publishers` publishers -> 1 subscriber (on
+/// `bench/in/+`), 32-byte payloads.
+pub fn fan_in(addr: SocketAddr, scale: &Scale) -> Result<Throughput, BenchError> {
+    let (subscriber, stream) = subscriber(addr, &["bench/in/+".to_owned()])?;
+    let flow = Flow {
+        publishers: connect_many(addr, scale.fan_in_publishers)?,
+        topic: &|publisher, _, topic| topic.push_str(&format!("bench/in/{publisher}")),
+        payload: vec![b'x'; SMALL_PAYLOAD],
+        subscribers: vec![stream],
+        routing: Routing::Every,
+        check: &|_, _| true,
+        ack_window: 1024,
+        backlog: 4096,
+        window: scale.window,
+    };
+    let result = flow.run();
+    drop(subscriber);
+    result
+}
+
+/// Workload 2: 1 publisher -> `scale.fan_out_subscribers` subscribers of
+/// one topic, 32-byte payloads.
+pub fn fan_out(addr: SocketAddr, scale: &Scale) -> Result<Throughput, BenchError> {
+    let mut controls = Vec::new();
+    let mut streams = Vec::new();
+    for _ in 0..scale.fan_out_subscribers {
+        let (control, stream) = subscriber(addr, &["bench/out".to_owned()])?;
+        controls.push(control);
+        streams.push(stream);
+    }
+    let flow = Flow {
+        publishers: connect_many(addr, 1)?,
+        topic: &|_, _, topic| topic.push_str("bench/out"),
+        payload: vec![b'x'; SMALL_PAYLOAD],
+        subscribers: streams,
+        routing: Routing::Every,
+        check: &|_, _| true,
+        ack_window: 1024,
+        backlog: 2048,
+        window: scale.window,
+    };
+    flow.run()
+}
+
+/// Workload 4: 1 publisher -> 1 subscriber, 1 MiB payloads.
+pub fn large(addr: SocketAddr, scale: &Scale) -> Result<Throughput, BenchError> {
+    let (subscriber, stream) = subscriber(addr, &["bench/large".to_owned()])?;
+    let flow = Flow {
+        publishers: connect_many(addr, 1)?,
+        topic: &|_, _, topic| topic.push_str("bench/large"),
+        payload: vec![b'x'; LARGE_PAYLOAD],
+        subscribers: vec![stream],
+        routing: Routing::Every,
+        check: &|_, _| true,
+        ack_window: 4,
+        backlog: 8,
+        window: scale.window,
+    };
+    let result = flow.run();
+    drop(subscriber);
+    result
+}
+
+/// Workload 3: one publisher at `scale.latency_rate` messages per second
+/// (each publish waits for its reply, like a plain client), one
+/// subscriber; the latency is from just before the publish is written
+/// until the subscriber has read the whole message.
+pub fn latency(addr: SocketAddr, scale: &Scale) -> Result<Latency, BenchError> {
+    const TOPIC: &str = "bench/lat";
+    let (subscriber_control, mut stream) = subscriber(addr, &[TOPIC.to_owned()])?;
+    let mut publisher = Control::connect(addr)?;
+    stream.set_read_timeout(POLL)?;
+    let origin = Instant::now();
+    let target = AtomicU64::new(u64::MAX);
+    let give_up = AtomicBool::new(false);
+    let period = Duration::from_secs(1) / scale.latency_rate.max(1);
+    let count = (scale.latency_window.as_secs_f64() / period.as_secs_f64()) as u64;
+    let (published, histogram) = thread::scope(|s| {
+        let reader = s.spawn(|| read_latencies(&mut stream, origin, &target, &give_up));
+        let published = publish_paced(&mut publisher, TOPIC, origin, period, count);
+        let delivered_all = published
+            .as_ref()
+            .map(|&n| target.store(n, Ordering::Release))
+            .is_ok();
+        if !delivered_all {
+            give_up.store(true, Ordering::Release);
+        }
+        let watchdog = Instant::now() + DRAIN_TIMEOUT;
+        while !reader.is_finished() && Instant::now() < watchdog {
+            thread::sleep(POLL);
+        }
+        give_up.store(true, Ordering::Release);
+        (published, reader.join())
+    });
+    drop(subscriber_control);
+    let published = published?;
+    let histogram = histogram.map_err(|_| BenchError::Thread)??;
+    let at = |q: f64| Duration::from_nanos(histogram.value_at_quantile(q));
+    Ok(Latency {
+        published,
+        delivered: histogram.len(),
+        p50: at(0.5),
+        p99: at(0.99),
+        p999: at(0.999),
+        max: Duration::from_nanos(histogram.max()),
+    })
+}
+
+/// Publishes `count` messages stamped with their send time, one every
+/// `period` on an absolute schedule.
+fn publish_paced(
+    publisher: &mut Control,
+    topic: &str,
+    origin: Instant,
+    period: Duration,
+    count: u64,
+) -> Result<u64, BenchError> {
+    let mut payload = [0u8; SMALL_PAYLOAD];
+    for k in 0..count {
+        let slot = origin + period * u32::try_from(k).unwrap_or(u32::MAX);
+        if let Some(wait) = slot.checked_duration_since(Instant::now()) {
+            thread::sleep(wait);
+        }
+        let sent = nanos_since(origin);
+        payload[..8].copy_from_slice(&sent.to_le_bytes());
+        publisher.queue_publish(topic, &payload)?;
+        publisher.flush()?;
+        publisher.read_replies(1)?;
+    }
+    Ok(count)
+}
+
+fn read_latencies(
+    stream: &mut PushStream,
+    origin: Instant,
+    target: &AtomicU64,
+    give_up: &AtomicBool,
+) -> Result<Histogram<u64>, BenchError> {
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+        .map_err(|err| BenchError::Protocol(err.to_string()))?;
+    let mut failed = None;
+    while histogram.len() < target.load(Ordering::Acquire) && !give_up.load(Ordering::Acquire) {
+        stream.read_some(&mut |prefix, _| {
+            let now = nanos_since(origin);
+            match stamp(prefix) {
+                Some(sent) => histogram.saturating_record(now.saturating_sub(sent).max(1)),
+                None => failed = Some(BenchError::Protocol("unstamped latency message".into())),
+            }
+        })?;
+        if let Some(err) = failed.take() {
+            return Err(err);
+        }
+    }
+    Ok(histogram)
+}
+
+/// The send time in a latency message: the first 8 payload bytes.
+fn stamp(prefix: &[u8]) -> Option<u64> {
+    let start = prefix.iter().position(|&b| b == 0)? + 1;
+    let bytes = prefix.get(start..start + 8)?;
+    Some(u64::from_le_bytes(bytes.try_into().ok()?))
+}
+
+fn nanos_since(origin: Instant) -> u64 {
+    u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Workload 5: `scale.subscription_clients` clients each subscribe
+/// `scale.subscriptions_per_client` filters (half exact `bench/s/C/I`,
+/// half wildcard `bench/w/C/I/+`), one SUBSCRIBE request each, all
+/// clients at once; then publishers cycle over topics that each match
+/// exactly one client's subscription.
+pub fn subscriptions(addr: SocketAddr, scale: &Scale) -> Result<Subscriptions, BenchError> {
+    let clients = scale.subscription_clients.max(1);
+    let half = (scale.subscriptions_per_client / 2).max(1);
+    let mut controls = Vec::new();
+    let mut streams = Vec::new();
+    for _ in 0..clients {
+        let control = Control::connect(addr)?;
+        streams.push(control.open_data()?);
+        controls.push(control);
+    }
+    let subscribe_time = subscribe_all(&mut controls, half)?;
+    let tags: Vec<[String; 2]> = (0..clients)
+        .map(|c| [format!("bench/s/{c}/"), format!("bench/w/{c}/")])
+        .collect();
+    let publishers = scale.fan_in_publishers.max(1);
+    let topic = move |publisher: usize, k: u64, topic: &mut String| {
+        let n = k as usize * publishers + publisher;
+        let (client, slot) = (n % clients, (n / clients) % (2 * half));
+        let name = if slot < half {
+            format!("bench/s/{client}/{slot}")
+        } else {
+            format!("bench/w/{client}/{}/x", slot - half)
+        };
+        topic.push_str(&name);
+    };
+    let check = |subscriber: usize, prefix: &[u8]| {
+        tags.get(subscriber)
+            .is_some_and(|tags| tags.iter().any(|tag| prefix.starts_with(tag.as_bytes())))
+    };
+    let flow = Flow {
+        publishers: connect_many(addr, publishers)?,
+        topic: &topic,
+        payload: vec![b'x'; SMALL_PAYLOAD],
+        subscribers: streams,
+        routing: Routing::One,
+        check: &check,
+        ack_window: 1024,
+        backlog: 4096,
+        window: scale.window,
+    };
+    let publish = flow.run()?;
+    drop(controls);
+    Ok(Subscriptions {
+        count: clients * 2 * half,
+        subscribe_time,
+        publish,
+    })
+}
+
+/// Subscribes every client's filters, clients in parallel; returns the
+/// wall time until the last reply.
+fn subscribe_all(controls: &mut [Control], half: usize) -> Result<Duration, BenchError> {
+    let filters: Vec<Vec<String>> = (0..controls.len())
+        .map(|c| {
+            (0..half)
+                .map(|i| format!("bench/s/{c}/{i}"))
+                .chain((0..half).map(|i| format!("bench/w/{c}/{i}/+")))
+                .collect()
+        })
+        .collect();
+    let started = Instant::now();
+    thread::scope(|s| {
+        let handles: Vec<_> = controls
+            .iter_mut()
+            .zip(&filters)
+            .map(|(control, filters)| s.spawn(move || control.subscribe(filters)))
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().map_err(|_| BenchError::Thread)?)
+    })?;
+    Ok(started.elapsed())
+}
+
+/// Workload 6: connects `clients` idle clients (control and data socket)
+/// and measures the growth of the server's resident memory.
+pub fn idle_memory(
+    addr: SocketAddr,
+    pid: Option<u32>,
+    clients: usize,
+) -> Result<IdleMemory, BenchError> {
+    const CONNECTORS: usize = 4;
+    // Warm up: the first session allocates the server's lazily built state.
+    drop(subscriber(addr, &[])?);
+    thread::sleep(Duration::from_millis(200));
+    let before = pid.map(rss_kib).transpose()?;
+    let held = thread::scope(|s| {
+        let handles: Vec<_> = (0..CONNECTORS)
+            .map(|i| {
+                let share = clients / CONNECTORS + usize::from(i < clients % CONNECTORS);
+                s.spawn(move || {
+                    (0..share)
+                        .map(|_| subscriber(addr, &[]))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        handles.into_iter().try_fold(Vec::new(), |mut all, h| {
+            all.extend(h.join().map_err(|_| BenchError::Thread)??);
+            Ok::<_, BenchError>(all)
+        })
+    })?;
+    thread::sleep(Duration::from_millis(500));
+    let after = pid.map(rss_kib).transpose()?;
+    let bytes_per_client = before.zip(after).map(|(before, after)| {
+        after.saturating_sub(before) as f64 * 1024.0 / held.len().max(1) as f64
+    });
+    Ok(IdleMemory {
+        clients: held.len(),
+        bytes_per_client,
+    })
+}
+
+/// A client with a data socket, subscribed to `filters`.
+fn subscriber(addr: SocketAddr, filters: &[String]) -> Result<(Control, PushStream), BenchError> {
+    let mut control = Control::connect(addr)?;
+    let stream = control.open_data()?;
+    if !filters.is_empty() {
+        control.subscribe(filters)?;
+    }
+    Ok((control, stream))
+}
+
+fn connect_many(addr: SocketAddr, n: usize) -> Result<Vec<Control>, BenchError> {
+    (0..n).map(|_| Control::connect(addr)).collect()
+}
+
+/// Which subscribers a publish reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Routing {
+    /// Every subscriber receives every message.
+    Every,
+    /// Each message reaches exactly one subscriber.
+    One,
+}
+
+/// Writes the topic of publisher `p`'s `k`-th message.
+type TopicFn<'a> = &'a (dyn Fn(usize, u64, &mut String) + Sync);
+/// Whether subscriber `s` may receive a message starting with these bytes.
+type CheckFn<'a> = &'a (dyn Fn(usize, &[u8]) -> bool + Sync);
+
+/// A throughput measurement: publishers, subscribers, bounds.
+struct Flow<'a> {
+    publishers: Vec<Control>,
+    topic: TopicFn<'a>,
+    payload: Vec<u8>,
+    subscribers: Vec<PushStream>,
+    routing: Routing,
+    check: CheckFn<'a>,
+    /// Publishes a publisher may have unanswered.
+    ack_window: usize,
+    /// Messages subscribers may lag behind publishers.
+    backlog: u64,
+    window: Duration,
+}
+
+/// Counters shared by a flow's threads.
+struct Progress {
+    routing: Routing,
+    published: AtomicU64,
+    delivered: Vec<AtomicU64>,
+    misrouted: AtomicU64,
+    /// Deliveries to wait for; `u64::MAX` while publishers run.
+    target: AtomicU64,
+    give_up: AtomicBool,
+}
+
+impl Progress {
+    fn delivered(&self) -> u64 {
+        self.delivered
+            .iter()
+            .map(|d| d.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Messages published and not yet delivered to the slowest subscriber
+    /// (or, when each goes to one subscriber, to anyone).
+    fn backlog(&self) -> u64 {
+        let published = self.published.load(Ordering::Relaxed);
+        let delivered = match self.routing {
+            Routing::Every => self
+                .delivered
+                .iter()
+                .map(|d| d.load(Ordering::Relaxed))
+                .min(),
+            Routing::One => Some(self.delivered()),
+        };
+        published.saturating_sub(delivered.unwrap_or(published))
+    }
+
+    fn done(&self) -> bool {
+        self.give_up.load(Ordering::Acquire)
+            || self.delivered() >= self.target.load(Ordering::Acquire)
+    }
+}
+
+impl Flow<'_> {
+    fn run(self) -> Result<Throughput, BenchError> {
+        let progress = Progress {
+            routing: self.routing,
+            published: AtomicU64::new(0),
+            delivered: self.subscribers.iter().map(|_| AtomicU64::new(0)).collect(),
+            misrouted: AtomicU64::new(0),
+            target: AtomicU64::new(u64::MAX),
+            give_up: AtomicBool::new(false),
+        };
+        let subscriber_count = self.subscribers.len() as u64;
+        let started = Instant::now();
+        let deadline = started + self.window;
+        let (published, last) = thread::scope(|s| {
+            let readers: Vec<_> = self
+                .subscribers
+                .into_iter()
+                .enumerate()
+                .map(|(index, stream)| {
+                    let (progress, check) = (&progress, self.check);
+                    s.spawn(move || count_deliveries(stream, index, progress, check, started))
+                })
+                .collect();
+            let writers: Vec<_> = self
+                .publishers
+                .into_iter()
+                .enumerate()
+                .map(|(index, control)| {
+                    let (progress, topic, payload) = (&progress, self.topic, &self.payload[..]);
+                    let bounds = (self.ack_window, self.backlog);
+                    s.spawn(move || {
+                        publish_until(control, index, topic, payload, bounds, progress, deadline)
+                    })
+                })
+                .collect();
+            let published = join_sum(writers);
+            match &published {
+                Ok(n) => progress.target.store(
+                    match self.routing {
+                        Routing::Every => n * subscriber_count,
+                        Routing::One => *n,
+                    },
+                    Ordering::Release,
+                ),
+                Err(_) => progress.give_up.store(true, Ordering::Release),
+            }
+            let watchdog = Instant::now() + DRAIN_TIMEOUT;
+            while !progress.done() && Instant::now() < watchdog {
+                thread::sleep(Duration::from_millis(5));
+            }
+            progress.give_up.store(true, Ordering::Release);
+            let last = readers.into_iter().try_fold(started, |last, h| {
+                Ok::<_, BenchError>(last.max(h.join().map_err(|_| BenchError::Thread)??))
+            });
+            (published, last)
+        });
+        let published = published?;
+        let last = last?;
+        Ok(Throughput {
+            published,
+            expected: match self.routing {
+                Routing::Every => published * subscriber_count,
+                Routing::One => published,
+            },
+            delivered: progress.delivered(),
+            misrouted: progress.misrouted.load(Ordering::Relaxed),
+            elapsed: last.duration_since(started),
+            payload: self.payload.len(),
+        })
+    }
+}
+
+fn join_sum(
+    handles: Vec<thread::ScopedJoinHandle<'_, Result<u64, BenchError>>>,
+) -> Result<u64, BenchError> {
+    handles.into_iter().try_fold(0, |sum, h| {
+        Ok(sum + h.join().map_err(|_| BenchError::Thread)??)
+    })
+}
+
+/// One publisher: pipelined publishes until `deadline`, at most
+/// `ack_window` unanswered and at most `backlog` undelivered.
+fn publish_until(
+    mut control: Control,
+    index: usize,
+    topic_of: TopicFn<'_>,
+    payload: &[u8],
+    (ack_window, backlog): (usize, u64),
+    progress: &Progress,
+    deadline: Instant,
+) -> Result<u64, BenchError> {
+    let batch = (ack_window / 4).max(1);
+    let (mut sent, mut unanswered) = (0u64, 0usize);
+    let mut topic = String::new();
+    while Instant::now() < deadline {
+        if progress.backlog() >= backlog {
+            thread::sleep(BACKOFF);
+            continue;
+        }
+        let n = (ack_window - unanswered).min(batch);
+        for _ in 0..n {
+            topic.clear();
+            topic_of(index, sent, &mut topic);
+            control.queue_publish(&topic, payload)?;
+            sent += 1;
+        }
+        control.flush()?;
+        progress.published.fetch_add(n as u64, Ordering::Relaxed);
+        unanswered += n;
+        if unanswered >= ack_window {
+            let answered = control.read_replies(unanswered - ack_window / 2)?;
+            unanswered = unanswered.saturating_sub(answered);
+        }
+    }
+    while unanswered > 0 {
+        let answered = control.read_replies(unanswered)?;
+        unanswered = unanswered.saturating_sub(answered);
+    }
+    Ok(sent)
+}
+
+/// One subscriber: counts deliveries until the flow is done; returns when
+/// its last delivery arrived.
+fn count_deliveries(
+    mut stream: PushStream,
+    index: usize,
+    progress: &Progress,
+    check: CheckFn<'_>,
+    started: Instant,
+) -> Result<Instant, BenchError> {
+    stream.set_read_timeout(POLL)?;
+    let mut last = started;
+    let counter = progress.delivered.get(index).ok_or(BenchError::Thread)?;
+    while !progress.done() {
+        let (mut got, mut wrong) = (0u64, 0u64);
+        stream.read_some(&mut |prefix, _| {
+            got += 1;
+            wrong += u64::from(!check(index, prefix));
+        })?;
+        if got > 0 {
+            last = Instant::now();
+            counter.fetch_add(got, Ordering::Relaxed);
+            progress.misrouted.fetch_add(wrong, Ordering::Relaxed);
+        }
+    }
+    Ok(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamp_reads_the_first_payload_bytes() {
+        let mut prefix = b"bench/lat\0".to_vec();
+        prefix.extend_from_slice(&42u64.to_le_bytes());
+        assert_eq!(stamp(&prefix), Some(42));
+        assert_eq!(stamp(b"bench/lat\0abc"), None);
+        assert_eq!(stamp(b"no separator"), None);
+    }
+
+    #[test]
+    fn throughput_rates_and_loss() {
+        let t = Throughput {
+            published: 100,
+            expected: 200,
+            delivered: 150,
+            misrouted: 0,
+            elapsed: Duration::from_millis(500),
+            payload: 1_000_000,
+        };
+        assert_eq!(t.lost(), 50);
+        assert!((t.rate() - 300.0).abs() < 1e-6);
+        assert!((t.megabytes() - 300.0).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,551 @@
+//! An async PSRT client over the core's client state machines
+//! ([`psrt_proto::client`]), for monoio. Its API mirrors
+//! `psrt-runtime-tokio`'s client.
+//!
+//! * [`Client`]: a TCP, TLS or Unix-socket session. One background task
+//!   drives the control socket (requests, replies, keep-alive NOPs) and,
+//!   unless the client is publish-only, a second one drives the data socket
+//!   and forwards pushed [`Message`]s into a bounded channel ([`Messages`]).
+//!   Requests reach the control task over a bounded channel, each with a
+//!   one-shot channel for its reply, so a `Client` (cheap to clone) can be
+//!   used from many tasks and keep many publishes in flight
+//!   ([`Client::publish_nowait`]).
+//! * [`UdpClient`]: publishing over UDP, plain or AES-GCM sealed.
+//!
+//! # Threads
+//!
+//! monoio is thread-per-core and its tasks never move: the session's tasks
+//! run on the monoio runtime of the thread that called
+//! [`Client::connect`], and live as long as that runtime runs. The runtime
+//! needs its timer (`RuntimeBuilder::enable_timer`, or
+//! `#[monoio::main(timer_enabled = true)]`). The handles themselves talk to
+//! the tasks over thread-safe channels only, so `Client`, [`Ticket`] and
+//! [`Messages`] are `Send`: a clone may be moved to another thread (another
+//! monoio runtime, or any executor) and used there; monoio's `sync`
+//! feature delivers the cross-thread wakes.
+//!
+//! # Example
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use monoio::{FusionDriver, RuntimeBuilder};
+//! use psrt_proto::spec::ServerSpec;
+//! use psrt_runtime_monoio::client::{Client, ClientOptions};
+//! use psrt_runtime_monoio::server::Server;
+//!
+//! // An in-process server with anonymous full access on a free port; it
+//! // owns its threads, so it runs on a plain one.
+//! let server = Server::bind(ServerSpec::open("127.0.0.1:0".parse()?))?;
+//! let addr = server.addrs().tcp[0].to_string();
+//! let stop = server.handle();
+//! let serving = std::thread::spawn(move || server.run());
+//!
+//! let mut runtime = RuntimeBuilder::<FusionDriver>::new()
+//!     .enable_timer()
+//!     .build()?;
+//! runtime.block_on(async {
+//!     let client = Client::connect(&addr, ClientOptions::default()).await?;
+//!     let mut messages = client.take_messages().expect("taken once");
+//!     client.subscribe("sensors/#").await?;
+//!     client.publish("sensors/t1", "21.5").await?;
+//!
+//!     let message = messages.recv().await.expect("one message");
+//!     assert_eq!(message.topic_str(), Some("sensors/t1"));
+//!     assert_eq!(&message.payload[..], b"21.5");
+//!     client.bye().await
+//! })?;
+//!
+//! stop.stop();
+//! serving.join().expect("server thread")?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod control;
+mod data;
+mod io;
+mod udp;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use psrt_proto::client::{ControlClient, DataClient};
+use psrt_proto::tls::{TlsError, TlsSession};
+use psrt_proto::udp::UdpError;
+use psrt_proto::wire::{Token, status};
+
+pub use psrt_proto::client::Message;
+pub use psrt_proto::udp::Cipher;
+pub use udp::{UdpAuth, UdpClient};
+
+use control::{Command, ControlTask};
+use io::Opened;
+
+/// The IANA-assigned PSRT port, used when a target names no port.
+pub const DEFAULT_PORT: u16 = 2873;
+
+/// Priority byte of every publish (reserved by the protocol).
+const PRIORITY: u8 = 0x7F;
+/// Requests buffered between the handles and the control task.
+const COMMAND_QUEUE: usize = 1024;
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The socket could not be opened.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// The target as given.
+        addr: String,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// A socket failed after it was opened.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The TLS configuration was refused (bad CA file, bad server name).
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] TlsError),
+    /// The protocol state machine failed or refused a request (login
+    /// refused, invalid topic, protocol error from the server...).
+    #[error(transparent)]
+    Protocol(#[from] psrt_proto::client::ClientError),
+    /// The server did not answer within the timeout.
+    #[error("no answer from the server within {0:?}")]
+    Timeout(Duration),
+    /// The server's ACL denied the topic (`ERR_ACCESS`).
+    #[error("access denied")]
+    AccessDenied,
+    /// The server answered with an error status (`ERR` or unexpected).
+    #[error("the server refused the request (status {0:#04x})")]
+    Refused(u8),
+    /// The session ended before the request was answered.
+    #[error("connection lost: {0}")]
+    Disconnected(String),
+    /// A UDP datagram could not be built or the ack was malformed.
+    #[error("UDP: {0}")]
+    Udp(#[from] UdpError),
+}
+
+/// TLS settings of a [`Client`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// PEM certificates to trust exactly; `None` trusts the Mozilla roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Name the server certificate must match; `None` takes the host of
+    /// the target address.
+    pub server_name: Option<String>,
+}
+
+/// How [`Client::connect`] logs in and what it sets up.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// Login name; empty for anonymous access.
+    pub login: String,
+    /// Password; ignored by servers on Unix sockets.
+    pub password: String,
+    /// TLS, or `None` for a plain connection.
+    pub tls: Option<TlsOptions>,
+    /// The server's keep-alive timeout: NOPs go out every half of it, and
+    /// connecting or a reply taking longer fails.
+    pub timeout: Duration,
+    /// Whether to open the data socket; `false` makes a publish-only
+    /// client, which receives no messages.
+    pub data_socket: bool,
+    /// Messages buffered for [`Client::take_messages`] before the data
+    /// task stops reading (the server then drops a slow consumer).
+    pub queue: usize,
+    /// Largest `topic 00 payload` accepted on the data socket.
+    pub max_message: usize,
+    /// Requests sent and not yet answered, at most.
+    pub max_in_flight: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            login: String::new(),
+            password: String::new(),
+            tls: None,
+            timeout: Duration::from_secs(5),
+            data_socket: true,
+            queue: 1024,
+            max_message: psrt_proto::Limits::default().max_pub_size,
+            max_in_flight: 4096,
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("login", &self.login)
+            .field("tls", &self.tls)
+            .field("timeout", &self.timeout)
+            .field("data_socket", &self.data_socket)
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A logged-in PSRT session.
+///
+/// Clones share the session: every clone may issue requests concurrently,
+/// and replies are matched in order by the control task. The session ends
+/// with [`Client::bye`], or when the last clone is dropped (the task then
+/// says BYE itself). See the [module docs](self#threads) for which thread
+/// runs the session.
+#[derive(Debug, Clone)]
+pub struct Client {
+    commands: flume::Sender<Command>,
+    messages: Arc<Mutex<Option<Messages>>>,
+    /// Why the control task ended, once it has.
+    ended: Arc<OnceLock<String>>,
+}
+
+/// The messages pushed to a [`Client`]'s subscriptions, in the order the
+/// server sent them (from [`Client::take_messages`]).
+#[derive(Debug)]
+pub struct Messages {
+    rx: flume::Receiver<Message>,
+}
+
+impl Messages {
+    /// The next message; `None` once the data socket has closed and every
+    /// message was read.
+    pub async fn recv(&mut self) -> Option<Message> {
+        self.rx.recv_async().await.ok()
+    }
+}
+
+/// The pending reply to a request sent with [`Client::publish_nowait`]:
+/// await it for the outcome. Dropping it does not cancel the request.
+#[must_use = "await the ticket to learn whether the server accepted the request"]
+pub struct Ticket {
+    reply: flume::r#async::RecvFut<'static, Result<u8, ClientError>>,
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket").finish_non_exhaustive()
+    }
+}
+
+impl Future for Ticket {
+    type Output = Result<(), ClientError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.reply)
+            .poll(cx)
+            .map(|answer| match answer {
+                Ok(Ok(code)) => status_result(code),
+                Ok(Err(err)) => Err(err),
+                Err(_) => Err(ClientError::Disconnected("the session ended".into())),
+            })
+    }
+}
+
+impl Client {
+    /// Connects to `addr` (`host:port`, `host` for the default port, or a
+    /// Unix-socket path), logs in and, unless `options.data_socket` is
+    /// false, opens the data socket. Everything must finish within
+    /// `options.timeout`. Must run inside a monoio runtime with its timer
+    /// enabled; the session's tasks are spawned on it.
+    pub async fn connect(addr: &str, options: ClientOptions) -> Result<Client, ClientError> {
+        let timeout = options.timeout;
+        monoio::time::timeout(timeout, connect(addr, options))
+            .await
+            .map_err(|_| ClientError::Timeout(timeout))?
+    }
+
+    /// The receiver of pushed messages; `Some` only on the first call (and
+    /// never for a publish-only client).
+    pub fn take_messages(&self) -> Option<Messages> {
+        self.messages
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+
+    /// Publishes `payload` to `topic` and waits for the server's answer.
+    pub async fn publish(&self, topic: &str, payload: impl Into<Bytes>) -> Result<(), ClientError> {
+        self.publish_nowait(topic, payload).await?.await
+    }
+
+    /// Sends a publish without waiting for its answer; await the returned
+    /// [`Ticket`] for it. Waits only while the request queue is full, so
+    /// many publishes can be in flight.
+    pub async fn publish_nowait(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<Ticket, ClientError> {
+        let topic = topic.to_owned();
+        let payload = payload.into();
+        self.send(|reply| Command::Publish {
+            topic,
+            payload,
+            reply,
+        })
+        .await
+    }
+
+    /// Subscribes to one topic filter (`+` and `#` wildcards allowed).
+    pub async fn subscribe(&self, filter: &str) -> Result<(), ClientError> {
+        self.subscribe_bulk(&[filter]).await
+    }
+
+    /// Subscribes to several filters in one request; the server stops at
+    /// the first refused one (earlier ones stay applied).
+    pub async fn subscribe_bulk(&self, filters: &[&str]) -> Result<(), ClientError> {
+        let filters = owned(filters);
+        self.send(|reply| Command::Subscribe { filters, reply })
+            .await?
+            .await
+    }
+
+    /// Unsubscribes from one topic filter.
+    pub async fn unsubscribe(&self, filter: &str) -> Result<(), ClientError> {
+        self.unsubscribe_bulk(&[filter]).await
+    }
+
+    /// Unsubscribes from several filters in one request.
+    pub async fn unsubscribe_bulk(&self, filters: &[&str]) -> Result<(), ClientError> {
+        let filters = owned(filters);
+        self.send(|reply| Command::Unsubscribe { filters, reply })
+            .await?
+            .await
+    }
+
+    /// Ends the session for every clone: requests already sent are
+    /// answered first, then the server confirms and closes both sockets.
+    pub async fn bye(self) -> Result<(), ClientError> {
+        self.send(|reply| Command::Bye { reply }).await?.await
+    }
+
+    /// Hands a request to the control task and returns its reply ticket.
+    async fn send(
+        &self,
+        command: impl FnOnce(control::ReplyTx) -> Command,
+    ) -> Result<Ticket, ClientError> {
+        let (reply, ticket) = flume::bounded(1);
+        if self.commands.send_async(command(reply)).await.is_err() {
+            return Err(self.disconnected());
+        }
+        Ok(Ticket {
+            reply: ticket.into_recv_async(),
+        })
+    }
+
+    /// The error for a request after the session ended.
+    fn disconnected(&self) -> ClientError {
+        let reason = self.ended.get().map_or("the session ended", String::as_str);
+        ClientError::Disconnected(reason.to_owned())
+    }
+}
+
+/// Maps a reply status to the outcome of a request.
+fn status_result(code: u8) -> Result<(), ClientError> {
+    match code {
+        status::OK => Ok(()),
+        status::ERR_ACCESS => Err(ClientError::AccessDenied),
+        other => Err(ClientError::Refused(other)),
+    }
+}
+
+fn owned(filters: &[&str]) -> Vec<String> {
+    filters.iter().map(|f| (*f).to_owned()).collect()
+}
+
+/// Where a client connects: parsed from `host:port` or a socket path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// A TCP `host:port`, with the host alone for TLS server names.
+    Tcp {
+        /// `host:port` as given (the default port added when missing).
+        addr: String,
+        /// The host, without IPv6 brackets.
+        host: String,
+    },
+    /// A Unix-socket path.
+    Unix(String),
+}
+
+impl Target {
+    /// A path (holding `/` or ending in `.sock`/`.socket`) is a Unix
+    /// socket; anything else is `host[:port]`.
+    fn parse(addr: &str) -> Target {
+        if addr.contains('/') || addr.ends_with(".sock") || addr.ends_with(".socket") {
+            return Target::Unix(addr.to_owned());
+        }
+        let (host, addr) = match split_port(addr) {
+            Some(host) => (host, addr.to_owned()),
+            None if addr.contains(':') => (addr, format!("[{addr}]:{DEFAULT_PORT}")),
+            None => (addr, format!("{addr}:{DEFAULT_PORT}")),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        Target::Tcp {
+            addr,
+            host: host.to_owned(),
+        }
+    }
+}
+
+/// The host of `host:port` or `[v6]:port`; `None` without a port.
+fn split_port(addr: &str) -> Option<&str> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let bracketed = host.starts_with('[') && host.ends_with(']');
+    let bare_v6 = host.contains(':') && !bracketed;
+    if bare_v6 || port.parse::<u16>().is_err() {
+        return None;
+    }
+    Some(host)
+}
+
+/// The connection steps of [`Client::connect`], without the overall
+/// timeout.
+async fn connect(addr: &str, options: ClientOptions) -> Result<Client, ClientError> {
+    let target = Target::parse(addr);
+    let [control_tls, data_tls] = tls_sessions(&target, options.tls.as_ref())?;
+    let (token, commands, ended) = start_control(addr, &target, control_tls, &options).await?;
+    let messages = if options.data_socket {
+        Some(start_data(addr, &target, data_tls, &options, token).await?)
+    } else {
+        None
+    };
+    Ok(Client {
+        commands,
+        messages: Arc::new(Mutex::new(messages)),
+        ended,
+    })
+}
+
+/// One TLS session for the control socket and one for the data socket,
+/// both from one configuration; `None`s when TLS is off.
+fn tls_sessions(
+    target: &Target,
+    options: Option<&TlsOptions>,
+) -> Result<[Option<TlsSession>; 2], ClientError> {
+    let Some(options) = options else {
+        return Ok([None, None]);
+    };
+    let config = psrt_proto::tls::client_config(options.ca_pem.as_deref())?;
+    let name = match (&options.server_name, target) {
+        (Some(name), _) => name.as_str(),
+        (None, Target::Tcp { host, .. }) => host.as_str(),
+        (None, Target::Unix(_)) => "localhost",
+    };
+    Ok([
+        Some(TlsSession::client(config.clone(), name)?),
+        Some(TlsSession::client(config, name)?),
+    ])
+}
+
+/// Opens a socket, naming the target in the error.
+async fn open(addr: &str, target: &Target) -> Result<Opened, ClientError> {
+    let opened = match target {
+        Target::Tcp { addr, .. } => io::open_tcp(addr).await,
+        Target::Unix(path) => io::open_unix(path).await,
+    };
+    opened.map_err(|source| ClientError::Connect {
+        addr: addr.to_owned(),
+        source,
+    })
+}
+
+/// Opens the control socket, spawns its task and waits for the login.
+async fn start_control(
+    addr: &str,
+    target: &Target,
+    tls: Option<TlsSession>,
+    options: &ClientOptions,
+) -> Result<(Token, flume::Sender<Command>, Arc<OnceLock<String>>), ClientError> {
+    let opened = open(addr, target).await?;
+    let control = ControlClient::new(
+        &options.login,
+        options.password.as_bytes(),
+        tls,
+        options.timeout,
+        Instant::now(),
+    )?;
+    let (commands, command_rx) = flume::bounded(COMMAND_QUEUE);
+    let (login, login_rx) = flume::bounded(1);
+    let ended = Arc::new(OnceLock::new());
+    let task = ControlTask::new(
+        control,
+        command_rx,
+        login,
+        options.max_in_flight,
+        ended.clone(),
+    );
+    match opened {
+        Opened::Tcp(stream) => monoio::spawn(task.run(stream)),
+        Opened::Unix(stream) => monoio::spawn(task.run(stream)),
+    };
+    let token = login_rx
+        .recv_async()
+        .await
+        .map_err(|_| ClientError::Disconnected("the control task ended".into()))??;
+    Ok((token, commands, ended))
+}
+
+/// Opens the data socket, spawns its task and waits for the server's OK.
+async fn start_data(
+    addr: &str,
+    target: &Target,
+    tls: Option<TlsSession>,
+    options: &ClientOptions,
+    token: Token,
+) -> Result<Messages, ClientError> {
+    let opened = open(addr, target).await?;
+    // The hello carries whole seconds and the server beacons every half of
+    // them, so the silence limit must be at least one second.
+    let silence = options.timeout.max(Duration::from_secs(1));
+    let data = DataClient::new(token, silence, tls, options.max_message, Instant::now());
+    let (messages, rx) = flume::bounded(options.queue.max(1));
+    let (ready, ready_rx) = flume::bounded(1);
+    match opened {
+        Opened::Tcp(stream) => monoio::spawn(data::run(stream, data, messages, ready)),
+        Opened::Unix(stream) => monoio::spawn(data::run(stream, data, messages, ready)),
+    };
+    ready_rx
+        .recv_async()
+        .await
+        .map_err(|_| ClientError::Disconnected("the data task ended".into()))??;
+    Ok(Messages { rx })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(addr: &str, host: &str) -> Target {
+        Target::Tcp {
+            addr: addr.into(),
+            host: host.into(),
+        }
+    }
+
+    #[test]
+    fn targets_parse_as_tcp_or_unix() {
+        assert_eq!(
+            Target::parse("example.org:1"),
+            tcp("example.org:1", "example.org")
+        );
+        assert_eq!(
+            Target::parse("localhost"),
+            tcp("localhost:2873", "localhost")
+        );
+        assert_eq!(Target::parse("[::1]:9"), tcp("[::1]:9", "::1"));
+        assert_eq!(Target::parse("::1"), tcp("[::1]:2873", "::1"));
+        assert_eq!(
+            Target::parse("/run/psrt.sock"),
+            Target::Unix("/run/psrt.sock".into())
+        );
+    }
+}
