@@ -10,7 +10,7 @@
 
 use std::future::Future;
 use std::io::{self, IoSlice};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -19,11 +19,8 @@ use bytes::{Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Split, Splitable};
 use monoio::net::{TcpStream, UnixStream};
 use psrt_proto::TxBuf;
+use psrt_proto::client::{MAX_IOV, READ_CHUNK, Target};
 
-/// Bytes a socket reads at a time.
-const READ_CHUNK: usize = 64 * 1024;
-/// Chunks looked at when gathering one write.
-const MAX_IOV: usize = 64;
 /// Writes go out as owned buffers (io_uring cannot borrow): a chunk this
 /// large is handed over as is (shared, no copy); smaller ones are copied
 /// together into one buffer of at most this size, so many small requests
@@ -43,11 +40,18 @@ pub(super) enum Opened {
     Unix(UnixStream),
 }
 
-/// Connects to a TCP `host:port` (every resolved address in turn) or to a
-/// Unix-socket path.
-pub(super) async fn open_tcp(addr: &str) -> io::Result<Opened> {
+/// Opens a stream to the target: a TCP connection tries every resolved
+/// address in turn.
+pub(super) async fn open(target: &Target) -> io::Result<Opened> {
+    match target {
+        Target::Tcp { host, port } => open_tcp(host, *port).await,
+        Target::Unix(path) => Ok(Opened::Unix(UnixStream::connect(path).await?)),
+    }
+}
+
+async fn open_tcp(host: &str, port: u16) -> io::Result<Opened> {
     let mut last = None;
-    for candidate in resolve(addr).await? {
+    for candidate in resolve(host, port).await? {
         match TcpStream::connect_addr(candidate).await {
             Ok(stream) => {
                 stream.set_nodelay(true)?;
@@ -59,24 +63,20 @@ pub(super) async fn open_tcp(addr: &str) -> io::Result<Opened> {
     Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address resolved")))
 }
 
-/// Connects to a Unix-socket path.
-pub(super) async fn open_unix(path: &str) -> io::Result<Opened> {
-    Ok(Opened::Unix(UnixStream::connect(path).await?))
-}
-
-/// The addresses of `host:port`. A numeric address is parsed in place; a
-/// name goes to the system resolver, which blocks, on a short-lived thread
-/// so the event loop keeps running meanwhile.
-async fn resolve(addr: &str) -> io::Result<Vec<SocketAddr>> {
-    if let Ok(parsed) = addr.parse::<SocketAddr>() {
-        return Ok(vec![parsed]);
+/// The addresses of `host`. An IP address is taken as is; a name goes to
+/// the system resolver, which blocks, on a short-lived thread so the
+/// event loop keeps running meanwhile (monoio's own `connect` would block
+/// it, and would try the first address only).
+async fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
     }
     let (tx, rx) = flume::bounded(1);
-    let name = addr.to_owned();
+    let name = host.to_owned();
     std::thread::Builder::new()
         .name("psrt-resolve".into())
         .spawn(move || {
-            let _ = tx.send(name.to_socket_addrs().map(Iterator::collect));
+            let _ = tx.send((name.as_str(), port).to_socket_addrs().map(Iterator::collect));
         })?;
     rx.recv_async()
         .await

@@ -93,106 +93,6 @@ const PRIORITY: u8 = 0x7F;
 /// Requests buffered between the handles and the control task.
 const COMMAND_QUEUE: usize = 1024;
 
-/// Why a client operation failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientError {
-    /// The socket could not be opened.
-    #[error("cannot connect to {addr}: {source}")]
-    Connect {
-        /// The target as given.
-        addr: String,
-        /// The operating system's reason.
-        source: std::io::Error,
-    },
-    /// A socket failed after it was opened.
-    #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
-    /// The TLS configuration was refused (bad CA file, bad server name).
-    #[error("TLS setup failed: {0}")]
-    Tls(#[from] TlsError),
-    /// The protocol state machine failed or refused a request (login
-    /// refused, invalid topic, protocol error from the server...).
-    #[error(transparent)]
-    Protocol(#[from] psrt_proto::client::ClientError),
-    /// The server did not answer within the timeout.
-    #[error("no answer from the server within {0:?}")]
-    Timeout(Duration),
-    /// The server's ACL denied the topic (`ERR_ACCESS`).
-    #[error("access denied")]
-    AccessDenied,
-    /// The server answered with an error status (`ERR` or unexpected).
-    #[error("the server refused the request (status {0:#04x})")]
-    Refused(u8),
-    /// The session ended before the request was answered.
-    #[error("connection lost: {0}")]
-    Disconnected(String),
-    /// A UDP datagram could not be built or the ack was malformed.
-    #[error("UDP: {0}")]
-    Udp(#[from] UdpError),
-}
-
-/// TLS settings of a [`Client`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TlsOptions {
-    /// PEM certificates to trust exactly; `None` trusts the Mozilla roots.
-    pub ca_pem: Option<Vec<u8>>,
-    /// Name the server certificate must match; `None` takes the host of
-    /// the target address.
-    pub server_name: Option<String>,
-}
-
-/// How [`Client::connect`] logs in and what it sets up.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClientOptions {
-    /// Login name; empty for anonymous access.
-    pub login: String,
-    /// Password; ignored by servers on Unix sockets.
-    pub password: String,
-    /// TLS, or `None` for a plain connection.
-    pub tls: Option<TlsOptions>,
-    /// The server's keep-alive timeout: NOPs go out every half of it, and
-    /// connecting or a reply taking longer fails.
-    pub timeout: Duration,
-    /// Whether to open the data socket; `false` makes a publish-only
-    /// client, which receives no messages.
-    pub data_socket: bool,
-    /// Messages buffered for [`Client::take_messages`] before the data
-    /// task stops reading (the server then drops a slow consumer).
-    pub queue: usize,
-    /// Largest `topic 00 payload` accepted on the data socket.
-    pub max_message: usize,
-    /// Requests sent and not yet answered, at most.
-    pub max_in_flight: usize,
-}
-
-impl Default for ClientOptions {
-    fn default() -> Self {
-        Self {
-            login: String::new(),
-            password: String::new(),
-            tls: None,
-            timeout: Duration::from_secs(5),
-            data_socket: true,
-            queue: 1024,
-            max_message: psrt_proto::Limits::default().max_pub_size,
-            max_in_flight: 4096,
-        }
-    }
-}
-
-impl std::fmt::Debug for ClientOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientOptions")
-            .field("login", &self.login)
-            .field("tls", &self.tls)
-            .field("timeout", &self.timeout)
-            .field("data_socket", &self.data_socket)
-            .field("queue", &self.queue)
-            .finish_non_exhaustive()
-    }
-}
-
 /// A logged-in PSRT session.
 ///
 /// Clones share the session: every clone may issue requests concurrently,
@@ -349,62 +249,8 @@ impl Client {
     }
 }
 
-/// Maps a reply status to the outcome of a request.
-fn status_result(code: u8) -> Result<(), ClientError> {
-    match code {
-        status::OK => Ok(()),
-        status::ERR_ACCESS => Err(ClientError::AccessDenied),
-        other => Err(ClientError::Refused(other)),
-    }
-}
-
 fn owned(filters: &[&str]) -> Vec<String> {
     filters.iter().map(|f| (*f).to_owned()).collect()
-}
-
-/// Where a client connects: parsed from `host:port` or a socket path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Target {
-    /// A TCP `host:port`, with the host alone for TLS server names.
-    Tcp {
-        /// `host:port` as given (the default port added when missing).
-        addr: String,
-        /// The host, without IPv6 brackets.
-        host: String,
-    },
-    /// A Unix-socket path.
-    Unix(String),
-}
-
-impl Target {
-    /// A path (holding `/` or ending in `.sock`/`.socket`) is a Unix
-    /// socket; anything else is `host[:port]`.
-    fn parse(addr: &str) -> Target {
-        if addr.contains('/') || addr.ends_with(".sock") || addr.ends_with(".socket") {
-            return Target::Unix(addr.to_owned());
-        }
-        let (host, addr) = match split_port(addr) {
-            Some(host) => (host, addr.to_owned()),
-            None if addr.contains(':') => (addr, format!("[{addr}]:{DEFAULT_PORT}")),
-            None => (addr, format!("{addr}:{DEFAULT_PORT}")),
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        Target::Tcp {
-            addr,
-            host: host.to_owned(),
-        }
-    }
-}
-
-/// The host of `host:port` or `[v6]:port`; `None` without a port.
-fn split_port(addr: &str) -> Option<&str> {
-    let (host, port) = addr.rsplit_once(':')?;
-    let bracketed = host.starts_with('[') && host.ends_with(']');
-    let bare_v6 = host.contains(':') && !bracketed;
-    if bare_v6 || port.parse::<u16>().is_err() {
-        return None;
-    }
-    Some(host)
 }
 
 /// The connection steps of [`Client::connect`], without the overall
@@ -423,27 +269,6 @@ async fn connect(addr: &str, options: ClientOptions) -> Result<Client, ClientErr
         messages: Arc::new(Mutex::new(messages)),
         ended,
     })
-}
-
-/// One TLS session for the control socket and one for the data socket,
-/// both from one configuration; `None`s when TLS is off.
-fn tls_sessions(
-    target: &Target,
-    options: Option<&TlsOptions>,
-) -> Result<[Option<TlsSession>; 2], ClientError> {
-    let Some(options) = options else {
-        return Ok([None, None]);
-    };
-    let config = psrt_proto::tls::client_config(options.ca_pem.as_deref())?;
-    let name = match (&options.server_name, target) {
-        (Some(name), _) => name.as_str(),
-        (None, Target::Tcp { host, .. }) => host.as_str(),
-        (None, Target::Unix(_)) => "localhost",
-    };
-    Ok([
-        Some(TlsSession::client(config.clone(), name)?),
-        Some(TlsSession::client(config, name)?),
-    ])
 }
 
 /// Opens a socket, naming the target in the error.
@@ -518,34 +343,4 @@ async fn start_data(
         .await
         .map_err(|_| ClientError::Disconnected("the data task ended".into()))??;
     Ok(Messages { rx })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tcp(addr: &str, host: &str) -> Target {
-        Target::Tcp {
-            addr: addr.into(),
-            host: host.into(),
-        }
-    }
-
-    #[test]
-    fn targets_parse_as_tcp_or_unix() {
-        assert_eq!(
-            Target::parse("example.org:1"),
-            tcp("example.org:1", "example.org")
-        );
-        assert_eq!(
-            Target::parse("localhost"),
-            tcp("localhost:2873", "localhost")
-        );
-        assert_eq!(Target::parse("[::1]:9"), tcp("[::1]:9", "::1"));
-        assert_eq!(Target::parse("::1"), tcp("[::1]:2873", "::1"));
-        assert_eq!(
-            Target::parse("/run/psrt.sock"),
-            Target::Unix("/run/psrt.sock".into())
-        );
-    }
 }

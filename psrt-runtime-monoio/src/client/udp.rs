@@ -1,37 +1,14 @@
 //! Publishing over UDP: one datagram per message, plain or AES-GCM sealed,
-//! with or without an acknowledgement.
+//! with or without an acknowledgement. Datagrams are built by
+//! [`UdpPublisher`]; this file only moves them.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use monoio::net::udp::UdpSocket;
-use psrt_proto::udp::{self, ACK_LEN, Cipher, NONCE_LEN};
+use psrt_proto::client::{ACK_BUF, UdpAuth, UdpPublisher, ack_status, local_bind_addr};
 
-use super::{ClientError, PRIORITY};
-
-/// How a [`UdpClient`] proves who it is.
-#[derive(Clone, PartialEq, Eq)]
-pub enum UdpAuth {
-    /// ENC `00`: the password travels in clear text in every datagram.
-    Plain(String),
-    /// ENC `02`/`03`: the body is sealed with the user's key from the
-    /// server's key file (AES-128 uses its first 16 bytes).
-    Key {
-        /// The 32-byte key.
-        key: [u8; 32],
-        /// AES-128-GCM or AES-256-GCM.
-        cipher: Cipher,
-    },
-}
-
-impl std::fmt::Debug for UdpAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            UdpAuth::Plain(_) => f.write_str("Plain(..)"),
-            UdpAuth::Key { cipher, .. } => write!(f, "Key {{ cipher: {cipher:?}, .. }}"),
-        }
-    }
-}
+use super::ClientError;
 
 /// Publishes datagrams to one PSRT server's UDP port.
 ///
@@ -47,8 +24,7 @@ impl std::fmt::Debug for UdpAuth {
 pub struct UdpClient {
     socket: UdpSocket,
     server: SocketAddr,
-    login: String,
-    auth: UdpAuth,
+    publisher: UdpPublisher,
 }
 
 impl UdpClient {
@@ -58,14 +34,15 @@ impl UdpClient {
         Ok(Self {
             socket: connected_socket(server).await?,
             server,
-            login: login.to_owned(),
-            auth,
+            publisher: UdpPublisher::new(login, auth),
         })
     }
 
     /// Sends one publish datagram without asking for an ack.
     pub async fn publish(&self, topic: &str, payload: &[u8]) -> Result<(), ClientError> {
-        let datagram = self.encode(false, topic, payload)?;
+        let datagram = self
+            .publisher
+            .encode(false, topic, payload, &mut rand::rng())?;
         let (sent, _) = self.socket.send(datagram).await;
         sent?;
         Ok(())
@@ -78,66 +55,32 @@ impl UdpClient {
     /// the server could not read at all).
     ///
     /// After a timeout the socket is replaced by a fresh one (a new local
-    /// port), so a late ack can never be taken for the next publish's: the
-    /// monoio socket has no non-blocking receive to discard it with.
+    /// port), so a late ack can never be taken for the next publish's:
+    /// monoio's socket has no non-blocking receive to discard it with.
     pub async fn publish_acked(
         &mut self,
         topic: &str,
         payload: &[u8],
         timeout: Duration,
     ) -> Result<u8, ClientError> {
-        let datagram = self.encode(true, topic, payload)?;
+        let datagram = self
+            .publisher
+            .encode(true, topic, payload, &mut rand::rng())?;
         let (sent, _) = self.socket.send(datagram).await;
         sent?;
-        let ack = Vec::with_capacity(ACK_LEN + 1);
-        let Ok((received, ack)) = monoio::time::timeout(timeout, self.socket.recv(ack)).await
+        let buf = Vec::with_capacity(ACK_BUF);
+        let Ok((received, ack)) = monoio::time::timeout(timeout, self.socket.recv(buf)).await
         else {
             self.socket = connected_socket(self.server).await?;
             return Err(ClientError::Timeout(timeout));
         };
-        received?;
-        Ok(udp::decode_ack(&ack)?)
-    }
-
-    /// Builds the datagram for the configured authentication.
-    fn encode(&self, ack: bool, topic: &str, payload: &[u8]) -> Result<Vec<u8>, ClientError> {
-        let mut out = Vec::with_capacity(64 + self.login.len() + topic.len() + payload.len());
-        match &self.auth {
-            UdpAuth::Plain(password) => udp::encode_plain(
-                &mut out,
-                &self.login,
-                password.as_bytes(),
-                ack,
-                PRIORITY,
-                topic,
-                payload,
-            )?,
-            UdpAuth::Key { key, cipher } => {
-                let nonce: [u8; NONCE_LEN] = rand::random();
-                udp::encode_sealed(
-                    &mut out,
-                    &self.login,
-                    key,
-                    *cipher,
-                    nonce,
-                    ack,
-                    PRIORITY,
-                    topic,
-                    payload,
-                )?
-            }
-        }
-        Ok(out)
+        Ok(ack_status(&ack, received?)?)
     }
 }
 
 /// A socket on an ephemeral port of `server`'s family, connected to it.
 async fn connected_socket(server: SocketAddr) -> Result<UdpSocket, ClientError> {
-    let local: SocketAddr = match server {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let socket = UdpSocket::bind(local)?;
+    let socket = UdpSocket::bind(local_bind_addr(server))?;
     socket.connect(server).await?;
     Ok(socket)
 }
