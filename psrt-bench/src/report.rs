@@ -271,7 +271,7 @@ pub fn document(
 
 const METHOD: &str = "\
 Every server runs as its own process on a free loopback port with the same \
-config (`workers: 2`, `data_queue: 8192`, anonymous access) and is restarted \
+config (`workers: 2`, `data_queue: 1024` (the default of both), anonymous access) and is restarted \
 for each workload. The benchmark client shares the machine's cores with the \
 server: blocking std sockets on one thread per client, publishes pipelined \
 (at most 1,024 unanswered, 4 for 1 MiB payloads) and paused while the \

@@ -11,8 +11,10 @@ use crate::BenchError;
 
 /// How long a server may take to accept connections after its start.
 const STARTUP: Duration = Duration::from_secs(15);
-/// Per-client pending messages: above every backlog the workloads allow.
-pub const DATA_QUEUE: usize = 8192;
+/// Per-client pending messages: the default of both servers (the original
+/// preallocates this many slots per client, so a larger queue would
+/// inflate its idle memory), and above every backlog the workloads allow.
+pub const DATA_QUEUE: usize = 1024;
 
 /// A `psrtd` process on a free loopback port, killed when dropped.
 #[derive(Debug)]

@@ -15,13 +15,16 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::raw::{Control, PushStream};
-use crate::server::{Server, rss_kib};
+use crate::server::{DATA_QUEUE, Server, rss_kib};
 use crate::{BenchError, Scale};
 
 /// Payload size of the fan-in, fan-out, latency and subscription workloads.
 pub const SMALL_PAYLOAD: usize = 32;
 /// Payload size of the large-message workload.
 pub const LARGE_PAYLOAD: usize = 1 << 20;
+/// Small messages subscribers may lag behind publishers: below the
+/// server's per-client queue ([`crate::server::DATA_QUEUE`]) with a margin.
+const SMALL_BACKLOG: u64 = 768;
 /// How long subscribers may take to receive what was published after the
 /// window closed before the rest counts as lost.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -167,7 +170,7 @@ pub fn fan_in(addr: SocketAddr, scale: &Scale) -> Result<Throughput, BenchError>
         routing: Routing::Every,
         check: &|_, _| true,
         ack_window: 1024,
-        backlog: 4096,
+        backlog: SMALL_BACKLOG,
         window: scale.window,
     };
     let result = flow.run();
@@ -193,7 +196,7 @@ pub fn fan_out(addr: SocketAddr, scale: &Scale) -> Result<Throughput, BenchError
         routing: Routing::Every,
         check: &|_, _| true,
         ack_window: 1024,
-        backlog: 2048,
+        backlog: SMALL_BACKLOG,
         window: scale.window,
     };
     flow.run()
@@ -364,7 +367,7 @@ pub fn subscriptions(addr: SocketAddr, scale: &Scale) -> Result<Subscriptions, B
         routing: Routing::One,
         check: &check,
         ack_window: 1024,
-        backlog: 4096,
+        backlog: SMALL_BACKLOG,
         window: scale.window,
     };
     let publish = flow.run()?;
@@ -670,6 +673,8 @@ fn count_deliveries(
     }
     Ok(last)
 }
+
+const _: () = assert!(SMALL_BACKLOG < DATA_QUEUE as u64);
 
 #[cfg(test)]
 mod tests {

@@ -47,6 +47,11 @@ const MAX_PENDING_WRITE: usize = 1024 * 1024;
 /// while a password check runs) before the driver stops reading.
 const INPUT_SLACK: usize = 64 * 1024;
 
+/// While a server drains on shutdown, a session's sockets stay open until
+/// its data queue is empty ([`Connection::backlog`]); nothing wakes a
+/// control socket when that happens, so drivers re-check this often.
+pub const DRAIN_RECHECK: Duration = Duration::from_millis(20);
+
 /// Server-wide settings every connection shares.
 #[derive(Debug, Clone)]
 pub struct ConnConfig {
@@ -182,7 +187,7 @@ impl Connection {
             state: State::Greeting,
             kind: SocketKind::Control,
             tls: None,
-            input: BytesMut::with_capacity(4096),
+            input: BytesMut::new(),
             plain: BytesMut::new(),
             replies: BytesMut::new(),
             staged: TxBuf::new(),
@@ -269,6 +274,7 @@ impl Connection {
                 break;
             }
         }
+        self.release_idle_buffers();
     }
 
     /// The peer closed its end or the socket failed.
@@ -390,6 +396,18 @@ impl Connection {
         Origin {
             unix: self.transport == Transport::Unix,
             peer: self.peer.clone(),
+        }
+    }
+
+    /// Drops input buffers that hold nothing, so an idle connection costs
+    /// no buffer memory; the allocation lives on only in the `Bytes` of
+    /// frames still queued, and the next read gets a fresh one.
+    fn release_idle_buffers(&mut self) {
+        if self.input.is_empty() && self.input.capacity() > 0 {
+            self.input = BytesMut::new();
+        }
+        if self.plain.is_empty() && self.plain.capacity() > 0 {
+            self.plain = BytesMut::new();
         }
     }
 

@@ -314,11 +314,17 @@ async fn slow_reader_is_not_mistaken_for_a_silent_server() {
         let mut messages = client.take_messages().expect("receiver");
         client.subscribe("slow").await.expect("subscribed");
         for i in 0..3 {
-            client.publish("slow", format!("{i}")).await.expect("published");
+            client
+                .publish("slow", format!("{i}"))
+                .await
+                .expect("published");
         }
         monoio::time::sleep(Duration::from_secs(3)).await;
         for i in 0..3 {
-            assert_eq!(next(&mut messages).await.payload, format!("{i}").into_bytes());
+            assert_eq!(
+                next(&mut messages).await.payload,
+                format!("{i}").into_bytes()
+            );
         }
         monoio::time::sleep(Duration::from_millis(1500)).await;
         client.publish("slow", "later").await.expect("published");

@@ -1,6 +1,8 @@
 //! Runs the [`psrt_proto`] core over smol (`async-io`, `async-net`,
 //! `async-executor`).
 //!
+//! * [`client`]: an async PSRT client over the core's client state
+//!   machines, with the same API as the tokio crate's.
 //! * [`server::Server`]: the broker daemon's I/O: TCP, Unix and UDP
 //!   listeners, the stats HTTP endpoint, password checks on the `blocking`
 //!   thread pool, SIGHUP reload and graceful SIGTERM/SIGINT shutdown.
@@ -10,4 +12,5 @@
 //! matches `psrt-runtime-tokio`'s, so the daemon picks either at build
 //! time.
 
+pub mod client;
 pub mod server;

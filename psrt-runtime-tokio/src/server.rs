@@ -17,13 +17,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use psrt_proto::broker::{Broker, EventLevel};
+use psrt_proto::broker::{Broker, EventLevel, PasswordCheck};
 use psrt_proto::conn::{ConnConfig, Transport};
 use psrt_proto::http::StatusInfo;
 use psrt_proto::spec::{Reloader, ServerSpec};
 use rand::SeedableRng;
 use tokio::net::{TcpListener, UdpSocket, UnixListener};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 /// State every task of one server shares.
@@ -37,9 +37,24 @@ pub(crate) struct Shared {
     /// Flips to true when the server starts shutting down.
     stopping: watch::Receiver<bool>,
     drain_timeout: Duration,
+    /// Password checks running at once: bcrypt is CPU-bound on purpose, so
+    /// a flood of logins may use at most half the workers' cores and never
+    /// starve message routing.
+    checks: Semaphore,
 }
 
 impl Shared {
+    /// Verifies a password on the blocking pool, at most
+    /// `checks`-many at a time; a check that panicked counts as failed.
+    pub(crate) async fn verify(&self, check: PasswordCheck) -> bool {
+        let Ok(_permit) = self.checks.acquire().await else {
+            return false;
+        };
+        tokio::task::spawn_blocking(move || check.verify())
+            .await
+            .unwrap_or(false)
+    }
+
     /// Locks the broker. A panic in another task while it held the lock
     /// does not stop the server: the broker's own state is kept consistent
     /// by its methods, so the poison flag is ignored.
@@ -191,6 +206,7 @@ impl Server {
             version: spec.version,
             stopping,
             drain_timeout: spec.drain_timeout,
+            checks: Semaphore::new((spec.workers / 2).max(1)),
         });
         Ok(Server {
             shared,
@@ -343,7 +359,7 @@ fn spawn_conn<S>(
     peer: String,
     alive: &mpsc::Sender<()>,
 ) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: conn_task::Socket,
 {
     let alive = alive.clone();
     let shared = shared.clone();

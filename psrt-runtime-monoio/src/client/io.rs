@@ -76,7 +76,11 @@ async fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     std::thread::Builder::new()
         .name("psrt-resolve".into())
         .spawn(move || {
-            let _ = tx.send((name.as_str(), port).to_socket_addrs().map(Iterator::collect));
+            let _ = tx.send(
+                (name.as_str(), port)
+                    .to_socket_addrs()
+                    .map(Iterator::collect),
+            );
         })?;
     rx.recv_async()
         .await

@@ -70,28 +70,21 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
-use psrt_proto::client::{ControlClient, DataClient};
-use psrt_proto::tls::{TlsError, TlsSession};
-use psrt_proto::udp::UdpError;
-use psrt_proto::wire::{Token, status};
+use psrt_proto::client::{COMMAND_QUEUE, Request, Target};
+use psrt_proto::tls::TlsSession;
+use psrt_proto::wire::Token;
 
-pub use psrt_proto::client::Message;
+pub use psrt_proto::client::{
+    ClientOptions, DEFAULT_PORT, Message, SessionError as ClientError, TlsOptions, UdpAuth,
+};
 pub use psrt_proto::udp::Cipher;
-pub use udp::{UdpAuth, UdpClient};
+pub use udp::UdpClient;
 
-use control::{Command, ControlTask};
+use control::{Command, ControlTask, ReplyTx};
 use io::Opened;
-
-/// The IANA-assigned PSRT port, used when a target names no port.
-pub const DEFAULT_PORT: u16 = 2873;
-
-/// Priority byte of every publish (reserved by the protocol).
-const PRIORITY: u8 = 0x7F;
-/// Requests buffered between the handles and the control task.
-const COMMAND_QUEUE: usize = 1024;
 
 /// A logged-in PSRT session.
 ///
@@ -109,7 +102,8 @@ pub struct Client {
 }
 
 /// The messages pushed to a [`Client`]'s subscriptions, in the order the
-/// server sent them (from [`Client::take_messages`]).
+/// server sent them (from [`Client::take_messages`]). A wrapper, so the
+/// channel behind it stays an implementation detail.
 #[derive(Debug)]
 pub struct Messages {
     rx: flume::Receiver<Message>,
@@ -127,7 +121,7 @@ impl Messages {
 /// await it for the outcome. Dropping it does not cancel the request.
 #[must_use = "await the ticket to learn whether the server accepted the request"]
 pub struct Ticket {
-    reply: flume::r#async::RecvFut<'static, Result<u8, ClientError>>,
+    reply: flume::r#async::RecvFut<'static, Result<(), ClientError>>,
 }
 
 impl std::fmt::Debug for Ticket {
@@ -140,13 +134,9 @@ impl Future for Ticket {
     type Output = Result<(), ClientError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.reply)
-            .poll(cx)
-            .map(|answer| match answer {
-                Ok(Ok(code)) => status_result(code),
-                Ok(Err(err)) => Err(err),
-                Err(_) => Err(ClientError::Disconnected("the session ended".into())),
-            })
+        Pin::new(&mut self.reply).poll(cx).map(|answer| {
+            answer.unwrap_or_else(|_| Err(ClientError::Disconnected("the session ended".into())))
+        })
     }
 }
 
@@ -185,14 +175,11 @@ impl Client {
         topic: &str,
         payload: impl Into<Bytes>,
     ) -> Result<Ticket, ClientError> {
-        let topic = topic.to_owned();
-        let payload = payload.into();
-        self.send(|reply| Command::Publish {
-            topic,
-            payload,
-            reply,
-        })
-        .await
+        let request = Request::Publish {
+            topic: topic.to_owned(),
+            payload: payload.into(),
+        };
+        self.send(request).await
     }
 
     /// Subscribes to one topic filter (`+` and `#` wildcards allowed).
@@ -203,10 +190,7 @@ impl Client {
     /// Subscribes to several filters in one request; the server stops at
     /// the first refused one (earlier ones stay applied).
     pub async fn subscribe_bulk(&self, filters: &[&str]) -> Result<(), ClientError> {
-        let filters = owned(filters);
-        self.send(|reply| Command::Subscribe { filters, reply })
-            .await?
-            .await
+        self.send(Request::Subscribe(owned(filters))).await?.await
     }
 
     /// Unsubscribes from one topic filter.
@@ -216,25 +200,19 @@ impl Client {
 
     /// Unsubscribes from several filters in one request.
     pub async fn unsubscribe_bulk(&self, filters: &[&str]) -> Result<(), ClientError> {
-        let filters = owned(filters);
-        self.send(|reply| Command::Unsubscribe { filters, reply })
-            .await?
-            .await
+        self.send(Request::Unsubscribe(owned(filters))).await?.await
     }
 
     /// Ends the session for every clone: requests already sent are
     /// answered first, then the server confirms and closes both sockets.
     pub async fn bye(self) -> Result<(), ClientError> {
-        self.send(|reply| Command::Bye { reply }).await?.await
+        self.send(Request::Bye).await?.await
     }
 
     /// Hands a request to the control task and returns its reply ticket.
-    async fn send(
-        &self,
-        command: impl FnOnce(control::ReplyTx) -> Command,
-    ) -> Result<Ticket, ClientError> {
-        let (reply, ticket) = flume::bounded(1);
-        if self.commands.send_async(command(reply)).await.is_err() {
+    async fn send(&self, request: Request) -> Result<Ticket, ClientError> {
+        let (reply, ticket): (ReplyTx, _) = flume::bounded(1);
+        if self.commands.send_async((request, reply)).await.is_err() {
             return Err(self.disconnected());
         }
         Ok(Ticket {
@@ -257,7 +235,7 @@ fn owned(filters: &[&str]) -> Vec<String> {
 /// timeout.
 async fn connect(addr: &str, options: ClientOptions) -> Result<Client, ClientError> {
     let target = Target::parse(addr);
-    let [control_tls, data_tls] = tls_sessions(&target, options.tls.as_ref())?;
+    let [control_tls, data_tls] = options.tls_sessions(&target)?;
     let (token, commands, ended) = start_control(addr, &target, control_tls, &options).await?;
     let messages = if options.data_socket {
         Some(start_data(addr, &target, data_tls, &options, token).await?)
@@ -273,14 +251,12 @@ async fn connect(addr: &str, options: ClientOptions) -> Result<Client, ClientErr
 
 /// Opens a socket, naming the target in the error.
 async fn open(addr: &str, target: &Target) -> Result<Opened, ClientError> {
-    let opened = match target {
-        Target::Tcp { addr, .. } => io::open_tcp(addr).await,
-        Target::Unix(path) => io::open_unix(path).await,
-    };
-    opened.map_err(|source| ClientError::Connect {
-        addr: addr.to_owned(),
-        source,
-    })
+    io::open(target)
+        .await
+        .map_err(|source| ClientError::Connect {
+            addr: addr.to_owned(),
+            source,
+        })
 }
 
 /// Opens the control socket, spawns its task and waits for the login.
@@ -291,13 +267,7 @@ async fn start_control(
     options: &ClientOptions,
 ) -> Result<(Token, flume::Sender<Command>, Arc<OnceLock<String>>), ClientError> {
     let opened = open(addr, target).await?;
-    let control = ControlClient::new(
-        &options.login,
-        options.password.as_bytes(),
-        tls,
-        options.timeout,
-        Instant::now(),
-    )?;
+    let control = options.control_client(tls, Instant::now())?;
     let (commands, command_rx) = flume::bounded(COMMAND_QUEUE);
     let (login, login_rx) = flume::bounded(1);
     let ended = Arc::new(OnceLock::new());
@@ -328,11 +298,8 @@ async fn start_data(
     token: Token,
 ) -> Result<Messages, ClientError> {
     let opened = open(addr, target).await?;
-    // The hello carries whole seconds and the server beacons every half of
-    // them, so the silence limit must be at least one second.
-    let silence = options.timeout.max(Duration::from_secs(1));
-    let data = DataClient::new(token, silence, tls, options.max_message, Instant::now());
-    let (messages, rx) = flume::bounded(options.queue.max(1));
+    let data = options.data_client(token, tls, Instant::now());
+    let (messages, rx) = flume::bounded(options.queue_capacity());
     let (ready, ready_rx) = flume::bounded(1);
     match opened {
         Opened::Tcp(stream) => monoio::spawn(data::run(stream, data, messages, ready)),

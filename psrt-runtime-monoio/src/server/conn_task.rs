@@ -20,7 +20,7 @@ use monoio::blocking::JoinError;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Split, Splitable};
 use monoio::task::JoinHandle;
 use psrt_proto::TxBuf;
-use psrt_proto::conn::{Action, Connection, Transport};
+use psrt_proto::conn::{Action, Connection, DRAIN_RECHECK, Transport};
 
 use super::Shared;
 
@@ -138,7 +138,8 @@ where
         if drain_deadline.is_some() && tx.is_empty() && conn.backlog(&shared.lock()) == 0 {
             break;
         }
-        let timeout = conn.poll_timeout();
+        let recheck = drain_deadline.map(|_| Instant::now() + DRAIN_RECHECK);
+        let timeout = earliest(conn.poll_timeout(), recheck);
         let can_read = read_open && drain_deadline.is_none() && conn.wants_input(&tx);
         if can_read {
             reader.start(read_some);
@@ -245,5 +246,13 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => monoio::time::sleep_until(monoio::time::Instant::from_std(at)).await,
         None => std::future::pending().await,
+    }
+}
+
+/// The earlier of two optional deadlines.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }

@@ -9,7 +9,7 @@ use std::task::{Wake, Waker};
 use std::time::Instant;
 
 use psrt_proto::TxBuf;
-use psrt_proto::conn::{Action, Connection, Transport};
+use psrt_proto::conn::{Action, Connection, DRAIN_RECHECK, Transport};
 use smol::channel::Sender;
 use smol::future::{FutureExt, pending};
 use smol::stream::StreamExt;
@@ -87,7 +87,8 @@ pub(crate) async fn serve<S: Socket>(
         if drain_deadline.is_some() && tx.is_empty() && conn.backlog(&shared.lock()) == 0 {
             break;
         }
-        let deadline = earliest(conn.poll_timeout(), drain_deadline);
+        let recheck = drain_deadline.map(|d| d.min(Instant::now() + DRAIN_RECHECK));
+        let deadline = earliest(conn.poll_timeout(), recheck);
         let can_read = read_open && drain_deadline.is_none() && conn.wants_input(&tx);
         let event = {
             let stopping = when(drain_deadline.is_none(), stop.as_mut());

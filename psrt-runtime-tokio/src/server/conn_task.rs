@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::task::{Wake, Waker};
 use std::time::Instant;
 
+use bytes::BytesMut;
 use psrt_proto::TxBuf;
-use psrt_proto::conn::{Action, Connection, Transport};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use psrt_proto::conn::{Action, Connection, DRAIN_RECHECK, Transport};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream, tcp, unix};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -18,6 +20,49 @@ use super::Shared;
 const READ_CHUNK: usize = 64 * 1024;
 /// Chunks gathered into one `writev`.
 const MAX_IOV: usize = 64;
+
+/// A stream socket (TCP or Unix) split into a read half that can wait for
+/// readability without being lent a buffer, and a write half.
+pub(crate) trait Socket: Send + 'static {
+    /// The read half.
+    type Reader: ReadHalf;
+    /// The write half.
+    type Writer: AsyncWrite + Unpin + Send;
+    /// Splits the socket.
+    fn into_halves(self) -> (Self::Reader, Self::Writer);
+}
+
+/// The read side of a [`Socket`].
+pub(crate) trait ReadHalf: Send {
+    /// Waits until the socket may have bytes (or EOF) to read.
+    fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+    /// Reads what is there without waiting.
+    fn try_read_buf(&self, buf: &mut BytesMut) -> std::io::Result<usize>;
+}
+
+macro_rules! socket_impl {
+    ($stream:ty, $module:ident) => {
+        impl Socket for $stream {
+            type Reader = $module::OwnedReadHalf;
+            type Writer = $module::OwnedWriteHalf;
+            fn into_halves(self) -> (Self::Reader, Self::Writer) {
+                self.into_split()
+            }
+        }
+
+        impl ReadHalf for $module::OwnedReadHalf {
+            async fn readable(&self) -> std::io::Result<()> {
+                $module::OwnedReadHalf::readable(self).await
+            }
+            fn try_read_buf(&self, buf: &mut BytesMut) -> std::io::Result<usize> {
+                $module::OwnedReadHalf::try_read_buf(self, buf)
+            }
+        }
+    };
+}
+
+socket_impl!(TcpStream, tcp);
+socket_impl!(UnixStream, unix);
 
 /// Wakes the task when the broker queues something for this socket.
 struct NotifyWaker(Notify);
@@ -33,10 +78,12 @@ impl Wake for NotifyWaker {
 }
 
 /// Serves one accepted socket until it closes.
-pub(crate) async fn serve<S>(shared: Arc<Shared>, stream: S, transport: Transport, peer: String)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+pub(crate) async fn serve<S: Socket>(
+    shared: Arc<Shared>,
+    stream: S,
+    transport: Transport,
+    peer: String,
+) {
     let wake = Arc::new(NotifyWaker(Notify::new()));
     let waker = Waker::from(wake.clone());
     let mut conn = Connection::new(
@@ -47,7 +94,7 @@ where
         shared.timeout,
         Instant::now(),
     );
-    let (mut reader, mut writer) = tokio::io::split(stream);
+    let (reader, mut writer) = stream.into_halves();
     let mut tx = TxBuf::new();
     let mut check: Option<JoinHandle<bool>> = None;
     let mut read_open = true;
@@ -61,7 +108,8 @@ where
             if check.is_none()
                 && let Some(Action::CheckPassword(job)) = conn.poll_action()
             {
-                check = Some(tokio::task::spawn_blocking(move || job.verify()));
+                let shared = shared.clone();
+                check = Some(tokio::spawn(async move { shared.verify(job).await }));
             }
             Shared::log_events(&mut broker);
         }
@@ -74,20 +122,29 @@ where
         if drain_deadline.is_some() && tx.is_empty() && conn.backlog(&shared.lock()) == 0 {
             break;
         }
-        let timeout = conn.poll_timeout().map(tokio::time::Instant::from_std);
+        let recheck = drain_deadline.map(|_| Instant::now() + DRAIN_RECHECK);
+        let timeout = earliest(conn.poll_timeout(), recheck).map(tokio::time::Instant::from_std);
         let can_read = read_open && drain_deadline.is_none() && conn.wants_input(&tx);
-        if can_read {
-            conn.read_buf().reserve(READ_CHUNK);
-        }
         tokio::select! {
-            read = reader.read_buf(conn.read_buf()), if can_read => {
+            ready = reader.readable(), if can_read => {
+                // Only now is a read buffer allocated: idle sockets hold none.
+                conn.read_buf().reserve(READ_CHUNK);
+                let read = match ready {
+                    Ok(()) => reader.try_read_buf(conn.read_buf()),
+                    Err(err) => Err(err),
+                };
                 let mut broker = shared.lock();
                 match read {
-                    Ok(0) | Err(_) => {
+                    Ok(0) => {
                         read_open = false;
                         conn.handle_eof(&mut broker);
                     }
                     Ok(_) => conn.handle_input(&mut broker, Instant::now()),
+                    Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => {
+                        read_open = false;
+                        conn.handle_eof(&mut broker);
+                    }
                 }
             }
             written = write_some(&mut writer, &tx), if !tx.is_empty() => match written {
@@ -131,6 +188,14 @@ async fn join_check(check: &mut Option<JoinHandle<bool>>) -> bool {
     match check {
         Some(handle) => handle.await.unwrap_or(false),
         None => std::future::pending().await,
+    }
+}
+
+/// The earlier of two optional deadlines.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

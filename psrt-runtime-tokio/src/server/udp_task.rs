@@ -37,9 +37,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, socket: UdpSocket) {
                 let (shared, socket) = (shared.clone(), socket.clone());
                 tokio::spawn(async move {
                     let check = pending.check.clone();
-                    let ok = tokio::task::spawn_blocking(move || check.verify())
-                        .await
-                        .unwrap_or(false);
+                    let ok = shared.verify(check).await;
                     let outcome = shared.lock().finish_datagram(pending, ok, Instant::now());
                     if let UdpOutcome::Reply(ack) = outcome {
                         let _ = socket.send_to(&ack, peer).await;
