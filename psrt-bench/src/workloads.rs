@@ -505,19 +505,37 @@ impl Progress {
             .sum()
     }
 
-    /// Messages published and not yet delivered to the slowest subscriber
-    /// (or, when each goes to one subscriber, to anyone).
-    fn backlog(&self) -> u64 {
-        let published = self.published.load(Ordering::Relaxed);
-        let delivered = match self.routing {
-            Routing::Every => self
-                .delivered
-                .iter()
-                .map(|d| d.load(Ordering::Relaxed))
-                .min(),
-            Routing::One => Some(self.delivered()),
-        };
-        published.saturating_sub(delivered.unwrap_or(published))
+    /// Reserves up to `want` publishes such that messages published and
+    /// not yet delivered to the slowest subscriber (or, when each goes to
+    /// one subscriber, to anyone) stay within `limit`; returns how many
+    /// were reserved, 0 when the backlog is full. Atomic across
+    /// publishers, so several of them cannot overshoot together.
+    fn reserve(&self, want: u64, limit: u64) -> u64 {
+        loop {
+            let published = self.published.load(Ordering::Acquire);
+            let delivered = match self.routing {
+                Routing::Every => self
+                    .delivered
+                    .iter()
+                    .map(|d| d.load(Ordering::Relaxed))
+                    .min(),
+                Routing::One => Some(self.delivered()),
+            };
+            let backlog = published.saturating_sub(delivered.unwrap_or(published));
+            let n = want.min(limit.saturating_sub(backlog));
+            if n == 0 {
+                return 0;
+            }
+            let reserved = self.published.compare_exchange(
+                published,
+                published + n,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            if reserved.is_ok() {
+                return n;
+            }
+        }
     }
 
     fn done(&self) -> bool {
@@ -621,11 +639,12 @@ fn publish_until(
     let (mut sent, mut unanswered) = (0u64, 0usize);
     let mut topic = String::new();
     while Instant::now() < deadline {
-        if progress.backlog() >= backlog {
+        let room = (ack_window - unanswered).min(batch) as u64;
+        let n = progress.reserve(room, backlog) as usize;
+        if n == 0 {
             thread::sleep(BACKOFF);
             continue;
         }
-        let n = (ack_window - unanswered).min(batch);
         for _ in 0..n {
             topic.clear();
             topic_of(index, sent, &mut topic);
@@ -633,7 +652,6 @@ fn publish_until(
             sent += 1;
         }
         control.flush()?;
-        progress.published.fetch_add(n as u64, Ordering::Relaxed);
         unanswered += n;
         if unanswered >= ack_window {
             let answered = control.read_replies(unanswered - ack_window / 2)?;

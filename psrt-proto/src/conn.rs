@@ -133,7 +133,9 @@ pub struct Connection {
     waker: Waker,
     state: State,
     kind: SocketKind,
-    tls: Option<TlsSession>,
+    /// Boxed: rustls keeps over a kilobyte of state, which plain sockets
+    /// (most of them) should not carry.
+    tls: Option<Box<TlsSession>>,
     /// Raw bytes from the socket.
     input: BytesMut,
     /// Decrypted bytes when TLS is on.
@@ -499,7 +501,7 @@ impl Connection {
                 return Err(CloseReason::Tls("TLS requested but not configured".into()));
             };
             let tls = TlsSession::server(config).map_err(|e| CloseReason::Tls(e.to_string()))?;
-            self.tls = Some(tls);
+            self.tls = Some(Box::new(tls));
             self.decrypt()?;
         } else if !self.config.allow_no_tls && self.transport == Transport::Tcp {
             return Err(CloseReason::Tls("plain connections are not allowed".into()));

@@ -2,6 +2,7 @@
 //! `poll_transmit` → vectored write, timers, password checks.
 
 use std::io::IoSlice;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Wake, Waker};
 use std::time::Instant;
@@ -173,10 +174,16 @@ pub(crate) async fn serve<S: Socket>(
     let _ = writer.shutdown().await;
 }
 
+/// One vectored write of `tx`'s head. The slice array is built on the
+/// stack at each poll instead of living in the task's future across the
+/// await: every idle connection's task would carry it otherwise.
 async fn write_some<W: AsyncWrite + Unpin>(writer: &mut W, tx: &TxBuf) -> std::io::Result<usize> {
-    let mut slices = [IoSlice::new(&[]); MAX_IOV];
-    let count = tx.io_slices(&mut slices);
-    let n = writer.write_vectored(&slices[..count]).await?;
+    let n = std::future::poll_fn(|cx| {
+        let mut slices = [IoSlice::new(&[]); MAX_IOV];
+        let count = tx.io_slices(&mut slices);
+        Pin::new(&mut *writer).poll_write_vectored(cx, &slices[..count])
+    })
+    .await?;
     if n == 0 {
         return Err(std::io::ErrorKind::WriteZero.into());
     }
@@ -203,5 +210,37 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use psrt_proto::spec::ServerSpec;
+
+    #[tokio::test]
+    async fn serve_future_size() {
+        let server = super::super::Server::bind(ServerSpec::open("127.0.0.1:0".parse().expect("addr")))
+            .await
+            .expect("bind");
+        let addr = server.addrs().tcp[0];
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let fut = serve(server.shared.clone(), client, Transport::Tcp, String::new());
+        eprintln!("SIZE serve future {}", std::mem::size_of_val(&fut));
+        eprintln!("SIZE Connection {}", std::mem::size_of::<Connection>());
+        let (r, mut w) = TcpStream::connect(addr).await.expect("c").into_split();
+        let n = Notify::new();
+        let mut st = server.shared.stopping.clone();
+        let tx = TxBuf::new();
+        let mut check: Option<JoinHandle<bool>> = None;
+        eprintln!("SIZE readable {}", std::mem::size_of_val(&ReadHalf::readable(&r)));
+        eprintln!("SIZE write_some {}", std::mem::size_of_val(&write_some(&mut w, &tx)));
+        eprintln!("SIZE notified {}", std::mem::size_of_val(&n.notified()));
+        eprintln!("SIZE join_check {}", std::mem::size_of_val(&join_check(&mut check)));
+        eprintln!("SIZE sleep_until {}", std::mem::size_of_val(&sleep_until(None)));
+        eprintln!("SIZE wait_for {}", std::mem::size_of_val(&st.wait_for(|s| *s)));
+        eprintln!("SIZE shutdown {}", std::mem::size_of_val(&w.shutdown()));
+        eprintln!("SIZE TxBuf {}", std::mem::size_of::<TxBuf>());
+        eprintln!("SIZE TlsSession {}", std::mem::size_of::<psrt_proto::tls::TlsSession>());
     }
 }
