@@ -17,13 +17,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use psrt_checks::CheckPool;
 use psrt_proto::broker::{Broker, EventLevel, PasswordCheck};
 use psrt_proto::conn::{ConnConfig, Transport};
 use psrt_proto::http::StatusInfo;
 use psrt_proto::spec::{Reloader, ServerSpec};
 use rand::SeedableRng;
 use tokio::net::{TcpListener, UdpSocket, UnixListener};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 /// State every task of one server shares.
@@ -37,22 +38,20 @@ pub(crate) struct Shared {
     /// Flips to true when the server starts shutting down.
     stopping: watch::Receiver<bool>,
     drain_timeout: Duration,
-    /// Password checks running at once: bcrypt is CPU-bound on purpose, so
-    /// a flood of logins may use at most half the workers' cores and never
-    /// starve message routing.
-    checks: Semaphore,
+    /// Idle-priority threads for bcrypt, so a flood of wrong passwords
+    /// never competes with message routing for the CPU.
+    checks: CheckPool,
 }
 
 impl Shared {
-    /// Verifies a password on the blocking pool, at most
-    /// `checks`-many at a time; a check that panicked counts as failed.
+    /// Verifies a password on the check pool; a check that could not run
+    /// counts as failed.
     pub(crate) async fn verify(&self, check: PasswordCheck) -> bool {
-        let Ok(_permit) = self.checks.acquire().await else {
-            return false;
-        };
-        tokio::task::spawn_blocking(move || check.verify())
-            .await
-            .unwrap_or(false)
+        let (done, result) = oneshot::channel();
+        self.checks.submit(check, move |ok| {
+            let _ = done.send(ok);
+        });
+        result.await.unwrap_or(false)
     }
 
     /// Locks the broker. A panic in another task while it held the lock
@@ -206,7 +205,7 @@ impl Server {
             version: spec.version,
             stopping,
             drain_timeout: spec.drain_timeout,
-            checks: Semaphore::new((spec.workers / 2).max(1)),
+            checks: CheckPool::new((spec.workers / 2).max(1), spec.limits.max_pending_checks)?,
         });
         Ok(Server {
             shared,

@@ -220,9 +220,10 @@ mod tests {
 
     #[tokio::test]
     async fn serve_future_size() {
-        let server = super::super::Server::bind(ServerSpec::open("127.0.0.1:0".parse().expect("addr")))
-            .await
-            .expect("bind");
+        let server =
+            super::super::Server::bind(ServerSpec::open("127.0.0.1:0".parse().expect("addr")))
+                .await
+                .expect("bind");
         let addr = server.addrs().tcp[0];
         let client = TcpStream::connect(addr).await.expect("connect");
         let fut = serve(server.shared.clone(), client, Transport::Tcp, String::new());
@@ -233,14 +234,32 @@ mod tests {
         let mut st = server.shared.stopping.clone();
         let tx = TxBuf::new();
         let mut check: Option<JoinHandle<bool>> = None;
-        eprintln!("SIZE readable {}", std::mem::size_of_val(&ReadHalf::readable(&r)));
-        eprintln!("SIZE write_some {}", std::mem::size_of_val(&write_some(&mut w, &tx)));
+        eprintln!(
+            "SIZE readable {}",
+            std::mem::size_of_val(&ReadHalf::readable(&r))
+        );
+        eprintln!(
+            "SIZE write_some {}",
+            std::mem::size_of_val(&write_some(&mut w, &tx))
+        );
         eprintln!("SIZE notified {}", std::mem::size_of_val(&n.notified()));
-        eprintln!("SIZE join_check {}", std::mem::size_of_val(&join_check(&mut check)));
-        eprintln!("SIZE sleep_until {}", std::mem::size_of_val(&sleep_until(None)));
-        eprintln!("SIZE wait_for {}", std::mem::size_of_val(&st.wait_for(|s| *s)));
+        eprintln!(
+            "SIZE join_check {}",
+            std::mem::size_of_val(&join_check(&mut check))
+        );
+        eprintln!(
+            "SIZE sleep_until {}",
+            std::mem::size_of_val(&sleep_until(None))
+        );
+        eprintln!(
+            "SIZE wait_for {}",
+            std::mem::size_of_val(&st.wait_for(|s| *s))
+        );
         eprintln!("SIZE shutdown {}", std::mem::size_of_val(&w.shutdown()));
         eprintln!("SIZE TxBuf {}", std::mem::size_of::<TxBuf>());
-        eprintln!("SIZE TlsSession {}", std::mem::size_of::<psrt_proto::tls::TlsSession>());
+        eprintln!(
+            "SIZE TlsSession {}",
+            std::mem::size_of::<psrt_proto::tls::TlsSession>()
+        );
     }
 }
