@@ -31,7 +31,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use monoio::blocking::DefaultThreadPool;
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
-use psrt_proto::broker::{Broker, EventLevel};
+use psrt_checks::CheckPool;
+use psrt_proto::broker::{Broker, EventLevel, PasswordCheck};
 use psrt_proto::conn::ConnConfig;
 use psrt_proto::http::StatusInfo;
 use psrt_proto::spec::{Reloader, ServerSpec};
@@ -59,9 +60,22 @@ pub(crate) struct Shared {
     /// Connection tasks still running, on all threads; the drain waits for
     /// zero.
     live: AtomicUsize,
+    /// Idle-priority threads for bcrypt, so a flood of wrong passwords
+    /// never competes with message routing for the CPU.
+    checks: CheckPool,
 }
 
 impl Shared {
+    /// Verifies a password on the idle-priority check pool; a check that
+    /// could not run counts as failed.
+    pub(crate) fn verify(&self, check: PasswordCheck) -> impl Future<Output = bool> + 'static {
+        let (done, result) = async_channel::bounded(1);
+        self.checks.submit(check, move |ok| {
+            let _ = done.try_send(ok);
+        });
+        async move { result.recv().await.unwrap_or(false) }
+    }
+
     /// Locks the broker. A panic in another task while it held the lock
     /// does not stop the server: the broker's own state is kept consistent
     /// by its methods, so the poison flag is ignored.
@@ -272,6 +286,7 @@ impl Server {
             stopping,
             drain_timeout: spec.drain_timeout,
             live: AtomicUsize::new(0),
+            checks: CheckPool::new((spec.workers / 2).max(1), spec.limits.max_pending_checks)?,
         });
         Ok(Server {
             shared,

@@ -26,6 +26,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use psrt_checks::CheckPool;
 use psrt_proto::broker::{Broker, EventLevel, PasswordCheck};
 use psrt_proto::conn::{ConnConfig, Transport};
 use psrt_proto::http::StatusInfo;
@@ -33,7 +34,7 @@ use psrt_proto::spec::{Reloader, ServerSpec};
 use rand::SeedableRng;
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
-use smol::{Async, Executor, Task, Timer};
+use smol::{Async, Executor, Timer};
 
 /// State every task of one server shares.
 pub(crate) struct Shared {
@@ -49,9 +50,25 @@ pub(crate) struct Shared {
     /// Where tasks are spawned. Weak: the executor owns the tasks that own
     /// this struct, and a strong reference would keep them all alive.
     executor: Weak<Executor<'static>>,
+    /// Idle-priority threads for bcrypt, so a flood of wrong passwords
+    /// never competes with message routing for the CPU.
+    checks: CheckPool,
 }
 
 impl Shared {
+    /// Verifies a password on the idle-priority check pool; a check that
+    /// could not run counts as failed.
+    pub(crate) fn verify(
+        &self,
+        check: PasswordCheck,
+    ) -> impl Future<Output = bool> + Send + 'static {
+        let (done, result) = smol::channel::bounded(1);
+        self.checks.submit(check, move |ok| {
+            let _ = done.try_send(ok);
+        });
+        async move { result.recv().await.unwrap_or(false) }
+    }
+
     /// Locks the broker. A panic in another task while it held the lock
     /// does not stop the server: the broker's own state is kept consistent
     /// by its methods, so the poison flag is ignored.
@@ -103,14 +120,6 @@ async fn guarded(task: impl Future<Output = ()>) {
     if AssertUnwindSafe(task).catch_unwind().await.is_err() {
         tracing::error!("a server task panicked; it was dropped");
     }
-}
-
-/// Verifies a password on the blocking thread pool, off the event loop; a
-/// check that panicked counts as failed.
-pub(crate) fn verify(check: PasswordCheck) -> Task<bool> {
-    smol::unblock(move || {
-        std::panic::catch_unwind(AssertUnwindSafe(|| check.verify())).unwrap_or(false)
-    })
 }
 
 /// The addresses actually bound (port 0 resolved), for tests and logs.
@@ -233,6 +242,7 @@ impl Server {
             stopping,
             drain_timeout: spec.drain_timeout,
             executor: Arc::downgrade(&executor),
+            checks: CheckPool::new((spec.workers / 2).max(1), spec.limits.max_pending_checks)?,
         });
         Ok(Server {
             shared,

@@ -214,6 +214,15 @@ fn idle_clients(require_memory_back: bool) {
         "sessions after the idle clients left: {}",
         broker.client_count()
     );
+    for round in 0..3 {
+        std::thread::sleep(Duration::from_millis(500));
+        eprintln!("RSS round {round} after {}", broker.rss());
+        let clients = open_idle(broker.tcp, idle);
+        assert!(broker.wait_clients(idle as u64));
+        eprintln!("RSS round {round} full {}", broker.rss());
+        drop(clients);
+        assert!(broker.wait_clients(0));
+    }
     std::thread::sleep(Duration::from_millis(500));
     let rss_after = broker.rss();
     broker.assert_serving("after the idle clients left");

@@ -16,9 +16,7 @@ use std::task::{Wake, Waker};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use monoio::blocking::JoinError;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Split, Splitable};
-use monoio::task::JoinHandle;
 use psrt_proto::TxBuf;
 use psrt_proto::conn::{Action, Connection, DRAIN_RECHECK, Transport};
 
@@ -114,7 +112,7 @@ where
     let mut reader = Slot::Idle((reader, Vec::with_capacity(READ_CHUNK)));
     let mut writer = Slot::Idle(writer);
     let mut tx = TxBuf::new();
-    let mut check: Option<JoinHandle<Result<bool, JoinError>>> = None;
+    let mut check: Option<Pin<Box<dyn Future<Output = bool>>>> = None;
     let mut read_open = true;
     let mut drain_deadline: Option<Instant> = None;
 
@@ -125,7 +123,7 @@ where
             if check.is_none()
                 && let Some(Action::CheckPassword(job)) = conn.poll_action()
             {
-                check = Some(monoio::spawn_blocking(move || job.verify()));
+                check = Some(Box::pin(shared.verify(job)));
             }
             Shared::log_events(&mut broker);
         }
@@ -235,9 +233,9 @@ fn next_batch(tx: &TxBuf) -> Bytes {
 }
 
 /// The result of a password check; a check that panicked counts as failed.
-async fn join_check(check: &mut Option<JoinHandle<Result<bool, JoinError>>>) -> bool {
+async fn join_check(check: &mut Option<Pin<Box<dyn Future<Output = bool>>>>) -> bool {
     match check {
-        Some(handle) => handle.await.unwrap_or(false),
+        Some(result) => result.as_mut().await,
         None => std::future::pending().await,
     }
 }

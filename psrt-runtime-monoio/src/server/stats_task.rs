@@ -52,9 +52,7 @@ async fn read_and_answer(shared: &Shared, stream: &mut TcpStream, conn: &mut Sta
         let info = shared.status_info();
         conn.handle_input(&mut shared.lock(), &info);
         if let Some(Action::CheckPassword(check)) = conn.poll_action() {
-            let ok = monoio::spawn_blocking(move || check.verify())
-                .await
-                .unwrap_or(false);
+            let ok = shared.verify(check).await;
             let info = shared.status_info();
             conn.password_checked(ok, &mut shared.lock(), &info);
         }

@@ -48,9 +48,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, socket: UdpSocket) {
 /// Finishes a datagram whose password had to be checked.
 async fn verify(shared: Arc<Shared>, socket: Rc<UdpSocket>, pending: UdpCheck, peer: SocketAddr) {
     let check = pending.check.clone();
-    let ok = monoio::spawn_blocking(move || check.verify())
-        .await
-        .unwrap_or(false);
+    let ok = shared.verify(check).await;
     let outcome = shared.lock().finish_datagram(pending, ok, Instant::now());
     if let UdpOutcome::Reply(ack) = outcome {
         reply(&socket, ack, peer).await;

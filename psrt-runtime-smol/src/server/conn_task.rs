@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Wake, Waker};
@@ -13,7 +14,7 @@ use psrt_proto::conn::{Action, Connection, DRAIN_RECHECK, Transport};
 use smol::channel::Sender;
 use smol::future::{FutureExt, pending};
 use smol::stream::StreamExt;
-use smol::{Async, Task, Timer};
+use smol::{Async, Timer};
 
 use super::Shared;
 use super::socket::{Socket, read_append, write_tx};
@@ -62,7 +63,7 @@ pub(crate) async fn serve<S: Socket>(
         Instant::now(),
     );
     let mut tx = TxBuf::new();
-    let mut check: Option<Task<bool>> = None;
+    let mut check: Option<Pin<Box<dyn Future<Output = bool> + Send>>> = None;
     let mut read_open = true;
     let mut stop = pin!(shared.stopped());
     let mut drain_deadline: Option<Instant> = None;
@@ -74,7 +75,7 @@ pub(crate) async fn serve<S: Socket>(
             if check.is_none()
                 && let Some(Action::CheckPassword(job)) = conn.poll_action()
             {
-                check = Some(super::verify(job));
+                check = Some(Box::pin(shared.verify(job)));
             }
             Shared::log_events(&mut broker);
         }
@@ -145,9 +146,9 @@ async fn when<F: Future>(enabled: bool, fut: F) -> F::Output {
 }
 
 /// The result of the running password check, if any.
-async fn join_check(check: &mut Option<Task<bool>>) -> bool {
+async fn join_check(check: &mut Option<Pin<Box<dyn Future<Output = bool> + Send>>>) -> bool {
     match check {
-        Some(task) => task.await,
+        Some(result) => result.as_mut().await,
         None => pending().await,
     }
 }

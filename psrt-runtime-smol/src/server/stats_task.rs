@@ -68,7 +68,7 @@ async fn read_and_answer(shared: &Shared, stream: &Async<TcpStream>, conn: &mut 
         let info = shared.status_info();
         conn.handle_input(&mut shared.lock(), &info);
         if let Some(Action::CheckPassword(check)) = conn.poll_action() {
-            let ok = super::verify(check).await;
+            let ok = shared.verify(check).await;
             let info = shared.status_info();
             conn.password_checked(ok, &mut shared.lock(), &info);
         }

@@ -42,7 +42,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, socket: Async<UdpSocket>) {
             UdpOutcome::Verify(pending) => {
                 let (task_shared, socket) = (shared.clone(), socket.clone());
                 shared.spawn(async move {
-                    let ok = super::verify(pending.check.clone()).await;
+                    let ok = task_shared.verify(pending.check.clone()).await;
                     let outcome = task_shared
                         .lock()
                         .finish_datagram(pending, ok, Instant::now());

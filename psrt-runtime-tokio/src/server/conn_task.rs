@@ -141,7 +141,12 @@ pub(crate) async fn serve<S: Socket>(
                         conn.handle_eof(&mut broker);
                     }
                     Ok(_) => conn.handle_input(&mut broker, Instant::now()),
-                    Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                    // Readiness can be stale (tokio clears it only on
+                    // WouldBlock): give back the buffer reserved for
+                    // nothing, or every idle socket keeps one.
+                    Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                        release_if_empty(conn.read_buf());
+                    }
                     Err(_) => {
                         read_open = false;
                         conn.handle_eof(&mut broker);
@@ -188,6 +193,13 @@ async fn write_some<W: AsyncWrite + Unpin>(writer: &mut W, tx: &TxBuf) -> std::i
         return Err(std::io::ErrorKind::WriteZero.into());
     }
     Ok(n)
+}
+
+/// Frees `buf`'s allocation when it holds no bytes.
+fn release_if_empty(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() > 0 {
+        *buf = BytesMut::new();
+    }
 }
 
 /// The result of a password check; a check that panicked counts as failed.
