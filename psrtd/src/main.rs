@@ -23,9 +23,9 @@ use tracing_subscriber::filter::LevelFilter;
 /// and packs per-connection blocks more tightly (measured figures in
 /// docs/reliability.md). It builds from C sources with `cc` in seconds;
 /// `--no-default-features` keeps the system allocator.
-#[cfg(feature = "mimalloc")]
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Command line of `psrtd`.
 #[derive(Debug, Parser)]

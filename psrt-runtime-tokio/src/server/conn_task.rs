@@ -230,48 +230,30 @@ mod tests {
     use super::*;
     use psrt_proto::spec::ServerSpec;
 
+    /// Every idle socket holds one boxed `serve` future: it was 3.4 KB
+    /// with TLS state inline and the `writev` slice array kept across the
+    /// await, and must not grow back.
     #[tokio::test]
-    async fn serve_future_size() {
-        let server =
-            super::super::Server::bind(ServerSpec::open("127.0.0.1:0".parse().expect("addr")))
-                .await
-                .expect("bind");
-        let addr = server.addrs().tcp[0];
-        let client = TcpStream::connect(addr).await.expect("connect");
-        let fut = serve(server.shared.clone(), client, Transport::Tcp, String::new());
-        eprintln!("SIZE serve future {}", std::mem::size_of_val(&fut));
-        eprintln!("SIZE Connection {}", std::mem::size_of::<Connection>());
-        let (r, mut w) = TcpStream::connect(addr).await.expect("c").into_split();
-        let n = Notify::new();
-        let mut st = server.shared.stopping.clone();
-        let tx = TxBuf::new();
-        let mut check: Option<JoinHandle<bool>> = None;
-        eprintln!(
-            "SIZE readable {}",
-            std::mem::size_of_val(&ReadHalf::readable(&r))
-        );
-        eprintln!(
-            "SIZE write_some {}",
-            std::mem::size_of_val(&write_some(&mut w, &tx))
-        );
-        eprintln!("SIZE notified {}", std::mem::size_of_val(&n.notified()));
-        eprintln!(
-            "SIZE join_check {}",
-            std::mem::size_of_val(&join_check(&mut check))
-        );
-        eprintln!(
-            "SIZE sleep_until {}",
-            std::mem::size_of_val(&sleep_until(None))
-        );
-        eprintln!(
-            "SIZE wait_for {}",
-            std::mem::size_of_val(&st.wait_for(|s| *s))
-        );
-        eprintln!("SIZE shutdown {}", std::mem::size_of_val(&w.shutdown()));
-        eprintln!("SIZE TxBuf {}", std::mem::size_of::<TxBuf>());
-        eprintln!(
-            "SIZE TlsSession {}",
-            std::mem::size_of::<psrt_proto::tls::TlsSession>()
-        );
+    async fn serve_future_stays_small() {
+        let addr = "127.0.0.1:0".parse().expect("address");
+        let server = super::super::Server::bind(ServerSpec::open(addr))
+            .await
+            .expect("bind");
+        let client = TcpStream::connect(server.addrs().tcp[0])
+            .await
+            .expect("connect");
+        let future = serve(server.shared.clone(), client, Transport::Tcp, String::new());
+        let size = std::mem::size_of_val(&future);
+        assert!(size <= 1536, "serve future is {size} bytes");
+    }
+
+    #[test]
+    fn empty_buffers_are_released_and_full_ones_kept() {
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        release_if_empty(&mut buf);
+        assert_eq!(buf.capacity(), 0);
+        buf.extend_from_slice(b"partial frame");
+        release_if_empty(&mut buf);
+        assert_eq!(&buf[..], b"partial frame");
     }
 }
