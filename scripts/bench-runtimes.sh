@@ -20,7 +20,7 @@ mkdir -p target/bench docs
 if [ "$skip_build" = 0 ]; then
   for rt in "${runtimes[@]}"; do
     echo "building psrtd with runtime-$rt (release)" >&2
-    cargo build -q --release -p psrtd --bin psrtd --no-default-features --features "runtime-$rt"
+    cargo build -q --release -p psrtd --bin psrtd --no-default-features --features "runtime-$rt,jemalloc"
     cp target/release/psrtd "target/bench/psrtd-$rt"
   done
   cargo build -q --release -p psrt-bench
