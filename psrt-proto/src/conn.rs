@@ -52,6 +52,16 @@ const INPUT_SLACK: usize = 64 * 1024;
 /// control socket when that happens, so drivers re-check this often.
 pub const DRAIN_RECHECK: Duration = Duration::from_millis(20);
 
+/// Makes room for `additional` more input bytes. When the buffer must grow
+/// it at least doubles: once decoded frames have been split off, `BytesMut`
+/// would otherwise grow a shared buffer by exactly what is asked, and a
+/// 1 MiB frame arriving in 64 KiB reads would be copied sixteen times.
+pub fn reserve_input(buf: &mut BytesMut, additional: usize) {
+    if buf.capacity() - buf.len() < additional {
+        buf.reserve(additional.max(buf.len()));
+    }
+}
+
 /// Server-wide settings every connection shares.
 #[derive(Debug, Clone)]
 pub struct ConnConfig {
@@ -207,6 +217,13 @@ impl Connection {
 
     /// Where the driver puts bytes read from the socket.
     pub fn read_buf(&mut self) -> &mut BytesMut {
+        &mut self.input
+    }
+
+    /// [`Self::read_buf`] with room for at least `additional` more bytes,
+    /// grown geometrically (see [`reserve_input`]).
+    pub fn read_buf_with(&mut self, additional: usize) -> &mut BytesMut {
+        reserve_input(&mut self.input, additional);
         &mut self.input
     }
 

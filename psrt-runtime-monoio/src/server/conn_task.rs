@@ -151,7 +151,7 @@ where
                 let mut broker = shared.lock();
                 match (read, reader.idle()) {
                     (Ok(n), Some((_, buf))) if n > 0 => {
-                        conn.read_buf().extend_from_slice(buf);
+                        conn.read_buf_with(buf.len()).extend_from_slice(buf);
                         conn.handle_input(&mut broker, Instant::now());
                     }
                     _ => {

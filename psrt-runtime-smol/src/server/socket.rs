@@ -6,6 +6,7 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
 
+use psrt_proto::conn::reserve_input;
 use psrt_proto::{BytesMut, TxBuf};
 
 /// Bytes read from a socket at a time.
@@ -66,6 +67,7 @@ pub(crate) fn read_append<S: Socket>(socket: &S, input: &mut BytesMut) -> io::Re
         scratch.resize(READ_CHUNK, 0);
         let n = socket.read_some(scratch)?;
         let read = scratch.get(..n).ok_or(io::ErrorKind::InvalidData)?;
+        reserve_input(input, read.len());
         input.extend_from_slice(read);
         Ok(n)
     })

@@ -129,9 +129,8 @@ pub(crate) async fn serve<S: Socket>(
         tokio::select! {
             ready = reader.readable(), if can_read => {
                 // Only now is a read buffer allocated: idle sockets hold none.
-                conn.read_buf().reserve(READ_CHUNK);
                 let read = match ready {
-                    Ok(()) => reader.try_read_buf(conn.read_buf()),
+                    Ok(()) => reader.try_read_buf(conn.read_buf_with(READ_CHUNK)),
                     Err(err) => Err(err),
                 };
                 let mut broker = shared.lock();
