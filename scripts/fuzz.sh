@@ -5,9 +5,13 @@
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #
-# New interesting inputs are added to fuzz/corpus/TARGET/; run
-# `cargo fuzz cmin --sanitizer none TARGET` before committing them. A crash
-# leaves its input in fuzz/artifacts/TARGET/ and stops the script.
+# The committed seed corpus fuzz/corpus/TARGET/ is only read: new
+# interesting inputs go to fuzz/target/grown/TARGET/ (outside git), which
+# later runs reuse. To promote some, `cargo fuzz cmin --sanitizer none
+# TARGET fuzz/target/grown/TARGET` and copy a few small ones over. A crash
+# leaves its input in fuzz/artifacts/TARGET/; the other targets still run
+# and the script exits non-zero at the end. The
+# summary table is also written to fuzz/target/fuzz-summary.txt.
 set -euo pipefail
 
 seconds="${1:-60}"
@@ -26,16 +30,20 @@ fi
 
 cargo fuzz build --sanitizer none
 
-logs="$(mktemp -d)"
-trap 'rm -rf "$logs"' EXIT
+logs="target/fuzz-logs"
+mkdir -p "$logs"
 summary=()
+failed=()
 for target in "${targets[@]}"; do
     echo "== $target: ${seconds}s"
     log="$logs/$target.log"
-    if ! cargo fuzz run --sanitizer none "$target" -- -max_total_time="$seconds" >"$log" 2>&1; then
+    grown="target/grown/$target"
+    mkdir -p "$grown"
+    if ! cargo fuzz run --sanitizer none "$target" "$grown" "corpus/$target" \
+        -- -max_total_time="$seconds" >"$log" 2>&1; then
         tail -n 40 "$log"
         echo "== $target FAILED; the input is in fuzz/artifacts/$target/" >&2
-        exit 1
+        failed+=("$target")
     fi
     # libFuzzer's final line: "Done N runs in S second(s)".
     runs="$(grep -Eo 'Done [0-9]+ runs in [0-9]+ second' "$log" | tail -n 1 | grep -Eo '[0-9]+ runs' || echo '? runs')"
@@ -43,6 +51,11 @@ for target in "${targets[@]}"; do
     summary+=("$(printf '%-14s %14s  %s' "$target" "$runs" "$cov")")
 done
 
-echo
-echo "target          executions      coverage (in ${seconds}s each)"
-printf '%s\n' "${summary[@]}"
+{
+    echo "target          executions      coverage (in ${seconds}s each, $(date -u +%F))"
+    printf '%s\n' "${summary[@]}"
+} | tee target/fuzz-summary.txt
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo "crashed: ${failed[*]}" >&2
+    exit 1
+fi
