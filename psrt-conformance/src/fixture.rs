@@ -127,7 +127,8 @@ impl SwappableAuth {
     }
 }
 
-/// A fresh CA and a server certificate for `localhost` it issued.
+/// A fresh CA and a server certificate it issued for `localhost` and
+/// `127.0.0.1` (clients that connect by address verify the IP).
 pub struct Pki {
     /// The CA certificate clients trust.
     pub ca_pem: String,
@@ -151,7 +152,8 @@ pub fn pki() -> Pki {
         .push(DnType::CommonName, "psrt conformance CA");
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA cert");
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("server key");
-    let params = CertificateParams::new(vec!["localhost".to_owned()]).expect("server params");
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let params = CertificateParams::new(names).expect("server params");
     let cert = params.signed_by(&key, &ca).expect("server cert");
     Pki {
         ca_pem: ca.pem(),

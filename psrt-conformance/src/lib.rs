@@ -15,11 +15,15 @@
 //! psrt_conformance::conformance_suite!(start);
 //! ```
 //!
+//! The same crate holds [`client_suite!`], the shared tests of the
+//! runtimes' async clients (see [`client_suite`]).
+//!
 //! Every case bounds each read with a timeout, binds only `127.0.0.1:0`
 //! and keeps its files in a temporary directory removed at the end.
 
 pub mod cases;
 pub mod client;
+pub mod client_suite;
 pub mod fixture;
 pub mod tls_client;
 
@@ -39,6 +43,24 @@ pub struct Addrs {
     pub unix: Option<PathBuf>,
     /// The stats HTTP listener, when the spec asked for one.
     pub stats: Option<SocketAddr>,
+}
+
+impl Addrs {
+    /// The first address of each kind from a driver's lists of what it
+    /// bound; panics if there is no TCP listener.
+    pub fn first_of(
+        tcp: &[SocketAddr],
+        udp: &[SocketAddr],
+        unix: &[PathBuf],
+        stats: Option<SocketAddr>,
+    ) -> Addrs {
+        Addrs {
+            tcp: *tcp.first().expect("a TCP listener"),
+            udp: udp.first().copied(),
+            unix: unix.first().cloned(),
+            stats,
+        }
+    }
 }
 
 /// A server started by a runtime driver for one case.

@@ -8,11 +8,16 @@
 //!   [`Message`]s, with beacons swallowed and a silence deadline.
 //!
 //! Around them, the runtime-independent parts of every runtime crate's
-//! async client: [`ClientOptions`] and [`TlsOptions`], [`Target`] parsing,
+//! async client: [`ClientOptions`] and [`TlsOptions`], [`Target`] parsing
+//! and the socket-free connect steps ([`ConnectPlan`]),
 //! [`SessionError`] (re-exported by the runtimes as `ClientError`), the
-//! request/reply bookkeeping of the control task ([`ControlSession`]) and
-//! UDP datagram building ([`UdpPublisher`]). A runtime crate only adds
-//! sockets, timers, channels and tasks.
+//! request/reply bookkeeping of the control task ([`ControlSession`]), the
+//! data task's readiness ([`DataSession`]), the handles' shared state
+//! ([`ClientHandle`], [`SessionEnd`],
+//! [`client_request_methods!`](crate::client_request_methods)) and UDP
+//! datagram building ([`UdpPublisher`]). A runtime crate only adds
+//! sockets, timers, channels and tasks, and names its reply channels
+//! through [`Waiters`].
 //!
 //! Both speak plain TCP or TLS (a [`TlsSession`] made with
 //! [`TlsSession::client`]): the three greeting bytes always go in plaintext
@@ -36,7 +41,11 @@ use crate::wire::push::{self, Push};
 use crate::wire::request::{self, DataHello, Greeting};
 use crate::wire::{SocketKind, Token, WireError, op, status};
 
+mod connect;
+mod data_session;
+mod driver;
 mod error;
+mod handle;
 mod options;
 mod session;
 mod target;
@@ -44,13 +53,17 @@ mod target;
 mod tests;
 mod udp_publisher;
 
+pub use connect::ConnectPlan;
+pub use data_session::DataSession;
+pub use driver::{ReadOutcome, Waiters};
 pub use error::{SessionError, status_result};
+pub use handle::{ClientHandle, SessionEnd};
 pub use options::{
     COMMAND_QUEUE, ClientOptions, MAX_IOV, MAX_PENDING_WRITE, PRIORITY, READ_CHUNK, TlsOptions,
 };
-pub use session::{ControlSession, Request, SessionOutput};
+pub use session::{ControlSession, Request};
 pub use target::{DEFAULT_PORT, Target};
-pub use udp_publisher::{ACK_BUF, UdpAuth, UdpPublisher, ack_status, local_bind_addr};
+pub use udp_publisher::{ACK_BUF, UdpAuth, UdpPublisher, ack_status};
 
 /// Requests a [`ControlClient`] keeps in flight at most unless told
 /// otherwise with [`ControlClient::with_max_in_flight`].

@@ -52,13 +52,10 @@ mod udp;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use psrt_proto::Bytes;
-use psrt_proto::client::{COMMAND_QUEUE, Request, Target};
-use psrt_proto::tls::TlsSession;
+use psrt_proto::client::{COMMAND_QUEUE, ClientHandle, ConnectPlan, Request};
 use psrt_proto::wire::Token;
 use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt;
@@ -70,7 +67,7 @@ pub use psrt_proto::client::{
 pub use psrt_proto::udp::Cipher;
 pub use udp::UdpClient;
 
-use control::{Command, ControlTask, ReplyTx};
+use control::Command;
 use io::Stream;
 
 /// A logged-in PSRT session.
@@ -81,10 +78,7 @@ use io::Stream;
 /// says BYE itself).
 #[derive(Debug, Clone)]
 pub struct Client {
-    commands: Sender<Command>,
-    messages: Arc<Mutex<Option<Receiver<Message>>>>,
-    /// Why the control task ended, once it has.
-    ended: Arc<OnceLock<String>>,
+    shared: ClientHandle<Sender<Command>, Receiver<Message>>,
 }
 
 /// The pending reply to a request sent with [`Client::publish_nowait`]:
@@ -100,9 +94,10 @@ impl Future for Ticket {
     type Output = Result<(), ClientError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.reply.as_mut().poll_next(cx).map(|answer| {
-            answer.unwrap_or_else(|| Err(ClientError::Disconnected("the session ended".into())))
-        })
+        self.reply
+            .as_mut()
+            .poll_next(cx)
+            .map(|answer| answer.unwrap_or_else(|| Err(ClientError::session_ended())))
     }
 }
 
@@ -117,159 +112,70 @@ impl Client {
             smol::Timer::after(timeout).await;
             Err(ClientError::Timeout(timeout))
         };
-        connect(addr, options).or(expired).await
+        connect(ConnectPlan::new(addr, options)?).or(expired).await
     }
 
     /// The receiver of pushed messages; `Some` only on the first call (and
     /// never for a publish-only client). Its `recv` fails once the data
     /// socket has closed and every message was read.
     pub fn take_messages(&self) -> Option<Receiver<Message>> {
-        self.messages
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()
+        self.shared.take_messages()
     }
 
-    /// Publishes `payload` to `topic` and waits for the server's answer.
-    pub async fn publish(&self, topic: &str, payload: impl Into<Bytes>) -> Result<(), ClientError> {
-        self.publish_nowait(topic, payload).await?.await
-    }
-
-    /// Sends a publish without waiting for its answer; await the returned
-    /// [`Ticket`] for it. Waits only while the request queue is full, so
-    /// many publishes can be in flight.
-    pub async fn publish_nowait(
-        &self,
-        topic: &str,
-        payload: impl Into<Bytes>,
-    ) -> Result<Ticket, ClientError> {
-        let request = Request::Publish {
-            topic: topic.to_owned(),
-            payload: payload.into(),
-        };
-        self.send(request).await
-    }
-
-    /// Subscribes to one topic filter (`+` and `#` wildcards allowed).
-    pub async fn subscribe(&self, filter: &str) -> Result<(), ClientError> {
-        self.subscribe_bulk(&[filter]).await
-    }
-
-    /// Subscribes to several filters in one request; the server stops at
-    /// the first refused one (earlier ones stay applied).
-    pub async fn subscribe_bulk(&self, filters: &[&str]) -> Result<(), ClientError> {
-        self.send(Request::Subscribe(owned(filters))).await?.await
-    }
-
-    /// Unsubscribes from one topic filter.
-    pub async fn unsubscribe(&self, filter: &str) -> Result<(), ClientError> {
-        self.unsubscribe_bulk(&[filter]).await
-    }
-
-    /// Unsubscribes from several filters in one request.
-    pub async fn unsubscribe_bulk(&self, filters: &[&str]) -> Result<(), ClientError> {
-        self.send(Request::Unsubscribe(owned(filters))).await?.await
-    }
-
-    /// Ends the session for every clone: requests already sent are
-    /// answered first, then the server confirms and closes both sockets.
-    pub async fn bye(self) -> Result<(), ClientError> {
-        self.send(Request::Bye).await?.await
-    }
+    psrt_proto::client_request_methods!(Ticket, ClientError);
 
     /// Hands a request to the control task and returns its reply ticket.
     async fn send(&self, request: Request) -> Result<Ticket, ClientError> {
-        let (reply, ticket): (ReplyTx, _) = channel::bounded(1);
-        if self.commands.send((request, reply)).await.is_err() {
-            return Err(self.disconnected());
+        let (reply, ticket) = channel::bounded(1);
+        if self.shared.commands().send((request, reply)).await.is_err() {
+            return Err(self.shared.ended_error());
         }
         Ok(Ticket {
             reply: Box::pin(ticket),
         })
     }
-
-    /// The error for a request after the session ended.
-    fn disconnected(&self) -> ClientError {
-        let reason = self.ended.get().map_or("the session ended", String::as_str);
-        ClientError::Disconnected(reason.to_owned())
-    }
-}
-
-fn owned(filters: &[&str]) -> Vec<String> {
-    filters.iter().map(|f| (*f).to_owned()).collect()
 }
 
 /// The connection steps of [`Client::connect`], without the overall
 /// timeout.
-async fn connect(addr: &str, options: ClientOptions) -> Result<Client, ClientError> {
-    let target = Target::parse(addr);
-    let [control_tls, data_tls] = options.tls_sessions(&target)?;
-    let (token, commands, ended) = start_control(addr, &target, control_tls, &options).await?;
-    let messages = if options.data_socket {
-        Some(start_data(addr, &target, data_tls, &options, token).await?)
-    } else {
-        None
-    };
-    Ok(Client {
-        commands,
-        messages: Arc::new(Mutex::new(messages)),
-        ended,
-    })
-}
-
-/// Opens a socket, naming the target in the error.
-async fn open(addr: &str, target: &Target) -> Result<Stream, ClientError> {
-    Stream::open(target)
-        .await
-        .map_err(|source| ClientError::Connect {
-            addr: addr.to_owned(),
-            source,
-        })
+async fn connect(mut plan: ConnectPlan) -> Result<Client, ClientError> {
+    let (token, commands) = start_control(&mut plan).await?;
+    let messages = start_data(&mut plan, token).await?;
+    let shared = plan.into_handle(commands, messages);
+    Ok(Client { shared })
 }
 
 /// Opens the control socket, spawns its task and waits for the login.
-async fn start_control(
-    addr: &str,
-    target: &Target,
-    tls: Option<TlsSession>,
-    options: &ClientOptions,
-) -> Result<(Token, Sender<Command>, Arc<OnceLock<String>>), ClientError> {
-    let stream = open(addr, target).await?;
-    let control = options.control_client(tls, Instant::now())?;
-    let (commands, command_rx) = channel::bounded(COMMAND_QUEUE);
+async fn start_control(plan: &mut ConnectPlan) -> Result<(Token, Sender<Command>), ClientError> {
+    let stream = plan.opened(Stream::open(plan.target()).await)?;
     let (login, login_rx) = channel::bounded(1);
-    let ended = Arc::new(OnceLock::new());
-    let task = ControlTask::new(
-        control,
-        command_rx,
-        login,
-        options.max_in_flight,
-        ended.clone(),
-    );
-    smol::spawn(task.run(stream)).detach();
+    let session = plan.control_session(login, Instant::now())?;
+    let (commands, command_rx) = channel::bounded(COMMAND_QUEUE);
+    smol::spawn(control::run(stream, session, command_rx)).detach();
     let token = login_rx
         .recv()
         .await
-        .map_err(|_| ClientError::Disconnected("the control task ended".into()))??;
-    Ok((token, commands, ended))
+        .map_err(|_| ClientError::session_ended())??;
+    Ok((token, commands))
 }
 
-/// Opens the data socket, spawns its task and waits for the server's OK.
+/// Opens the data socket, spawns its task and waits for the server's OK;
+/// `None` for a publish-only client.
 async fn start_data(
-    addr: &str,
-    target: &Target,
-    tls: Option<TlsSession>,
-    options: &ClientOptions,
+    plan: &mut ConnectPlan,
     token: Token,
-) -> Result<Receiver<Message>, ClientError> {
-    let stream = open(addr, target).await?;
-    let data = options.data_client(token, tls, Instant::now());
-    let (messages, message_rx) = channel::bounded(options.queue_capacity());
+) -> Result<Option<Receiver<Message>>, ClientError> {
+    if !plan.wants_data_socket() {
+        return Ok(None);
+    }
+    let stream = plan.opened(Stream::open(plan.target()).await)?;
     let (ready, ready_rx) = channel::bounded(1);
-    smol::spawn(data::run(stream, data, messages, ready)).detach();
+    let session = plan.data_session(token, ready, Instant::now());
+    let (messages, message_rx) = channel::bounded(plan.queue_capacity());
+    smol::spawn(data::run(stream, session, messages)).detach();
     ready_rx
         .recv()
         .await
-        .map_err(|_| ClientError::Disconnected("the data task ended".into()))??;
-    Ok(message_rx)
+        .map_err(|_| ClientError::session_ended())??;
+    Ok(Some(message_rx))
 }

@@ -2,52 +2,8 @@
 //! server: each case runs its own server on `spec.workers` threads, the
 //! way the daemon does.
 
-use std::thread::JoinHandle;
+mod support;
 
-use psrt_conformance::{Addrs, RunningServer, conformance_suite};
-use psrt_proto::spec::ServerSpec;
-use psrt_runtime_smol::server::{Server, ServerHandle};
+use psrt_conformance::conformance_suite;
 
-/// A smol server running on its own threads.
-struct SmolServer {
-    addrs: Addrs,
-    handle: ServerHandle,
-    thread: JoinHandle<()>,
-}
-
-impl RunningServer for SmolServer {
-    fn addrs(&self) -> &Addrs {
-        &self.addrs
-    }
-
-    fn reload(&self) -> Result<(), String> {
-        smol::block_on(self.handle.reload())
-    }
-
-    fn stop(self: Box<Self>) {
-        self.handle.stop();
-        self.thread.join().expect("server thread");
-    }
-}
-
-/// Binds `spec` and serves it on `spec.workers` threads until stopped.
-fn start(spec: ServerSpec) -> Box<dyn RunningServer> {
-    let workers = spec.workers;
-    let server = smol::block_on(Server::bind(spec)).expect("bind");
-    let bound = server.addrs().clone();
-    let addrs = Addrs {
-        tcp: bound.tcp[0],
-        udp: bound.udp.first().copied(),
-        unix: bound.unix.first().cloned(),
-        stats: bound.stats,
-    };
-    let handle = server.handle();
-    let thread = std::thread::spawn(move || server.run_on_threads(workers));
-    Box::new(SmolServer {
-        addrs,
-        handle,
-        thread,
-    })
-}
-
-conformance_suite!(start);
+conformance_suite!(support::start);

@@ -50,6 +50,14 @@ pub enum SessionError {
     Udp(#[from] UdpError),
 }
 
+impl SessionError {
+    /// The session ended with no more specific reason known (a reply
+    /// channel closed unanswered, or the reason is not recorded yet).
+    pub fn session_ended() -> Self {
+        SessionError::Disconnected("the session ended".into())
+    }
+}
+
 /// Maps a reply status to the outcome of a request: `OK` succeeds,
 /// `ERR_ACCESS` is [`SessionError::AccessDenied`], anything else
 /// [`SessionError::Refused`].

@@ -1,15 +1,16 @@
 //! The request bookkeeping of an async client's control task, shared by
 //! every runtime: requests from the handles go into the [`ControlClient`],
-//! and each reply goes back to the handle that asked, in order.
+//! each reply goes back to the handle that asked, in order, and when the
+//! session ends every caller still waiting learns why.
 
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::{ClientEvent, ControlClient, MAX_PENDING_WRITE, PRIORITY, RequestId};
-use super::{SessionError, status_result};
-use crate::wire::Token;
+use super::{ReadOutcome, SessionEnd, SessionError, Waiters, status_result};
+use crate::txbuf::TxBuf;
 
 /// A request from a client handle, before the state machine numbers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,60 +30,100 @@ pub enum Request {
     Bye,
 }
 
-/// What a [`ControlSession`] tells its driver.
-#[derive(Debug)]
-pub enum SessionOutput<R> {
-    /// The login succeeded; the token opens the data socket.
-    LoggedIn(Token),
-    /// A request was answered: send `result` through `reply`.
-    Answered {
-        /// The reply handle given with the request.
-        reply: R,
-        /// The outcome of the request.
-        result: Result<(), SessionError>,
-    },
+impl Request {
+    /// A publish, from the borrowed arguments of a handle's method.
+    pub fn publish(topic: &str, payload: impl Into<Bytes>) -> Self {
+        Request::Publish {
+            topic: topic.to_owned(),
+            payload: payload.into(),
+        }
+    }
+
+    /// A bulk subscribe, from the borrowed arguments of a handle's method.
+    pub fn subscribe(filters: &[&str]) -> Self {
+        Request::Subscribe(owned(filters))
+    }
+
+    /// A bulk unsubscribe, from the borrowed arguments of a handle's method.
+    pub fn unsubscribe(filters: &[&str]) -> Self {
+        Request::Unsubscribe(owned(filters))
+    }
 }
 
-/// A [`ControlClient`] plus the reply handles (`R`: a one-shot sender of
-/// whichever runtime) of the requests awaiting answers.
+/// A [`ControlClient`] plus the callers waiting on it: the login waiter
+/// and the reply handles of the requests awaiting answers, answered
+/// through `W`.
 ///
-/// Driver loop: write what `control().poll_transmit` queues; stop once
-/// [`is_finished`](Self::is_finished); take a request from the handles
-/// only while [`wants_requests`](Self::wants_requests) and pass it to
-/// [`handle_request`](Self::handle_request) (or call
+/// Driver loop: write what [`poll_transmit`](Self::poll_transmit) queues;
+/// stop once [`is_finished`](Self::is_finished) and the queue is written;
+/// read only while [`wants_input`](Self::wants_input) and pass what the
+/// read brought to [`handle_read`](Self::handle_read); take a request from
+/// the handles only while [`wants_requests`](Self::wants_requests) and pass
+/// it to [`handle_request`](Self::handle_request) (or call
 /// [`handle_handles_dropped`](Self::handle_handles_dropped) when the
-/// request channel closed); feed socket input and timeouts to
-/// [`control`](Self::control); after every step drain
-/// [`poll_output`](Self::poll_output). When the task ends, fail every
-/// handle left in [`drain_waiters`](Self::drain_waiters).
+/// request channel closed); call [`handle_timeout`](Self::handle_timeout)
+/// at [`poll_timeout`](Self::poll_timeout). When the loop ends, pass its
+/// outcome to [`end`](Self::end).
 #[derive(Debug)]
-pub struct ControlSession<R> {
+pub struct ControlSession<W: Waiters> {
     control: ControlClient,
+    /// Receives the token (or why the login failed), once.
+    login: Option<W::Login>,
     /// Requests awaiting replies, oldest first (replies come in order).
-    waiters: VecDeque<(RequestId, R)>,
+    waiters: VecDeque<(RequestId, W::Reply)>,
     max_in_flight: usize,
+    /// Where the handles read why the session ended.
+    ended: SessionEnd,
     /// The handles are gone or BYE was sent: take no more requests.
     closing: bool,
     /// The server ended the session.
     closed: bool,
+    /// The socket's read side ended.
+    eof: bool,
 }
 
-impl<R> ControlSession<R> {
-    /// Bookkeeping for `control`; `max_in_flight` (at least 1) bounds the
-    /// requests awaiting replies.
-    pub fn new(control: ControlClient, max_in_flight: usize) -> Self {
+impl<W: Waiters> ControlSession<W> {
+    /// Bookkeeping for `control`: `login` learns the login's outcome,
+    /// `max_in_flight` (at least 1) bounds the requests awaiting replies
+    /// and `ended` receives the reason the session ended.
+    pub fn new(
+        control: ControlClient,
+        login: W::Login,
+        max_in_flight: usize,
+        ended: SessionEnd,
+    ) -> Self {
         Self {
             control,
+            login: Some(login),
             waiters: VecDeque::new(),
             max_in_flight: max_in_flight.max(1),
+            ended,
             closing: false,
             closed: false,
+            eof: false,
         }
     }
 
-    /// The state machine, for socket input, timeouts and transmits.
+    /// The state machine, for what the session does not wrap (keep-alive
+    /// NOPs in tests, inspection).
     pub fn control(&mut self) -> &mut ControlClient {
         &mut self.control
+    }
+
+    /// The buffer socket reads append to.
+    pub fn read_buf(&mut self) -> &mut BytesMut {
+        self.control.read_buf()
+    }
+
+    /// Where the handles read why the session ended (set by
+    /// [`end`](Self::end)).
+    pub fn ended(&self) -> &SessionEnd {
+        &self.ended
+    }
+
+    /// Whether to keep reading: not after the read side ended.
+    pub fn wants_input(&self) -> bool {
+        !self.eof
     }
 
     /// Whether to take another request, given `pending_write` bytes not
@@ -100,15 +141,40 @@ impl<R> ControlSession<R> {
         self.closed
     }
 
-    /// Issues `request`. A refusal by the state machine (invalid topic,
-    /// session closing) comes back at once, with its reply handle.
-    #[must_use = "a refused request must be answered through its handle"]
-    pub fn handle_request(
-        &mut self,
-        request: Request,
-        reply: R,
-        now: Instant,
-    ) -> Option<(R, SessionError)> {
+    /// When [`handle_timeout`](Self::handle_timeout) is due next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.control.poll_timeout()
+    }
+
+    /// Queues what the state machine has to send.
+    pub fn poll_transmit(&mut self, tx: &mut TxBuf) {
+        self.control.poll_transmit(tx);
+    }
+
+    /// Takes what a read brought: bytes in [`read_buf`](Self::read_buf),
+    /// or the end of the stream. Answers the waiters it settles.
+    pub fn handle_read(&mut self, read: ReadOutcome, now: Instant) -> Result<(), SessionError> {
+        match read {
+            ReadOutcome::Data => self.control.handle_input(now)?,
+            ReadOutcome::Eof => {
+                self.eof = true;
+                self.control.handle_eof()?;
+            }
+        }
+        self.deliver();
+        Ok(())
+    }
+
+    /// The deadline of [`poll_timeout`](Self::poll_timeout) passed.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
+        self.control.handle_timeout(now)?;
+        self.deliver();
+        Ok(())
+    }
+
+    /// Issues `request`; a refusal by the state machine (invalid topic,
+    /// session closing) is answered through `reply` at once.
+    pub fn handle_request(&mut self, request: Request, reply: W::Reply, now: Instant) {
         let issued = match request {
             Request::Publish { topic, payload } => {
                 self.control.publish(&topic, &payload, PRIORITY, now)
@@ -121,11 +187,8 @@ impl<R> ControlSession<R> {
             }
         };
         match issued {
-            Ok(id) => {
-                self.waiters.push_back((id, reply));
-                None
-            }
-            Err(err) => Some((reply, err.into())),
+            Ok(id) => self.waiters.push_back((id, reply)),
+            Err(err) => W::answer(reply, Err(err.into())),
         }
     }
 
@@ -138,32 +201,57 @@ impl<R> ControlSession<R> {
         }
     }
 
-    /// The next login or answer for the driver to deliver.
-    pub fn poll_output(&mut self) -> Option<SessionOutput<R>> {
+    /// Ends the session with the outcome of the driver's loop: records the
+    /// reason for the handles and fails every caller still waiting with
+    /// it. Returns the reason of a failure no waiter was told (the login
+    /// had succeeded), for the driver to log.
+    pub fn end(&mut self, outcome: Result<(), SessionError>) -> Option<String> {
+        let (reason, untold) = match outcome {
+            Ok(()) => (String::from("the session ended"), None),
+            Err(err) => {
+                let reason = err.to_string();
+                match self.login.take() {
+                    Some(login) => {
+                        W::login(login, Err(err));
+                        (reason, None)
+                    }
+                    None => (reason.clone(), Some(reason)),
+                }
+            }
+        };
+        self.ended.set(reason);
+        for (_, reply) in self.waiters.drain(..) {
+            W::answer(reply, Err(self.ended.error()));
+        }
+        if let Some(login) = self.login.take() {
+            W::login(login, Err(self.ended.error()));
+        }
+        untold
+    }
+
+    /// Hands every login and answer the state machine produced to its
+    /// waiter.
+    fn deliver(&mut self) {
         while let Some(event) = self.control.poll_event() {
             match event {
-                ClientEvent::LoggedIn { token } => return Some(SessionOutput::LoggedIn(token)),
+                ClientEvent::LoggedIn { token } => {
+                    if let Some(login) = self.login.take() {
+                        W::login(login, Ok(token));
+                    }
+                }
                 ClientEvent::Reply { id, status } => {
                     if let Some(reply) = self.take_waiter(id) {
-                        let result = status_result(status);
-                        return Some(SessionOutput::Answered { reply, result });
+                        W::answer(reply, status_result(status));
                     }
                 }
                 ClientEvent::Closed => self.closed = true,
             }
         }
-        None
-    }
-
-    /// The reply handles of every unanswered request, to fail them when
-    /// the session ends.
-    pub fn drain_waiters(&mut self) -> impl Iterator<Item = R> + '_ {
-        self.waiters.drain(..).map(|(_, reply)| reply)
     }
 
     /// The waiter of `id`; keep-alive NOPs and a BYE sent for dropped
     /// handles have none.
-    fn take_waiter(&mut self, id: RequestId) -> Option<R> {
+    fn take_waiter(&mut self, id: RequestId) -> Option<W::Reply> {
         if self.waiters.front().is_some_and(|(first, _)| *first == id) {
             return self.waiters.pop_front().map(|(_, reply)| reply);
         }
@@ -174,4 +262,9 @@ impl<R> ControlSession<R> {
 /// Borrows owned filters as the `&[&str]` the state machine takes.
 fn as_strs(filters: &[String]) -> Vec<&str> {
     filters.iter().map(String::as_str).collect()
+}
+
+/// Owns borrowed filters for a [`Request`].
+fn owned(filters: &[&str]) -> Vec<String> {
+    filters.iter().map(|f| (*f).to_owned()).collect()
 }

@@ -1,6 +1,8 @@
 //! The client state machines against hand-written server byte sequences
 //! (the exact bytes of PROTOCOL.md), plain and inside TLS.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -731,117 +733,272 @@ proptest! {
     }
 }
 
-/// A logged-in [`ControlSession`] whose reply handles are plain numbers.
-fn session(now: Instant, max_in_flight: usize) -> ControlSession<u32> {
-    ControlSession::new(logged_in(now), max_in_flight)
+/// Where the test [`Waiters`] record answers: `(handle, outcome)`.
+type Log = Rc<RefCell<Vec<(u32, Result<(), String>)>>>;
+
+/// Where the test [`Waiters`] record the login's outcome.
+type LoginLog = Rc<RefCell<Vec<Result<Token, String>>>>;
+
+/// Waiters that record every answer, for assertions.
+struct Recorded;
+
+impl Waiters for Recorded {
+    type Reply = (u32, Log);
+    type Login = LoginLog;
+
+    fn answer((handle, log): Self::Reply, result: Result<(), SessionError>) {
+        log.borrow_mut()
+            .push((handle, result.map_err(|e| e.to_string())));
+    }
+
+    fn login(login: Self::Login, result: Result<Token, SessionError>) {
+        login.borrow_mut().push(result.map_err(|e| e.to_string()));
+    }
 }
 
-/// Every output of `session`, answers as `(handle, ok?)`.
-fn answers(session: &mut ControlSession<u32>) -> Vec<(u32, Result<(), String>)> {
-    std::iter::from_fn(|| session.poll_output())
-        .map(|output| match output {
-            SessionOutput::Answered { reply, result } => (reply, result.map_err(|e| e.to_string())),
-            SessionOutput::LoggedIn(_) => panic!("a second login"),
-        })
-        .collect()
+/// A session over `control`, with its logs and the end reason it records.
+struct Harness {
+    session: ControlSession<Recorded>,
+    answers: Log,
+    login: LoginLog,
+    ended: SessionEnd,
+}
+
+impl Harness {
+    fn new(control: ControlClient, max_in_flight: usize) -> Self {
+        let login = LoginLog::default();
+        let ended = SessionEnd::new();
+        Self {
+            session: ControlSession::new(control, login.clone(), max_in_flight, ended.clone()),
+            answers: Log::default(),
+            login,
+            ended,
+        }
+    }
+
+    /// A session logged in through its own input.
+    fn logged_in(now: Instant, max_in_flight: usize) -> Self {
+        let mut client = ControlClient::new("", b"", None, TIMEOUT, now).expect("client");
+        transmit_control(&mut client);
+        let mut harness = Self::new(client, max_in_flight);
+        let mut server = CONTROL_REPLY.to_vec();
+        server.extend_from_slice(&TOKEN);
+        harness.feed(&server, now).expect("login");
+        harness
+    }
+
+    /// Issues `request` with reply handle `handle`.
+    fn request(&mut self, request: Request, handle: u32, now: Instant) {
+        let reply = (handle, self.answers.clone());
+        self.session.handle_request(request, reply, now);
+    }
+
+    /// Feeds server bytes through the session.
+    fn feed(&mut self, bytes: &[u8], now: Instant) -> Result<(), SessionError> {
+        self.session.read_buf().extend_from_slice(bytes);
+        self.session.handle_read(ReadOutcome::Data, now)
+    }
+
+    /// The answers given since the last call.
+    fn answers(&self) -> Vec<(u32, Result<(), String>)> {
+        self.answers.borrow_mut().drain(..).collect()
+    }
 }
 
 fn publish_request(topic: &str) -> Request {
-    Request::Publish {
-        topic: topic.into(),
-        payload: Bytes::from_static(b"p"),
-    }
+    Request::publish(topic, Bytes::from_static(b"p"))
+}
+
+#[test]
+fn requests_own_the_handles_arguments() {
+    assert_eq!(
+        publish_request("a"),
+        Request::Publish {
+            topic: "a".into(),
+            payload: Bytes::from_static(b"p"),
+        }
+    );
+    assert_eq!(
+        Request::subscribe(&["a/#", "b"]),
+        Request::Subscribe(vec!["a/#".into(), "b".into()])
+    );
+    assert_eq!(
+        Request::unsubscribe(&["c"]),
+        Request::Unsubscribe(vec!["c".into()])
+    );
 }
 
 #[test]
 fn session_reports_the_login() {
     let now = start();
-    let mut client = ControlClient::new("", b"", None, TIMEOUT, now).expect("client");
-    transmit_control(&mut client);
-    let mut session: ControlSession<u32> = ControlSession::new(client, 8);
-    let mut server = CONTROL_REPLY.to_vec();
-    server.extend_from_slice(&TOKEN);
-    feed_control(session.control(), &server, now).expect("login");
-    assert!(matches!(
-        session.poll_output(),
-        Some(SessionOutput::LoggedIn(token)) if token == TOKEN
-    ));
-    assert!(session.poll_output().is_none());
+    let mut harness = Harness::logged_in(now, 8);
+    assert_eq!(*harness.login.borrow(), [Ok(TOKEN)]);
+    assert_eq!(harness.session.end(Ok(())), None);
+    assert_eq!(
+        harness.login.borrow().len(),
+        1,
+        "the login is answered once"
+    );
 }
 
 #[test]
 fn session_answers_each_handle_in_order_and_swallows_keep_alives() {
     let now = start();
-    let mut session = session(now, 8);
-    assert!(
-        session
-            .handle_request(publish_request("a"), 1, now)
-            .is_none()
-    );
-    session.control().nop(now).expect("keep-alive");
-    let filters = vec!["x/#".to_owned()];
-    assert!(
-        session
-            .handle_request(Request::Subscribe(filters), 2, now)
-            .is_none()
-    );
-    feed_control(session.control(), &[status::OK, status::OK], now).expect("replies");
-    assert_eq!(answers(&mut session), [(1, Ok(()))]);
-    feed_control(session.control(), &[status::ERR_ACCESS], now).expect("reply");
-    assert_eq!(answers(&mut session), [(2, Err("access denied".into()))]);
+    let mut harness = Harness::logged_in(now, 8);
+    harness.request(publish_request("a"), 1, now);
+    harness.session.control().nop(now).expect("keep-alive");
+    harness.request(Request::subscribe(&["x/#"]), 2, now);
+    harness
+        .feed(&[status::OK, status::OK], now)
+        .expect("replies");
+    assert_eq!(harness.answers(), [(1, Ok(()))]);
+    harness.feed(&[status::ERR_ACCESS], now).expect("reply");
+    assert_eq!(harness.answers(), [(2, Err("access denied".into()))]);
 }
 
 #[test]
-fn session_hands_refused_requests_straight_back() {
+fn session_answers_refused_requests_at_once() {
     let now = start();
-    let mut session = session(now, 8);
-    let refused = session.handle_request(publish_request("a\0b"), 7, now);
-    assert!(matches!(
-        refused,
-        Some((7, SessionError::Protocol(ClientError::NulInTopic)))
-    ));
-    assert_eq!(session.drain_waiters().count(), 0);
+    let mut harness = Harness::logged_in(now, 8);
+    harness.request(publish_request("a\0b"), 7, now);
+    assert_eq!(
+        harness.answers(),
+        [(7, Err(ClientError::NulInTopic.to_string()))]
+    );
+    assert!(harness.session.wants_requests(0));
+    assert_eq!(harness.session.end(Ok(())), None);
+    assert!(harness.answers().is_empty(), "no waiter was left");
 }
 
 #[test]
 fn session_takes_requests_only_within_its_bounds() {
     let now = start();
-    let mut session = session(now, 1);
-    assert!(session.wants_requests(0));
-    assert!(!session.wants_requests(MAX_PENDING_WRITE));
-    assert!(
-        session
-            .handle_request(publish_request("a"), 1, now)
-            .is_none()
+    let mut harness = Harness::logged_in(now, 1);
+    assert!(harness.session.wants_requests(0));
+    assert!(!harness.session.wants_requests(MAX_PENDING_WRITE));
+    harness.request(publish_request("a"), 1, now);
+    assert!(!harness.session.wants_requests(0));
+    harness.session.end(Ok(()));
+    assert_eq!(
+        harness.answers(),
+        [(1, Err("connection lost: the session ended".into()))]
     );
-    assert!(!session.wants_requests(0));
-    assert_eq!(session.drain_waiters().collect::<Vec<_>>(), [1]);
-    assert!(session.wants_requests(0));
+    assert!(harness.session.wants_requests(0));
 }
 
 #[test]
 fn session_bye_finishes_after_the_server_ok() {
     let now = start();
-    let mut session = session(now, 8);
-    assert!(session.handle_request(Request::Bye, 3, now).is_none());
-    assert!(!session.wants_requests(0));
-    assert!(!session.is_finished());
-    feed_control(session.control(), &[status::OK], now).expect("reply");
-    assert_eq!(answers(&mut session), [(3, Ok(()))]);
-    assert!(session.is_finished());
+    let mut harness = Harness::logged_in(now, 8);
+    harness.request(Request::Bye, 3, now);
+    assert!(!harness.session.wants_requests(0));
+    assert!(!harness.session.is_finished());
+    harness.feed(&[status::OK], now).expect("reply");
+    assert_eq!(harness.answers(), [(3, Ok(()))]);
+    assert!(harness.session.is_finished());
 }
 
 #[test]
 fn session_says_bye_itself_when_the_handles_are_gone() {
     let now = start();
-    let mut session = session(now, 8);
-    session.handle_handles_dropped(now);
-    assert_eq!(transmit_control(session.control()), [op::BYE]);
-    assert!(!session.wants_requests(0));
-    feed_control(session.control(), &[status::OK], now).expect("reply");
-    assert!(answers(&mut session).is_empty());
-    assert!(session.is_finished());
+    let mut harness = Harness::logged_in(now, 8);
+    harness.session.handle_handles_dropped(now);
+    assert_eq!(transmit_control(harness.session.control()), [op::BYE]);
+    assert!(!harness.session.wants_requests(0));
+    harness.feed(&[status::OK], now).expect("reply");
+    assert!(harness.answers().is_empty());
+    assert!(harness.session.is_finished());
 
-    session.handle_handles_dropped(now);
-    assert!(session.is_finished(), "a closed session cannot say BYE");
+    harness.session.handle_handles_dropped(now);
+    assert!(
+        harness.session.is_finished(),
+        "a closed session cannot say BYE"
+    );
+}
+
+#[test]
+fn session_stops_reading_after_the_end_of_stream() {
+    let now = start();
+    let mut harness = Harness::logged_in(now, 8);
+    harness.request(publish_request("a"), 1, now);
+    assert!(harness.session.wants_input());
+    let lost = harness.session.handle_read(ReadOutcome::Eof, now);
+    assert!(
+        lost.is_err(),
+        "a close with a request unanswered loses the session"
+    );
+    assert!(!harness.session.wants_input());
+}
+
+#[test]
+fn session_end_tells_the_login_waiter_the_failure_itself() {
+    let now = start();
+    let client = ControlClient::new("", b"", None, TIMEOUT, now).expect("client");
+    let mut harness = Harness::new(client, 8);
+    let failure = harness.session.handle_read(ReadOutcome::Eof, now);
+    let reason = failure.as_ref().map_err(ToString::to_string).err();
+    assert_eq!(
+        harness.session.end(failure),
+        None,
+        "the login waiter was told"
+    );
+    assert_eq!(harness.login.borrow().len(), 1);
+    assert_eq!(harness.login.borrow()[0].as_ref().err(), reason.as_ref());
+    assert_eq!(
+        harness.ended.error().to_string(),
+        format!("connection lost: {}", reason.unwrap_or_default())
+    );
+}
+
+#[test]
+fn session_end_after_login_fails_waiters_and_returns_the_reason() {
+    let now = start();
+    let mut harness = Harness::logged_in(now, 8);
+    harness.request(publish_request("a"), 1, now);
+    harness.request(publish_request("b"), 2, now);
+    let failure = Err(SessionError::Timeout(TIMEOUT));
+    let untold = harness.session.end(failure).expect("nobody was told");
+    assert!(untold.contains("no answer"), "{untold}");
+    let lost = Err(format!("connection lost: {untold}"));
+    assert_eq!(harness.answers(), [(1, lost.clone()), (2, lost)]);
+    assert_eq!(*harness.login.borrow(), [Ok(TOKEN)], "told only once");
+    assert!(matches!(harness.ended.error(), SessionError::Disconnected(r) if r == untold));
+}
+
+/// A data session whose readiness goes to handle 0 of a fresh log.
+fn data_session(now: Instant) -> (DataSession<Recorded>, Log) {
+    let log = Log::default();
+    let data = DataClient::new(TOKEN, TIMEOUT, None, 64, now);
+    (DataSession::new(data, (0, log.clone())), log)
+}
+
+#[test]
+fn data_session_tells_its_waiter_once_streaming() {
+    let now = start();
+    let (mut session, log) = data_session(now);
+    let mut tx = TxBuf::new();
+    session.poll_transmit(&mut tx);
+    assert!(log.borrow().is_empty(), "not accepted yet");
+    session.read_buf().extend_from_slice(&DATA_REPLY);
+    session.read_buf().extend_from_slice(&[status::OK]);
+    session
+        .handle_read(ReadOutcome::Data, now)
+        .expect("accepted");
+    session.poll_transmit(&mut tx);
+    session.poll_transmit(&mut tx);
+    assert_eq!(*log.borrow(), [(0, Ok(()))]);
+    let failure = Err(SessionError::Timeout(TIMEOUT));
+    assert!(session.end(failure).is_some(), "the waiter is gone: log it");
+}
+
+#[test]
+fn data_session_end_tells_a_waiting_caller() {
+    let now = start();
+    let (mut session, log) = data_session(now);
+    let refused = session.handle_read(ReadOutcome::Eof, now);
+    assert!(refused.is_err());
+    assert!(session.end(refused).is_none());
+    assert_eq!(log.borrow().len(), 1);
+    assert!(log.borrow()[0].1.is_err());
+    assert!(session.end(Ok(())).is_none());
 }

@@ -36,25 +36,62 @@ impl std::fmt::Debug for UdpAuth {
     }
 }
 
-/// Builds the publish datagrams of one login.
+/// Builds the publish datagrams of one login to one server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UdpPublisher {
+    server: SocketAddr,
     login: String,
     auth: UdpAuth,
 }
 
 impl UdpPublisher {
-    /// A publisher for `login` (empty: anonymous, key `_`).
-    pub fn new(login: &str, auth: UdpAuth) -> Self {
+    /// A publisher to `server` for `login` (empty: anonymous, key `_`).
+    pub fn new(server: SocketAddr, login: &str, auth: UdpAuth) -> Self {
         Self {
+            server,
             login: login.to_owned(),
             auth,
         }
     }
 
+    /// The server's UDP address, which the client's socket connects to.
+    pub fn server(&self) -> SocketAddr {
+        self.server
+    }
+
+    /// The unspecified local address of the server's family, port 0: what
+    /// the client's socket binds before connecting.
+    pub fn bind_addr(&self) -> SocketAddr {
+        match self.server {
+            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        }
+    }
+
+    /// One publish datagram the server does not acknowledge. Sealed
+    /// datagrams take a fresh nonce from `rng` (use a CSPRNG).
+    pub fn datagram(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        rng: &mut impl RngCore,
+    ) -> Result<Vec<u8>, UdpError> {
+        self.encode(false, topic, payload, rng)
+    }
+
+    /// One publish datagram asking the server for a status datagram (see
+    /// [`ack_status`]).
+    pub fn acked_datagram(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        rng: &mut impl RngCore,
+    ) -> Result<Vec<u8>, UdpError> {
+        self.encode(true, topic, payload, rng)
+    }
+
     /// One publish datagram; `ack` asks the server for a status datagram.
-    /// Sealed datagrams take a fresh nonce from `rng` (use a CSPRNG).
-    pub fn encode(
+    fn encode(
         &self,
         ack: bool,
         topic: &str,
@@ -95,18 +132,10 @@ impl UdpPublisher {
 /// The status byte of an ack held in the first `len` bytes of `buf`.
 ///
 /// Acks carry no request id: a client keeps one acked publish in flight
-/// and discards datagrams already waiting before sending it.
+/// and, after a timeout, moves to a fresh socket so a late ack is never
+/// taken for the next publish's.
 pub fn ack_status(buf: &[u8], len: usize) -> Result<u8, UdpError> {
     udp::decode_ack(buf.get(..len).unwrap_or(&[]))
-}
-
-/// The unspecified local address of `server`'s family, port 0: what a UDP
-/// client binds before connecting to `server`.
-pub fn local_bind_addr(server: SocketAddr) -> SocketAddr {
-    match server {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    }
 }
 
 #[cfg(test)]
@@ -117,11 +146,15 @@ mod tests {
     use super::*;
     use crate::udp::{DatagramAuth, decode_datagram, encode_ack, open, parse_publish};
 
+    /// A server address for publishers whose datagrams are only decoded.
+    const SERVER: SocketAddr =
+        SocketAddr::V4(std::net::SocketAddrV4::new(Ipv4Addr::LOCALHOST, 2873));
+
     #[test]
     fn plain_datagrams_decode_back() {
-        let publisher = UdpPublisher::new("bob", UdpAuth::Plain("pw".into()));
+        let publisher = UdpPublisher::new(SERVER, "bob", UdpAuth::Plain("pw".into()));
         let mut rng = StdRng::seed_from_u64(1);
-        let datagram = publisher.encode(true, "a/b", b"42", &mut rng).unwrap();
+        let datagram = publisher.acked_datagram("a/b", b"42", &mut rng).unwrap();
         let decoded = decode_datagram(&datagram, 65_535).unwrap();
         assert_eq!(decoded.login, "bob");
         let DatagramAuth::Plain { password, body } = decoded.auth else {
@@ -141,10 +174,10 @@ mod tests {
             key,
             cipher: Cipher::Aes256Gcm,
         };
-        let publisher = UdpPublisher::new("k", auth);
+        let publisher = UdpPublisher::new(SERVER, "k", auth);
         let mut rng = StdRng::seed_from_u64(2);
-        let first = publisher.encode(false, "t", b"x", &mut rng).unwrap();
-        let second = publisher.encode(false, "t", b"x", &mut rng).unwrap();
+        let first = publisher.datagram("t", b"x", &mut rng).unwrap();
+        let second = publisher.datagram("t", b"x", &mut rng).unwrap();
         assert_ne!(first, second);
         let decoded = decode_datagram(&first, 65_535).unwrap();
         let DatagramAuth::Sealed {
@@ -161,9 +194,9 @@ mod tests {
 
     #[test]
     fn a_nul_in_the_topic_is_refused() {
-        let publisher = UdpPublisher::new("", UdpAuth::Plain(String::new()));
+        let publisher = UdpPublisher::new(SERVER, "", UdpAuth::Plain(String::new()));
         let mut rng = StdRng::seed_from_u64(3);
-        assert!(publisher.encode(false, "a\0b", b"", &mut rng).is_err());
+        assert!(publisher.datagram("a\0b", b"", &mut rng).is_err());
     }
 
     #[test]
@@ -178,8 +211,12 @@ mod tests {
 
     #[test]
     fn local_addresses_follow_the_server_family() {
-        assert!(local_bind_addr("127.0.0.1:1".parse().unwrap()).is_ipv4());
-        assert!(local_bind_addr("[::1]:1".parse().unwrap()).is_ipv6());
+        let auth = || UdpAuth::Plain(String::new());
+        let v4 = UdpPublisher::new("127.0.0.1:1".parse().unwrap(), "", auth());
+        assert!(v4.bind_addr().is_ipv4());
+        let v6 = UdpPublisher::new("[::1]:1".parse().unwrap(), "", auth());
+        assert!(v6.bind_addr().is_ipv6());
+        assert_eq!(v6.server(), "[::1]:1".parse().unwrap());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use bytes::{Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Split, Splitable};
 use monoio::net::{TcpStream, UnixStream};
 use psrt_proto::TxBuf;
-use psrt_proto::client::{MAX_IOV, READ_CHUNK, Target};
+use psrt_proto::client::{MAX_IOV, READ_CHUNK, ReadOutcome, Target};
 
 /// Writes go out as owned buffers (io_uring cannot borrow): a chunk this
 /// large is handed over as is (shared, no copy); smaller ones are copied
@@ -150,14 +150,6 @@ impl<H: 'static> Slot<H> {
         *self = Slot::Idle(half);
         result
     }
-}
-
-/// What a read brought.
-pub(super) enum ReadOutcome {
-    /// Bytes were appended to the buffer.
-    Data,
-    /// End of stream, or a read error (both end the connection).
-    Eof,
 }
 
 /// The read half of a socket with its own buffer.

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use monoio::net::udp::UdpSocket;
-use psrt_proto::client::{ACK_BUF, UdpAuth, UdpPublisher, ack_status, local_bind_addr};
+use psrt_proto::client::{ACK_BUF, UdpAuth, UdpPublisher, ack_status};
 
 use super::ClientError;
 
@@ -23,7 +23,6 @@ use super::ClientError;
 #[derive(Debug)]
 pub struct UdpClient {
     socket: UdpSocket,
-    server: SocketAddr,
     publisher: UdpPublisher,
 }
 
@@ -31,18 +30,14 @@ impl UdpClient {
     /// Binds an ephemeral local port of `server`'s address family and
     /// connects it to `server`. An empty `login` is anonymous (key `_`).
     pub async fn new(server: SocketAddr, login: &str, auth: UdpAuth) -> Result<Self, ClientError> {
-        Ok(Self {
-            socket: connected_socket(server).await?,
-            server,
-            publisher: UdpPublisher::new(login, auth),
-        })
+        let publisher = UdpPublisher::new(server, login, auth);
+        let socket = connected_socket(&publisher).await?;
+        Ok(Self { socket, publisher })
     }
 
     /// Sends one publish datagram without asking for an ack.
     pub async fn publish(&self, topic: &str, payload: &[u8]) -> Result<(), ClientError> {
-        let datagram = self
-            .publisher
-            .encode(false, topic, payload, &mut rand::rng())?;
+        let datagram = self.publisher.datagram(topic, payload, &mut rand::rng())?;
         let (sent, _) = self.socket.send(datagram).await;
         sent?;
         Ok(())
@@ -55,8 +50,7 @@ impl UdpClient {
     /// the server could not read at all).
     ///
     /// After a timeout the socket is replaced by a fresh one (a new local
-    /// port), so a late ack can never be taken for the next publish's:
-    /// monoio's socket has no non-blocking receive to discard it with.
+    /// port), so a late ack can never be taken for the next publish's.
     pub async fn publish_acked(
         &mut self,
         topic: &str,
@@ -65,22 +59,22 @@ impl UdpClient {
     ) -> Result<u8, ClientError> {
         let datagram = self
             .publisher
-            .encode(true, topic, payload, &mut rand::rng())?;
+            .acked_datagram(topic, payload, &mut rand::rng())?;
         let (sent, _) = self.socket.send(datagram).await;
         sent?;
         let buf = Vec::with_capacity(ACK_BUF);
         let Ok((received, ack)) = monoio::time::timeout(timeout, self.socket.recv(buf)).await
         else {
-            self.socket = connected_socket(self.server).await?;
+            self.socket = connected_socket(&self.publisher).await?;
             return Err(ClientError::Timeout(timeout));
         };
         Ok(ack_status(&ack, received?)?)
     }
 }
 
-/// A socket on an ephemeral port of `server`'s family, connected to it.
-async fn connected_socket(server: SocketAddr) -> Result<UdpSocket, ClientError> {
-    let socket = UdpSocket::bind(local_bind_addr(server))?;
-    socket.connect(server).await?;
+/// A socket on an ephemeral port of the server's family, connected to it.
+async fn connected_socket(publisher: &UdpPublisher) -> Result<UdpSocket, ClientError> {
+    let socket = UdpSocket::bind(publisher.bind_addr())?;
+    socket.connect(publisher.server()).await?;
     Ok(socket)
 }

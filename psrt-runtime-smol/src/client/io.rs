@@ -12,7 +12,7 @@ use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
-use psrt_proto::client::{MAX_IOV, READ_CHUNK, Target};
+use psrt_proto::client::{MAX_IOV, READ_CHUNK, ReadOutcome, Target};
 use psrt_proto::{BytesMut, TxBuf};
 use smol::{Async, Timer};
 
@@ -23,14 +23,6 @@ pub(super) enum Stream {
     Tcp(Async<TcpStream>),
     /// A Unix socket.
     Unix(Async<UnixStream>),
-}
-
-/// What a read brought.
-pub(super) enum ReadOutcome {
-    /// Bytes were appended to the buffer.
-    Data,
-    /// End of stream, or a read error (both end the connection).
-    Eof,
 }
 
 impl Stream {
@@ -49,10 +41,7 @@ impl Stream {
             Stream::Tcp(s) => s.read_with(|inner| read_append(inner, buf)).await,
             Stream::Unix(s) => s.read_with(|inner| read_append(inner, buf)).await,
         };
-        match result {
-            Ok(0) | Err(_) => ReadOutcome::Eof,
-            Ok(_) => ReadOutcome::Data,
-        }
+        ReadOutcome::of(&result)
     }
 
     /// Writes as much of `tx` as the socket takes in one `writev`, without

@@ -1,134 +1,78 @@
 //! The control-socket task: drives a [`ControlSession`] over one stream,
-//! takes requests from the [`Client`](super::Client) handles and answers
-//! each with the outcome.
+//! taking requests from the [`Client`](super::Client) handles; the session
+//! answers each through its one-shot channel.
 
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use psrt_proto::TxBuf;
-use psrt_proto::client::{ControlClient, ControlSession, Request, SessionOutput};
+use psrt_proto::client::{ControlSession, Request, Waiters};
 use psrt_proto::wire::Token;
 use tokio::sync::{mpsc, oneshot};
 
 use super::ClientError;
-use super::io::{self, BoxedIo, ReadOutcome};
+use super::io::{self, BoxedIo};
 
-/// Where the answer to one request goes.
-pub(super) type ReplyTx = oneshot::Sender<Result<(), ClientError>>;
+/// The tokio channels the sessions answer their callers through.
+pub(super) struct Channels;
 
-/// A request from a [`Client`](super::Client) handle, with its reply.
-pub(super) type Command = (Request, ReplyTx);
+impl Waiters for Channels {
+    type Reply = oneshot::Sender<Result<(), ClientError>>;
+    type Login = oneshot::Sender<Result<Token, ClientError>>;
 
-/// Everything the control task owns besides the socket.
-pub(super) struct ControlTask {
-    session: ControlSession<ReplyTx>,
-    commands: mpsc::Receiver<Command>,
-    /// Receives the token (or the reason the login failed) once.
-    login: Option<oneshot::Sender<Result<Token, ClientError>>>,
-    /// Set once with why the session ended, for later callers.
-    ended: Arc<OnceLock<String>>,
+    fn answer(reply: Self::Reply, result: Result<(), ClientError>) {
+        let _ = reply.send(result);
+    }
+
+    fn login(login: Self::Login, result: Result<Token, ClientError>) {
+        let _ = login.send(result);
+    }
 }
 
-impl ControlTask {
-    /// A task for `control`; `max_in_flight` bounds unanswered requests.
-    pub(super) fn new(
-        control: ControlClient,
-        commands: mpsc::Receiver<Command>,
-        login: oneshot::Sender<Result<Token, ClientError>>,
-        max_in_flight: usize,
-        ended: Arc<OnceLock<String>>,
-    ) -> Self {
-        Self {
-            session: ControlSession::new(control, max_in_flight),
-            commands,
-            login: Some(login),
-            ended,
-        }
-    }
+/// A request from a [`Client`](super::Client) handle, with its reply.
+pub(super) type Command = (Request, <Channels as Waiters>::Reply);
 
-    /// Runs until the session ends, then fails every unanswered request
-    /// with the reason.
-    pub(super) async fn run(mut self, io: BoxedIo) {
-        let reason = match self.drive(io).await {
-            Ok(()) => String::from("the session ended"),
-            Err(err) => {
-                let reason = err.to_string();
-                match self.login.take() {
-                    Some(login) => {
-                        let _ = login.send(Err(err));
-                    }
-                    None => tracing::warn!(%reason, "PSRT control connection failed"),
-                }
-                reason
+/// Runs `session` over `io`, taking requests from `commands`, until the
+/// session ends; then fails every caller still waiting with the reason.
+pub(super) async fn run(
+    io: BoxedIo,
+    mut session: ControlSession<Channels>,
+    mut commands: mpsc::Receiver<Command>,
+) {
+    let outcome = drive(io, &mut session, &mut commands).await;
+    if let Some(reason) = session.end(outcome) {
+        tracing::warn!(%reason, "PSRT control connection failed");
+    }
+}
+
+/// The event loop: socket reads and writes, commands, timers.
+async fn drive(
+    io: BoxedIo,
+    session: &mut ControlSession<Channels>,
+    commands: &mut mpsc::Receiver<Command>,
+) -> Result<(), ClientError> {
+    let (mut reader, mut writer) = tokio::io::split(io);
+    let mut tx = TxBuf::new();
+    loop {
+        session.poll_transmit(&mut tx);
+        if session.is_finished() && tx.is_empty() {
+            io::shutdown(&mut writer).await;
+            return Ok(());
+        }
+        let timeout = session.poll_timeout();
+        let can_read = session.wants_input();
+        let can_take = session.wants_requests(tx.len());
+        tokio::select! {
+            biased;
+            read = io::read(&mut reader, session.read_buf()), if can_read => {
+                session.handle_read(read, Instant::now())?;
             }
-        };
-        let _ = self.ended.set(reason.clone());
-        for reply in self.session.drain_waiters() {
-            let _ = reply.send(Err(ClientError::Disconnected(reason.clone())));
-        }
-        if let Some(login) = self.login.take() {
-            let _ = login.send(Err(ClientError::Disconnected(reason)));
-        }
-    }
-
-    /// The event loop: socket reads and writes, commands, timers.
-    async fn drive(&mut self, io: BoxedIo) -> Result<(), ClientError> {
-        let (mut reader, mut writer) = tokio::io::split(io);
-        let mut tx = TxBuf::new();
-        let mut read_open = true;
-        loop {
-            self.session.control().poll_transmit(&mut tx);
-            if self.session.is_finished() && tx.is_empty() {
-                io::shutdown(&mut writer).await;
-                return Ok(());
-            }
-            let timeout = self.session.control().poll_timeout();
-            let can_take = self.session.wants_requests(tx.len());
-            tokio::select! {
-                biased;
-                read = io::read(&mut reader, self.session.control().read_buf()), if read_open => {
-                    match read {
-                        ReadOutcome::Data => self.session.control().handle_input(Instant::now())?,
-                        ReadOutcome::Eof => {
-                            read_open = false;
-                            self.session.control().handle_eof()?;
-                        }
-                    }
-                }
-                written = io::write(&mut writer, &tx), if !tx.is_empty() => {
-                    tx.advance(written?);
-                }
-                command = self.commands.recv(), if can_take => match command {
-                    Some((request, reply)) => self.on_request(request, reply),
-                    None => self.session.handle_handles_dropped(Instant::now()),
-                },
-                () = io::sleep_until(timeout), if timeout.is_some() => {
-                    self.session.control().handle_timeout(Instant::now())?;
-                }
-            }
-            self.deliver();
-        }
-    }
-
-    /// Issues a request; a refusal is answered at once.
-    fn on_request(&mut self, request: Request, reply: ReplyTx) {
-        if let Some((reply, err)) = self.session.handle_request(request, reply, Instant::now()) {
-            let _ = reply.send(Err(err));
-        }
-    }
-
-    /// Routes the session's outputs to the login and request waiters.
-    fn deliver(&mut self) {
-        while let Some(output) = self.session.poll_output() {
-            match output {
-                SessionOutput::LoggedIn(token) => {
-                    if let Some(login) = self.login.take() {
-                        let _ = login.send(Ok(token));
-                    }
-                }
-                SessionOutput::Answered { reply, result } => {
-                    let _ = reply.send(result);
-                }
+            written = io::write(&mut writer, &tx), if !tx.is_empty() => tx.advance(written?),
+            command = commands.recv(), if can_take => match command {
+                Some((request, reply)) => session.handle_request(request, reply, Instant::now()),
+                None => session.handle_handles_dropped(Instant::now()),
+            },
+            () = io::sleep_until(timeout), if timeout.is_some() => {
+                session.handle_timeout(Instant::now())?;
             }
         }
     }

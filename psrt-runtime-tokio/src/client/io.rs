@@ -5,7 +5,7 @@ use std::io::IoSlice;
 
 use bytes::BytesMut;
 use psrt_proto::TxBuf;
-use psrt_proto::client::{MAX_IOV, READ_CHUNK, Target};
+use psrt_proto::client::{MAX_IOV, READ_CHUNK, ReadOutcome, Target};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpStream, UnixStream};
 
@@ -29,21 +29,10 @@ pub(super) async fn open(target: &Target) -> std::io::Result<BoxedIo> {
     }
 }
 
-/// What a read brought.
-pub(super) enum ReadOutcome {
-    /// Bytes were appended to the buffer.
-    Data,
-    /// End of stream, or a read error (both end the connection).
-    Eof,
-}
-
 /// Reads what the socket has into `buf`.
 pub(super) async fn read(reader: &mut ReadHalf<BoxedIo>, buf: &mut BytesMut) -> ReadOutcome {
     buf.reserve(READ_CHUNK);
-    match reader.read_buf(buf).await {
-        Ok(0) | Err(_) => ReadOutcome::Eof,
-        Ok(_) => ReadOutcome::Data,
-    }
+    ReadOutcome::of(&reader.read_buf(buf).await)
 }
 
 /// Writes as much of `tx` as the socket takes in one vectored call.

@@ -47,13 +47,10 @@ mod udp;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
-use psrt_proto::client::{COMMAND_QUEUE, Request, Target};
-use psrt_proto::tls::TlsSession;
+use psrt_proto::client::{COMMAND_QUEUE, ClientHandle, ConnectPlan, Request};
 use psrt_proto::wire::Token;
 use tokio::sync::{mpsc, oneshot};
 
@@ -63,8 +60,7 @@ pub use psrt_proto::client::{
 pub use psrt_proto::udp::Cipher;
 pub use udp::UdpClient;
 
-use control::{Command, ControlTask, ReplyTx};
-use io::BoxedIo;
+use control::Command;
 
 /// A logged-in PSRT session.
 ///
@@ -74,10 +70,7 @@ use io::BoxedIo;
 /// says BYE itself).
 #[derive(Debug, Clone)]
 pub struct Client {
-    commands: mpsc::Sender<Command>,
-    messages: Arc<Mutex<Option<mpsc::Receiver<Message>>>>,
-    /// Why the control task ended, once it has.
-    ended: Arc<OnceLock<String>>,
+    shared: ClientHandle<mpsc::Sender<Command>, mpsc::Receiver<Message>>,
 }
 
 /// The pending reply to a request sent with [`Client::publish_nowait`]:
@@ -92,9 +85,9 @@ impl Future for Ticket {
     type Output = Result<(), ClientError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.reply).poll(cx).map(|answer| {
-            answer.unwrap_or_else(|_| Err(ClientError::Disconnected("the session ended".into())))
-        })
+        Pin::new(&mut self.reply)
+            .poll(cx)
+            .map(|answer| answer.unwrap_or_else(|_| Err(ClientError::session_ended())))
     }
 }
 
@@ -105,7 +98,7 @@ impl Client {
     /// `options.timeout`.
     pub async fn connect(addr: &str, options: ClientOptions) -> Result<Client, ClientError> {
         let timeout = options.timeout;
-        tokio::time::timeout(timeout, connect(addr, options))
+        tokio::time::timeout(timeout, connect(ConnectPlan::new(addr, options)?))
             .await
             .map_err(|_| ClientError::Timeout(timeout))?
     }
@@ -114,148 +107,57 @@ impl Client {
     /// never for a publish-only client). It yields `None` once the data
     /// socket has closed and every message was read.
     pub fn take_messages(&self) -> Option<mpsc::Receiver<Message>> {
-        self.messages
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()
+        self.shared.take_messages()
     }
 
-    /// Publishes `payload` to `topic` and waits for the server's answer.
-    pub async fn publish(&self, topic: &str, payload: impl Into<Bytes>) -> Result<(), ClientError> {
-        self.publish_nowait(topic, payload).await?.await
-    }
-
-    /// Sends a publish without waiting for its answer; await the returned
-    /// [`Ticket`] for it. Waits only while the request queue is full, so
-    /// many publishes can be in flight.
-    pub async fn publish_nowait(
-        &self,
-        topic: &str,
-        payload: impl Into<Bytes>,
-    ) -> Result<Ticket, ClientError> {
-        let request = Request::Publish {
-            topic: topic.to_owned(),
-            payload: payload.into(),
-        };
-        self.send(request).await
-    }
-
-    /// Subscribes to one topic filter (`+` and `#` wildcards allowed).
-    pub async fn subscribe(&self, filter: &str) -> Result<(), ClientError> {
-        self.subscribe_bulk(&[filter]).await
-    }
-
-    /// Subscribes to several filters in one request; the server stops at
-    /// the first refused one (earlier ones stay applied).
-    pub async fn subscribe_bulk(&self, filters: &[&str]) -> Result<(), ClientError> {
-        self.send(Request::Subscribe(owned(filters))).await?.await
-    }
-
-    /// Unsubscribes from one topic filter.
-    pub async fn unsubscribe(&self, filter: &str) -> Result<(), ClientError> {
-        self.unsubscribe_bulk(&[filter]).await
-    }
-
-    /// Unsubscribes from several filters in one request.
-    pub async fn unsubscribe_bulk(&self, filters: &[&str]) -> Result<(), ClientError> {
-        self.send(Request::Unsubscribe(owned(filters))).await?.await
-    }
-
-    /// Ends the session for every clone: requests already sent are
-    /// answered first, then the server confirms and closes both sockets.
-    pub async fn bye(self) -> Result<(), ClientError> {
-        self.send(Request::Bye).await?.await
-    }
+    psrt_proto::client_request_methods!(Ticket, ClientError);
 
     /// Hands a request to the control task and returns its reply ticket.
     async fn send(&self, request: Request) -> Result<Ticket, ClientError> {
-        let (reply, ticket): (ReplyTx, _) = oneshot::channel();
-        if self.commands.send((request, reply)).await.is_err() {
-            return Err(self.disconnected());
+        let (reply, ticket) = oneshot::channel();
+        if self.shared.commands().send((request, reply)).await.is_err() {
+            return Err(self.shared.ended_error());
         }
         Ok(Ticket { reply: ticket })
     }
-
-    /// The error for a request after the session ended.
-    fn disconnected(&self) -> ClientError {
-        let reason = self.ended.get().map_or("the session ended", String::as_str);
-        ClientError::Disconnected(reason.to_owned())
-    }
-}
-
-fn owned(filters: &[&str]) -> Vec<String> {
-    filters.iter().map(|f| (*f).to_owned()).collect()
 }
 
 /// The connection steps of [`Client::connect`], without the overall
 /// timeout.
-async fn connect(addr: &str, options: ClientOptions) -> Result<Client, ClientError> {
-    let target = Target::parse(addr);
-    let [control_tls, data_tls] = options.tls_sessions(&target)?;
-    let (token, commands, ended) = start_control(addr, &target, control_tls, &options).await?;
-    let messages = if options.data_socket {
-        Some(start_data(addr, &target, data_tls, &options, token).await?)
-    } else {
-        None
-    };
-    Ok(Client {
-        commands,
-        messages: Arc::new(Mutex::new(messages)),
-        ended,
-    })
-}
-
-/// Opens a socket, naming the target in the error.
-async fn open(addr: &str, target: &Target) -> Result<BoxedIo, ClientError> {
-    io::open(target)
-        .await
-        .map_err(|source| ClientError::Connect {
-            addr: addr.to_owned(),
-            source,
-        })
+async fn connect(mut plan: ConnectPlan) -> Result<Client, ClientError> {
+    let (token, commands) = start_control(&mut plan).await?;
+    let messages = start_data(&mut plan, token).await?;
+    let shared = plan.into_handle(commands, messages);
+    Ok(Client { shared })
 }
 
 /// Opens the control socket, spawns its task and waits for the login.
 async fn start_control(
-    addr: &str,
-    target: &Target,
-    tls: Option<TlsSession>,
-    options: &ClientOptions,
-) -> Result<(Token, mpsc::Sender<Command>, Arc<OnceLock<String>>), ClientError> {
-    let io = open(addr, target).await?;
-    let control = options.control_client(tls, Instant::now())?;
-    let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
+    plan: &mut ConnectPlan,
+) -> Result<(Token, mpsc::Sender<Command>), ClientError> {
+    let io = plan.opened(io::open(plan.target()).await)?;
     let (login, login_rx) = oneshot::channel();
-    let ended = Arc::new(OnceLock::new());
-    let task = ControlTask::new(
-        control,
-        command_rx,
-        login,
-        options.max_in_flight,
-        ended.clone(),
-    );
-    tokio::spawn(task.run(io));
-    let token = login_rx
-        .await
-        .map_err(|_| ClientError::Disconnected("the control task ended".into()))??;
-    Ok((token, commands, ended))
+    let session = plan.control_session(login, Instant::now())?;
+    let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
+    tokio::spawn(control::run(io, session, command_rx));
+    let token = login_rx.await.map_err(|_| ClientError::session_ended())??;
+    Ok((token, commands))
 }
 
-/// Opens the data socket, spawns its task and waits for the server's OK.
+/// Opens the data socket, spawns its task and waits for the server's OK;
+/// `None` for a publish-only client.
 async fn start_data(
-    addr: &str,
-    target: &Target,
-    tls: Option<TlsSession>,
-    options: &ClientOptions,
+    plan: &mut ConnectPlan,
     token: Token,
-) -> Result<mpsc::Receiver<Message>, ClientError> {
-    let io = open(addr, target).await?;
-    let data = options.data_client(token, tls, Instant::now());
-    let (messages, message_rx) = mpsc::channel(options.queue_capacity());
+) -> Result<Option<mpsc::Receiver<Message>>, ClientError> {
+    if !plan.wants_data_socket() {
+        return Ok(None);
+    }
+    let io = plan.opened(io::open(plan.target()).await)?;
     let (ready, ready_rx) = oneshot::channel();
-    tokio::spawn(data::run(io, data, messages, ready));
-    ready_rx
-        .await
-        .map_err(|_| ClientError::Disconnected("the data task ended".into()))??;
-    Ok(message_rx)
+    let session = plan.data_session(token, ready, Instant::now());
+    let (messages, message_rx) = mpsc::channel(plan.queue_capacity());
+    tokio::spawn(data::run(io, session, messages));
+    ready_rx.await.map_err(|_| ClientError::session_ended())??;
+    Ok(Some(message_rx))
 }

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use psrt_proto::client::{ACK_BUF, UdpAuth, UdpPublisher, ack_status, local_bind_addr};
+use psrt_proto::client::{ACK_BUF, UdpAuth, UdpPublisher, ack_status};
 use tokio::net::UdpSocket;
 
 use super::ClientError;
@@ -27,19 +27,14 @@ impl UdpClient {
     /// Binds an ephemeral local port of `server`'s address family and
     /// connects it to `server`. An empty `login` is anonymous (key `_`).
     pub async fn new(server: SocketAddr, login: &str, auth: UdpAuth) -> Result<Self, ClientError> {
-        let socket = UdpSocket::bind(local_bind_addr(server)).await?;
-        socket.connect(server).await?;
-        Ok(Self {
-            socket,
-            publisher: UdpPublisher::new(login, auth),
-        })
+        let publisher = UdpPublisher::new(server, login, auth);
+        let socket = connected_socket(&publisher).await?;
+        Ok(Self { socket, publisher })
     }
 
     /// Sends one publish datagram without asking for an ack.
     pub async fn publish(&self, topic: &str, payload: &[u8]) -> Result<(), ClientError> {
-        let datagram = self
-            .publisher
-            .encode(false, topic, payload, &mut rand::rng())?;
+        let datagram = self.publisher.datagram(topic, payload, &mut rand::rng())?;
         self.socket.send(&datagram).await?;
         Ok(())
     }
@@ -48,8 +43,10 @@ impl UdpClient {
     /// byte the server answered (`OK`, `ERR` or `ERR_ACCESS` of
     /// [`psrt_proto::wire::status`]). Fails with [`ClientError::Timeout`]
     /// when no ack arrives within `timeout` (lost datagram, or a datagram
-    /// the server could not read at all). Stale acks of earlier timed-out
-    /// publishes are discarded before sending.
+    /// the server could not read at all).
+    ///
+    /// After a timeout the socket is replaced by a fresh one (a new local
+    /// port), so a late ack can never be taken for the next publish's.
     pub async fn publish_acked(
         &mut self,
         topic: &str,
@@ -58,19 +55,20 @@ impl UdpClient {
     ) -> Result<u8, ClientError> {
         let datagram = self
             .publisher
-            .encode(true, topic, payload, &mut rand::rng())?;
-        self.discard_stale();
+            .acked_datagram(topic, payload, &mut rand::rng())?;
         self.socket.send(&datagram).await?;
         let mut ack = [0; ACK_BUF];
-        let n = tokio::time::timeout(timeout, self.socket.recv(&mut ack))
-            .await
-            .map_err(|_| ClientError::Timeout(timeout))??;
-        Ok(ack_status(&ack, n)?)
+        let Ok(received) = tokio::time::timeout(timeout, self.socket.recv(&mut ack)).await else {
+            self.socket = connected_socket(&self.publisher).await?;
+            return Err(ClientError::Timeout(timeout));
+        };
+        Ok(ack_status(&ack, received?)?)
     }
+}
 
-    /// Drops datagrams already waiting (late acks).
-    fn discard_stale(&self) {
-        let mut sink = [0; ACK_BUF];
-        while self.socket.try_recv(&mut sink).is_ok() {}
-    }
+/// A socket on an ephemeral port of the server's family, connected to it.
+async fn connected_socket(publisher: &UdpPublisher) -> std::io::Result<UdpSocket> {
+    let socket = UdpSocket::bind(publisher.bind_addr()).await?;
+    socket.connect(publisher.server()).await?;
+    Ok(socket)
 }
