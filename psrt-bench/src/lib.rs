@@ -16,6 +16,7 @@
 //! The workloads live in [`workloads`] and only need a server address, so
 //! the tests run them against an in-process server.
 
+pub mod floor;
 pub mod machine;
 pub mod raw;
 pub mod report;

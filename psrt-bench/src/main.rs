@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use psrt_bench::floor::latency_floor;
 use psrt_bench::machine::Machine;
-use psrt_bench::report::{self, Run};
+use psrt_bench::report::{self, Floor, Run};
 use psrt_bench::server::Server;
-use psrt_bench::workloads::{self, Target};
+use psrt_bench::workloads::{self, Target, Workload};
 use psrt_bench::{BenchError, Scale};
 
 /// Benchmark PSRT servers on loopback: fan-in, fan-out, latency, 1 MiB
@@ -29,6 +30,9 @@ struct Args {
     /// Also write the report (with machine and date) to this file.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Run only these workloads (comma-separated; default: all six).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Workload>,
 }
 
 fn parse_server(spec: &str) -> Result<(String, PathBuf), String> {
@@ -48,6 +52,15 @@ fn main() -> ExitCode {
     } else {
         Scale::full()
     };
+    let with_latency = args.only.is_empty() || args.only.contains(&Workload::Latency);
+    let floor = |when: &str| Floor {
+        when: when.to_owned(),
+        latency: latency_floor(&scale).map_err(|err| err.to_string()),
+    };
+    let mut floors = Vec::new();
+    if with_latency {
+        floors.push(floor("before the servers"));
+    }
     let mut runs = Vec::new();
     for (name, binary) in &args.servers {
         eprintln!("benchmarking {name} ({})", binary.display());
@@ -59,11 +72,14 @@ fn main() -> ExitCode {
                 process: Some(server),
             })
         };
-        let results = workloads::run_all(&scale, &mut start);
+        let results = workloads::run_selected(&scale, &args.only, &mut start);
         runs.push(Run {
             name: name.clone(),
             results,
         });
+    }
+    if with_latency {
+        floors.push(floor("after the servers"));
     }
     let machine = Machine::describe();
     let document = report::document(
@@ -71,6 +87,7 @@ fn main() -> ExitCode {
         &scale,
         args.quick,
         &runs,
+        &floors,
         args.baseline.as_deref(),
     );
     println!("{document}");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::Scale;
 use crate::machine::Machine;
-use crate::workloads::{Outcome, Results, Throughput};
+use crate::workloads::{Latency, NOT_RUN, Outcome, Results, Throughput};
 
 /// One server's results under its display name.
 #[derive(Debug, Clone)]
@@ -107,6 +107,7 @@ fn rows(scale: &Scale) -> Vec<Row> {
 fn cell<T>(outcome: &Outcome<T>, show: impl FnOnce(&T) -> String) -> String {
     match outcome {
         Ok(value) => show(value),
+        Err(err) if err == NOT_RUN => "–".to_owned(),
         Err(err) => format!("error: {}", one_line(err)),
     }
 }
@@ -148,7 +149,7 @@ fn throughput_text(t: &Throughput) -> String {
     text
 }
 
-fn latency_cell(r: &Results, pick: fn(&crate::workloads::Latency) -> Duration) -> String {
+fn latency_cell(r: &Results, pick: fn(&Latency) -> Duration) -> String {
     cell(&r.latency, |l| {
         let mut text = format!("{:.0}", micros(pick(l)));
         if l.delivered < l.published {
@@ -235,12 +236,61 @@ fn mark(text: String, met: bool) -> String {
     format!("{text} {}", if met { "✓" } else { "✗" })
 }
 
-/// The whole report: machine, date, method, results and targets.
+/// The latency floor (see [`crate::floor`]) measured at one moment of
+/// the run.
+#[derive(Debug, Clone)]
+pub struct Floor {
+    /// When it was taken (`before the servers`, ...).
+    pub when: String,
+    /// What it measured, or why it failed.
+    pub latency: Outcome<Latency>,
+}
+
+/// The floor section: one row per measurement, and what it means for the
+/// p99 target when the baseline's p99 is known.
+pub fn floor_section(floors: &[Floor], runs: &[Run], baseline: Option<&str>) -> String {
+    let mut out = String::from(
+        "| latency floor | p50 (µs) | p99 (µs) | p99.9 (µs) | max (µs) |\n|---|---:|---:|---:|---:|\n",
+    );
+    for floor in floors {
+        let show = |pick: fn(&Latency) -> Duration| {
+            cell(&floor.latency, |l| format!("{:.0}", micros(pick(l))))
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            floor.when,
+            show(|l| l.p50),
+            show(|l| l.p99),
+            show(|l| l.p999),
+            show(|l| l.max)
+        );
+    }
+    let base_p99 = baseline
+        .and_then(|b| runs.iter().find(|run| run.name == b))
+        .and_then(|run| p99(&run.results));
+    let lowest_floor = floors
+        .iter()
+        .filter_map(|f| f.latency.as_ref().ok().map(|l| micros(l.p99)))
+        .reduce(f64::min);
+    if let (Some(base), Some(floor)) = (base_p99, lowest_floor) {
+        let _ = writeln!(
+            out,
+            "\nThe p99 target, a third of the baseline's {base:.0} µs, is {:.0} µs; the lowest floor p99 above is {floor:.0} µs.",
+            base / 3.0
+        );
+    }
+    out
+}
+
+/// The whole report: machine, date, method, results, latency floor and
+/// targets.
 pub fn document(
     machine: &Machine,
     scale: &Scale,
     quick: bool,
     runs: &[Run],
+    floors: &[Floor],
     baseline: Option<&str>,
 ) -> String {
     let mut out = String::from("# Benchmarks: runtimes compared\n\n");
@@ -262,6 +312,11 @@ pub fn document(
     );
     out.push_str("## Results\n\n");
     out.push_str(&table(runs, scale));
+    if !floors.is_empty() {
+        out.push_str("\n## Latency floor of this machine\n\n");
+        out.push_str(FLOOR_METHOD);
+        out.push_str(&floor_section(floors, runs, baseline));
+    }
     if let Some(targets) = baseline.and_then(|b| targets(runs, b)) {
         out.push_str("\n## Targets against the original server, same run\n\n");
         out.push_str(&targets);
@@ -284,6 +339,16 @@ waiting for its reply, timed from just before the write to the subscriber \
 having read the whole message. Memory: growth of the server's VmRSS after \
 connecting the idle clients (control and data socket each), divided by \
 their number.
+";
+
+const FLOOR_METHOD: &str = "\
+The latency workload's own threads (a publisher waiting for each reply, a \
+subscriber blocked in `read`) over loopback TCP through a relay thread that \
+only reads each message, writes a 5-byte reply and writes the message on: \
+no framing, no routing, no runtime. No broker can go below it on this \
+machine; it is measured before the first server and after the last, to \
+show how quiet the machine stayed.
+
 ";
 
 #[cfg(test)]
@@ -390,5 +455,47 @@ mod tests {
             .expect("smol row");
         assert!(smol.contains("2.00x ✗") && smol.contains("8.8 ✗"));
         assert!(targets(&runs, "absent").is_none());
+    }
+
+    #[test]
+    fn floor_section_rows_and_target_in_proportion() {
+        let latency = |p99_us: u64| Latency {
+            published: 10,
+            delivered: 10,
+            p50: Duration::from_micros(30),
+            p99: Duration::from_micros(p99_us),
+            p999: Duration::from_micros(p99_us + 10),
+            max: Duration::from_micros(p99_us + 20),
+        };
+        let floors = [
+            Floor {
+                when: "before".into(),
+                latency: Ok(latency(60)),
+            },
+            Floor {
+                when: "after".into(),
+                latency: Ok(latency(55)),
+            },
+            Floor {
+                when: "broken".into(),
+                latency: Err("refused".into()),
+            },
+        ];
+        let runs = [Run {
+            name: "original".into(),
+            results: results(100_000, 90, 26_000.0),
+        }];
+        let section = floor_section(&floors, &runs, Some("original"));
+        assert!(section.contains("| before | 30 | 60 | 70 | 80 |"));
+        assert!(section.contains("| broken | error: refused |"));
+        assert!(section.contains("is 30 µs; the lowest floor p99 above is 55 µs"));
+        assert!(!floor_section(&floors, &runs, None).contains("target"));
+    }
+
+    #[test]
+    fn workloads_not_run_show_a_dash() {
+        let mut r = results(1, 1, 1.0);
+        r.large = Err(NOT_RUN.to_owned());
+        assert_eq!(rate_cell(&r.large), "–");
     }
 }

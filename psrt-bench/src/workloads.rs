@@ -137,23 +137,62 @@ pub struct Results {
     pub idle: Outcome<IdleMemory>,
 }
 
+/// The outcome of a workload left out of the run (see [`run_selected`]).
+pub const NOT_RUN: &str = "not run";
+
+/// The six workloads, to pick some for a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// 1. Publishers -> 1 subscriber.
+    FanIn,
+    /// 2. 1 publisher -> many subscribers.
+    FanOut,
+    /// 3. Latency at a fixed rate.
+    Latency,
+    /// 4. 1 MiB payloads.
+    Large,
+    /// 5. Many subscriptions.
+    Subscriptions,
+    /// 6. Idle clients' memory.
+    Idle,
+}
+
 /// Runs every workload, each against a fresh server from `start`, so no
 /// workload inherits another's clients or allocations.
 pub fn run_all(scale: &Scale, start: &mut dyn FnMut() -> Result<Target, BenchError>) -> Results {
+    run_selected(scale, &[], start)
+}
+
+/// Runs the workloads in `only` (all when it is empty), each against a
+/// fresh server from `start`; the others' outcome is [`NOT_RUN`].
+pub fn run_selected(
+    scale: &Scale,
+    only: &[Workload],
+    start: &mut dyn FnMut() -> Result<Target, BenchError>,
+) -> Results {
+    let wanted = |w: Workload| only.is_empty() || only.contains(&w);
     Results {
-        fan_in: on_fresh(start, |t| fan_in(t.addr, scale)),
-        fan_out: on_fresh(start, |t| fan_out(t.addr, scale)),
-        latency: on_fresh(start, |t| latency(t.addr, scale)),
-        large: on_fresh(start, |t| large(t.addr, scale)),
-        subscriptions: on_fresh(start, |t| subscriptions(t.addr, scale)),
-        idle: on_fresh(start, |t| idle_memory(t.addr, t.pid, scale.idle_clients)),
+        fan_in: on_fresh(wanted(Workload::FanIn), start, |t| fan_in(t.addr, scale)),
+        fan_out: on_fresh(wanted(Workload::FanOut), start, |t| fan_out(t.addr, scale)),
+        latency: on_fresh(wanted(Workload::Latency), start, |t| latency(t.addr, scale)),
+        large: on_fresh(wanted(Workload::Large), start, |t| large(t.addr, scale)),
+        subscriptions: on_fresh(wanted(Workload::Subscriptions), start, |t| {
+            subscriptions(t.addr, scale)
+        }),
+        idle: on_fresh(wanted(Workload::Idle), start, |t| {
+            idle_memory(t.addr, t.pid, scale.idle_clients)
+        }),
     }
 }
 
 fn on_fresh<T>(
+    wanted: bool,
     start: &mut dyn FnMut() -> Result<Target, BenchError>,
     workload: impl FnOnce(&Target) -> Result<T, BenchError>,
 ) -> Outcome<T> {
+    if !wanted {
+        return Err(NOT_RUN.to_owned());
+    }
     let target = start().map_err(|err| err.to_string())?;
     workload(&target).map_err(|err| err.to_string())
 }

@@ -1,9 +1,15 @@
 //! A flood of wrong-password logins (100 per second over TCP, each a real
 //! bcrypt check) and of bad UDP datagrams (garbage, and wrong passwords)
-//! while a publisher/subscriber pair runs. The pair's delivery count and
-//! latency are measured in one run without and then with the flood: nothing
-//! is lost, and the password checks on the blocking pool do not raise the
-//! pair's latency measurably.
+//! while a publisher/subscriber pair runs.
+//!
+//! The pair's latency is sampled in interleaved phases (quiet, logins
+//! only, logins and UDP; three rounds), so a drift of the machine's load
+//! during the test affects every kind alike. The flood threads run at
+//! idle CPU priority: an attacker is on another machine, and what is
+//! measured is the daemon's share of the cost, not the load generator's
+//! competition for the test machine's cores. Nothing may be lost; the
+//! password checks (on the daemon's idle-priority check threads) must not
+//! raise the pair's latency beyond a noise bound.
 
 mod daemon_support;
 mod hostile_support;
@@ -15,8 +21,10 @@ use std::time::{Duration, Instant};
 use hostile_support::{Broker, Control, OK, Opts, Summary, figure, stamped, unstamp};
 
 /// Messages per phase and their pace (500 per second).
-const MESSAGES: u64 = 1_500;
+const MESSAGES: u64 = 1_000;
 const PACE: Duration = Duration::from_millis(2);
+/// Rounds of (quiet, logins, logins and UDP) phases.
+const ROUNDS: usize = 3;
 /// Wrong-password TCP logins per second, over this many threads.
 const BAD_LOGINS_PER_SEC: u64 = 100;
 const LOGIN_THREADS: u64 = 2;
@@ -99,7 +107,7 @@ fn pair_phase(
     publisher: &mut Control,
     data: &mut hostile_support::DataSocket,
     first: u64,
-) -> Summary {
+) -> Vec<Duration> {
     let epoch = Instant::now();
     std::thread::scope(|scope| {
         let reader = scope.spawn(|| {
@@ -120,7 +128,60 @@ fn pair_phase(
                 std::thread::sleep(wait);
             }
         }
-        Summary::of(reader.join().expect("reader"))
+        reader.join().expect("reader")
+    })
+}
+
+/// What runs next to the pair during a phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flood {
+    Quiet,
+    Logins,
+    LoginsAndUdp,
+}
+
+/// Puts the calling flood thread at idle priority (see the module doc).
+fn as_attacker() {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+    set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle)
+        .expect("idle priority for the flood threads");
+}
+
+/// Runs one pair phase with `flood` going on; returns the latencies and
+/// the phase's duration.
+fn phase(
+    broker: &Broker,
+    udp: SocketAddr,
+    pair: (&mut Control, &mut hostile_support::DataSocket),
+    first: u64,
+    flood: Flood,
+    counts: &FloodCounts,
+) -> (Vec<Duration>, Duration) {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        if flood != Flood::Quiet {
+            for _ in 0..LOGIN_THREADS {
+                scope.spawn(|| {
+                    as_attacker();
+                    flood_logins(broker.tcp, &stop, counts)
+                });
+            }
+        }
+        if flood == Flood::LoginsAndUdp {
+            scope.spawn(|| {
+                as_attacker();
+                flood_udp(udp, &stop, counts)
+            });
+        }
+        let start = Instant::now();
+        let samples = pair_phase(pair.0, pair.1, first);
+        let took = start.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        (samples, took)
     })
 }
 
@@ -145,48 +206,63 @@ fn login_and_udp_floods_do_not_slow_or_lose_a_running_pair() {
     assert_eq!(subscriber.subscribe("pair/#"), OK);
     let mut publisher = Control::login(broker.tcp, "", "").expect("login");
 
-    let quiet = pair_phase(&mut publisher, &mut data, 0);
-    let stop = AtomicBool::new(false);
     let counts = FloodCounts::default();
-    let (flooded, flood_time) = std::thread::scope(|scope| {
-        for _ in 0..LOGIN_THREADS {
-            scope.spawn(|| flood_logins(broker.tcp, &stop, &counts));
+    let kinds = [Flood::Quiet, Flood::Logins, Flood::LoginsAndUdp];
+    let mut samples: [Vec<Duration>; 3] = Default::default();
+    let mut flood_time = Duration::ZERO;
+    let mut udp_time = Duration::ZERO;
+    let mut first = 0;
+    for _ in 0..ROUNDS {
+        for (k, &flood) in kinds.iter().enumerate() {
+            let (got, took) = phase(
+                &broker,
+                udp,
+                (&mut publisher, &mut data),
+                first,
+                flood,
+                &counts,
+            );
+            first += MESSAGES;
+            samples[k].extend(got);
+            if flood != Flood::Quiet {
+                flood_time += took;
+            }
+            if flood == Flood::LoginsAndUdp {
+                udp_time += took;
+            }
         }
-        scope.spawn(|| flood_udp(udp, &stop, &counts));
-        std::thread::sleep(Duration::from_millis(300));
-        let start = Instant::now();
-        let flooded = pair_phase(&mut publisher, &mut data, MESSAGES);
-        let flood_time = start.elapsed();
-        stop.store(true, Ordering::Relaxed);
-        (flooded, flood_time)
-    });
+    }
+    let [quiet, logins, both] = samples.map(Summary::of);
 
-    let logins = counts.logins.load(Ordering::Relaxed);
+    let logins_made = counts.logins.load(Ordering::Relaxed);
     let refused = counts.logins_refused.load(Ordering::Relaxed);
     let datagrams = counts.datagrams.load(Ordering::Relaxed);
     let acks = counts.udp_err_acks.load(Ordering::Relaxed);
-    let secs = flood_time.as_secs_f64() + 0.3;
     figure("flood", format!("pair_quiet {quiet}"));
-    figure("flood", format!("pair_flooded {flooded}"));
+    figure("flood", format!("pair_logins {logins}"));
+    figure("flood", format!("pair_logins_udp {both}"));
     figure(
         "flood",
         format!(
-            "tcp_bad_logins={logins} ({:.0}/s) refused={refused} udp_datagrams={datagrams} ({:.0}/s) udp_err_acks={acks} bcrypt_cost={BCRYPT_COST} loss=0",
-            logins as f64 / secs,
-            datagrams as f64 / secs
+            "tcp_bad_logins={logins_made} ({:.0}/s) refused={refused} udp_datagrams={datagrams} ({:.0}/s) udp_err_acks={acks} bcrypt_cost={BCRYPT_COST} loss=0",
+            logins_made as f64 / flood_time.as_secs_f64(),
+            datagrams as f64 / udp_time.as_secs_f64()
         ),
     );
-    assert_eq!(refused, logins, "a wrong password was accepted");
+    assert_eq!(refused, logins_made, "a wrong password was accepted");
     assert!(
-        logins as f64 / secs >= BAD_LOGINS_PER_SEC as f64 * 0.8,
-        "the login flood ran too slowly to mean anything: {logins} in {secs:.1}s"
+        logins_made as f64 / flood_time.as_secs_f64() >= BAD_LOGINS_PER_SEC as f64 * 0.8,
+        "the login flood ran too slowly to mean anything: {logins_made} in {flood_time:?}"
     );
     assert!(acks > 0, "no wrong-password datagram was answered");
-    assert_eq!(quiet.count as u64 + flooded.count as u64, 2 * MESSAGES);
-    assert!(
-        flooded.p99 <= quiet.p99 * 3 + Duration::from_millis(5),
-        "the flood raised the pair's p99: quiet {quiet}, flooded {flooded}"
-    );
+    let expected = MESSAGES as usize * ROUNDS;
+    for summary in [quiet, logins, both] {
+        assert_eq!(summary.count, expected, "lost messages");
+        assert!(
+            summary.p99 <= quiet.p99 * 3 + Duration::from_millis(5),
+            "a flood raised the pair's p99: quiet {quiet}, flooded {summary}"
+        );
+    }
     assert_eq!(subscriber.nop().expect("subscriber alive"), OK);
     broker.assert_serving("after the flood");
 }
