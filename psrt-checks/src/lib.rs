@@ -8,11 +8,18 @@
 //! only get CPU time that routing does not want. Checks waiting here are
 //! bounded by the broker (`Limits::max_pending_checks`) and by this pool's
 //! queue: a check that does not fit is answered "failed" at once.
+//!
+//! [`driver`] holds the other pieces of a server driver that all three
+//! runtimes share and that psrt-proto must not hold (logging, files,
+//! blocking reloads).
+
+pub mod driver;
 
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 
 use psrt_proto::broker::PasswordCheck;
+use psrt_proto::spec::ServerSpec;
 use thread_priority::{
     NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
     set_thread_priority_and_policy, thread_native_id,
@@ -48,6 +55,13 @@ impl CheckPool {
                 .spawn(move || run(&waiting))?;
         }
         Ok(Self { jobs })
+    }
+
+    /// The pool of a server for `spec`: half as many threads as it has
+    /// workers (at least one), so checks never take every core, and room
+    /// for as many waiting checks as the broker lets be pending.
+    pub fn for_server(spec: &ServerSpec) -> std::io::Result<Self> {
+        Self::new((spec.workers / 2).max(1), spec.limits.max_pending_checks)
     }
 
     /// Verifies `check` and calls `done` with the result on a checker

@@ -10,8 +10,10 @@
 //! thread for its life. This needs no cross-thread channel for sockets.
 //! The UDP sockets and the stats listener are served by worker 0.
 //!
-//! One [`Broker`] is shared by all threads behind a `std::sync::Mutex`; it
-//! is locked only around calls into the core, never across an `.await`.
+//! The runtime-independent part (the broker behind its lock, the listener
+//! plan, `/status` data, reload bookkeeping) is
+//! [`psrt_proto::server_support`], shared by all threads; the broker is
+//! locked only around calls into the core, never across an `.await`.
 //! Wakes from other threads (the broker queueing a message for a socket,
 //! a password check finishing, the stop signal) go through std `Waker`s,
 //! which monoio's `sync` feature makes work across threads.
@@ -23,46 +25,52 @@ mod udp_task;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::ops::Deref;
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use monoio::blocking::DefaultThreadPool;
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 use psrt_checks::CheckPool;
-use psrt_proto::broker::{Broker, EventLevel, PasswordCheck};
-use psrt_proto::conn::ConnConfig;
-use psrt_proto::http::StatusInfo;
-use psrt_proto::spec::{Reloader, ServerSpec};
+use psrt_proto::broker::{Broker, PasswordCheck};
+use psrt_proto::server_support::{Bind, ServerCore, bind_all};
+use psrt_proto::spec::ServerSpec;
 use rand::SeedableRng;
-use socket2::{Domain, SockAddr, Socket, Type};
+use socket2::{Domain, Socket, Type};
+
+pub use psrt_proto::server_support::BoundAddrs;
 
 /// Pending connections the kernel queues per listener.
 const BACKLOG: i32 = 1024;
 /// How often the drain checks whether every connection has finished.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
 
-/// State every task of one server shares, across all worker threads.
+/// State every task of one server shares, across all worker threads: the
+/// runtime-independent [`ServerCore`], which it dereferences to, plus the
+/// stop signal, the count of live connections and the password checkers.
 pub(crate) struct Shared {
-    broker: Mutex<Broker>,
-    conn: Arc<ConnConfig>,
-    timeout: Duration,
-    started: Instant,
-    host: String,
-    version: String,
+    core: ServerCore,
     /// Closed (never sent on) when the server starts shutting down: every
     /// task waiting on `stopping.recv()` wakes, on whatever thread.
     stop: async_channel::Sender<()>,
     stopping: async_channel::Receiver<()>,
-    drain_timeout: Duration,
     /// Connection tasks still running, on all threads; the drain waits for
     /// zero.
     live: AtomicUsize,
     /// Idle-priority threads for bcrypt, so a flood of wrong passwords
     /// never competes with message routing for the CPU.
     checks: CheckPool,
+}
+
+impl Deref for Shared {
+    type Target = ServerCore;
+
+    fn deref(&self) -> &ServerCore {
+        &self.core
+    }
 }
 
 impl Shared {
@@ -76,36 +84,9 @@ impl Shared {
         async move { result.recv().await.unwrap_or(false) }
     }
 
-    /// Locks the broker. A panic in another task while it held the lock
-    /// does not stop the server: the broker's own state is kept consistent
-    /// by its methods, so the poison flag is ignored.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Broker> {
-        self.broker
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Logs and drops the broker's pending events. Call with the lock held.
     pub(crate) fn log_events(broker: &mut Broker) {
-        while let Some(event) = broker.poll_event() {
-            match event.level() {
-                EventLevel::Info => tracing::info!("{event}"),
-                EventLevel::Warn => tracing::warn!("{event}"),
-            }
-        }
-    }
-
-    /// What `/status` and `/metrics` show besides the broker's counters.
-    pub(crate) fn status_info(&self) -> StatusInfo {
-        let time_us = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-        StatusInfo {
-            time_us,
-            uptime_s: self.started.elapsed().as_secs(),
-            host: self.host.clone(),
-            version: self.version.clone(),
-        }
+        psrt_checks::driver::log_events(broker);
     }
 
     /// Resolves once the shutdown has begun.
@@ -130,45 +111,25 @@ impl Drop for LiveGuard {
     }
 }
 
-/// The addresses actually bound (port 0 resolved), for tests and logs.
-#[derive(Debug, Clone, Default)]
-pub struct BoundAddrs {
-    /// TCP listeners.
-    pub tcp: Vec<SocketAddr>,
-    /// UDP sockets.
-    pub udp: Vec<SocketAddr>,
-    /// Unix-socket paths.
-    pub unix: Vec<PathBuf>,
-    /// Stats HTTP listener.
-    pub stats: Option<SocketAddr>,
-}
-
 /// The bound std sockets, converted to monoio ones on each worker thread.
-struct Listeners {
-    tcp: Vec<TcpListener>,
-    unix: Vec<UnixListener>,
-    udp: Vec<UdpSocket>,
-    stats: Option<TcpListener>,
-}
+type Listeners = psrt_proto::server_support::Listeners<TcpListener, UnixListener, UdpSocket>;
 
-impl Listeners {
-    /// Duplicates of the TCP and Unix listeners for another worker.
-    fn accept_only(&self) -> io::Result<Listeners> {
-        Ok(Listeners {
-            tcp: self
-                .tcp
-                .iter()
-                .map(TcpListener::try_clone)
-                .collect::<io::Result<_>>()?,
-            unix: self
-                .unix
-                .iter()
-                .map(UnixListener::try_clone)
-                .collect::<io::Result<_>>()?,
-            udp: Vec::new(),
-            stats: None,
-        })
-    }
+/// Duplicates of the TCP and Unix listeners, for another worker.
+fn accept_only(listeners: &Listeners) -> io::Result<Listeners> {
+    Ok(Listeners {
+        tcp: listeners
+            .tcp
+            .iter()
+            .map(TcpListener::try_clone)
+            .collect::<io::Result<_>>()?,
+        unix: listeners
+            .unix
+            .iter()
+            .map(UnixListener::try_clone)
+            .collect::<io::Result<_>>()?,
+        udp: Vec::new(),
+        stats: None,
+    })
 }
 
 /// A bound server, ready to [`Server::run`].
@@ -176,7 +137,6 @@ pub struct Server {
     shared: Arc<Shared>,
     listeners: Listeners,
     workers: usize,
-    reload: Option<Reloader>,
     addrs: BoundAddrs,
 }
 
@@ -184,7 +144,6 @@ pub struct Server {
 #[derive(Clone)]
 pub struct ServerHandle {
     shared: Arc<Shared>,
-    reload: Option<Reloader>,
 }
 
 impl ServerHandle {
@@ -215,20 +174,7 @@ impl ServerHandle {
     /// tests); blocks while the files are read. Same result as
     /// [`ServerHandle::reload`].
     pub fn reload_blocking(&self) -> Result<(), String> {
-        let Some(reload) = &self.reload else {
-            return Ok(());
-        };
-        match reload() {
-            Ok(auth) => {
-                self.shared.lock().reload(auth);
-                tracing::info!("access rules reloaded");
-                Ok(())
-            }
-            Err(message) => {
-                tracing::error!(%message, "reload failed; keeping the rules in force");
-                Err(message)
-            }
-        }
+        psrt_checks::driver::reload(&self.shared.core)
     }
 
     /// Runs `f` on the broker (stats, inspection).
@@ -242,57 +188,20 @@ impl Server {
     /// plain std sockets until each worker thread adopts them. Errors name
     /// the address that failed.
     pub fn bind(spec: ServerSpec) -> io::Result<Server> {
-        let mut addrs = BoundAddrs::default();
-        let mut listeners = Listeners {
-            tcp: Vec::new(),
-            unix: Vec::new(),
-            udp: Vec::new(),
-            stats: None,
-        };
-        for addr in &spec.tcp {
-            let listener = bind_tcp(*addr).map_err(|e| named(e, &addr.to_string()))?;
-            addrs.tcp.push(listener.local_addr()?);
-            listeners.tcp.push(listener);
-        }
-        for path in &spec.unix {
-            listeners.unix.push(bind_unix(path)?);
-            addrs.unix.push(path.clone());
-        }
-        for addr in &spec.udp {
-            let socket = bind_udp(*addr).map_err(|e| named(e, &format!("udp {addr}")))?;
-            addrs.udp.push(socket.local_addr()?);
-            listeners.udp.push(socket);
-        }
-        if let Some(addr) = spec.stats {
-            let listener = bind_tcp(addr).map_err(|e| named(e, &format!("stats {addr}")))?;
-            addrs.stats = Some(listener.local_addr()?);
-            listeners.stats = Some(listener);
-        }
+        let (listeners, addrs) = bind_all(&spec, &mut StdBind)?;
         let (stop, stopping) = async_channel::bounded(1);
-        let mut broker = Broker::new(
-            spec.limits,
-            spec.auth,
-            Box::new(rand::rngs::StdRng::from_os_rng()),
-        );
-        broker.set_latency_warn(spec.latency_warn);
+        let rng = Box::new(rand::rngs::StdRng::from_os_rng());
         let shared = Arc::new(Shared {
-            broker: Mutex::new(broker),
-            conn: Arc::new(spec.conn),
-            timeout: spec.limits.timeout,
-            started: Instant::now(),
-            host: spec.host,
-            version: spec.version,
+            core: ServerCore::new(&spec, rng, Instant::now()),
             stop,
             stopping,
-            drain_timeout: spec.drain_timeout,
             live: AtomicUsize::new(0),
-            checks: CheckPool::new((spec.workers / 2).max(1), spec.limits.max_pending_checks)?,
+            checks: CheckPool::for_server(&spec)?,
         });
         Ok(Server {
             shared,
             listeners,
             workers: spec.workers.max(1),
-            reload: spec.reload,
             addrs,
         })
     }
@@ -306,7 +215,6 @@ impl Server {
     pub fn handle(&self) -> ServerHandle {
         ServerHandle {
             shared: self.shared.clone(),
-            reload: self.reload.clone(),
         }
     }
 
@@ -325,7 +233,7 @@ impl Server {
         let mut threads = Vec::with_capacity(self.workers);
         let mut result = Ok(());
         for index in 1..self.workers {
-            let spawned = self.listeners.accept_only().and_then(|listeners| {
+            let spawned = accept_only(&self.listeners).and_then(|listeners| {
                 spawn_worker(index, self.shared.clone(), listeners, pool.clone())
             });
             match spawned {
@@ -442,47 +350,42 @@ async fn worker(index: usize, shared: Arc<Shared>, listeners: Listeners) -> io::
     if index == 0 {
         tracing::info!("shutting down: draining queued messages");
     }
-    let deadline = Instant::now() + shared.drain_timeout + Duration::from_secs(1);
+    let deadline = Instant::now() + shared.drain_limit();
     while shared.live.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
         monoio::time::sleep(DRAIN_POLL).await;
     }
     Ok(())
 }
 
-/// A TCP listener without `SO_REUSEPORT` (a taken port fails to bind).
-fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
-    Ok(socket.into())
-}
+/// Opens the std sockets every worker adopts, for [`bind_all`]. They are
+/// bound through socket2 or std, not monoio, whose own bind sets
+/// `SO_REUSEPORT`: a taken port would then bind without an error.
+struct StdBind;
 
-fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
-    let socket = UdpSocket::bind(addr)?;
-    socket.set_nonblocking(true)?;
-    Ok(socket)
-}
+impl Bind for StdBind {
+    type Tcp = TcpListener;
+    type Unix = UnixListener;
+    type Udp = UdpSocket;
 
-/// A Unix listener with mode 0770; a stale socket file from a crashed run
-/// is replaced.
-fn bind_unix(path: &Path) -> io::Result<UnixListener> {
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-    let name = |e| named(e, &path.display().to_string());
-    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
-        std::fs::remove_file(path).map_err(name)?;
+    fn tcp(&mut self, addr: SocketAddr) -> io::Result<(TcpListener, SocketAddr)> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(BACKLOG)?;
+        let listener = TcpListener::from(socket);
+        let local = listener.local_addr()?;
+        Ok((listener, local))
     }
-    let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(name)?;
-    socket.set_nonblocking(true).map_err(name)?;
-    socket
-        .bind(&SockAddr::unix(path).map_err(name)?)
-        .map_err(name)?;
-    socket.listen(BACKLOG).map_err(name)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o770)).map_err(name)?;
-    Ok(socket.into())
-}
 
-fn named(err: io::Error, what: &str) -> io::Error {
-    io::Error::new(err.kind(), format!("{what}: {err}"))
+    fn unix(&mut self, path: &Path) -> io::Result<UnixListener> {
+        psrt_checks::driver::bind_unix(path)
+    }
+
+    fn udp(&mut self, addr: SocketAddr) -> io::Result<(UdpSocket, SocketAddr)> {
+        let socket = UdpSocket::bind(addr)?;
+        socket.set_nonblocking(true)?;
+        let local = socket.local_addr()?;
+        Ok((socket, local))
+    }
 }

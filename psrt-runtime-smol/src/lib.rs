@@ -4,8 +4,8 @@
 //! * [`client`]: an async PSRT client over the core's client state
 //!   machines, with the same API as the tokio crate's.
 //! * [`server::Server`]: the broker daemon's I/O: TCP, Unix and UDP
-//!   listeners, the stats HTTP endpoint, password checks on the `blocking`
-//!   thread pool, SIGHUP reload and graceful SIGTERM/SIGINT shutdown.
+//!   listeners, the stats HTTP endpoint, password checks on
+//!   `psrt_checks`' idle-priority threads, SIGHUP reload and graceful SIGTERM/SIGINT shutdown.
 //!
 //! All protocol logic lives in `psrt_proto`; this crate only moves bytes,
 //! keeps time and runs slow work off the event loop. Its public server API

@@ -1,11 +1,13 @@
 //! The server: binds every listener of a [`ServerSpec`], then serves until
 //! told to stop.
 //!
-//! One [`Broker`] is shared by all tasks behind a `std::sync::Mutex`; it is
-//! locked only around calls into the core, never across an `.await`.
-//! Each socket has its own task that owns the socket's
-//! [`psrt_proto::conn::Connection`]: decoding, TLS and writes run in
-//! parallel on every thread that drives the server's executor.
+//! The runtime-independent part (the broker behind its lock, the listener
+//! plan, `/status` data, reload bookkeeping) is
+//! [`psrt_proto::server_support`]; this module adds smol's sockets, tasks
+//! and stop signal. The broker is locked only around calls into the core,
+//! never across an `.await`. Each socket has its own task that owns the
+//! socket's [`psrt_proto::conn::Connection`]: decoding, TLS and writes run
+//! in parallel on every thread that drives the server's executor.
 //!
 //! smol has no ambient runtime: each [`Server`] owns an
 //! [`Executor`] that [`Server::run`] drives on the calling thread, and
@@ -19,40 +21,51 @@ mod udp_task;
 
 use std::future::Future;
 use std::io;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::os::unix::net::UnixListener;
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::ops::Deref;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use psrt_checks::CheckPool;
-use psrt_proto::broker::{Broker, EventLevel, PasswordCheck};
-use psrt_proto::conn::{ConnConfig, Transport};
-use psrt_proto::http::StatusInfo;
-use psrt_proto::spec::{Reloader, ServerSpec};
+use psrt_proto::broker::{Broker, PasswordCheck};
+use psrt_proto::conn::Transport;
+use psrt_proto::server_support::{Bind, Listeners, ServerCore, bind_all};
+use psrt_proto::spec::ServerSpec;
 use rand::SeedableRng;
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
 use smol::{Async, Executor, Timer};
 
-/// State every task of one server shares.
+pub use psrt_proto::server_support::BoundAddrs;
+
+/// Pause after a failed accept (out of descriptors, say), so the loop
+/// backs off instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// State every task of one server shares: the runtime-independent
+/// [`ServerCore`], which it dereferences to, plus smol's stop signal and
+/// executor and the password checkers.
 pub(crate) struct Shared {
-    broker: Mutex<Broker>,
-    conn: Arc<ConnConfig>,
-    timeout: Duration,
-    started: Instant,
-    host: String,
-    version: String,
+    core: ServerCore,
     /// Closed (never sent to) when the server starts shutting down.
     stopping: Receiver<()>,
-    drain_timeout: Duration,
     /// Where tasks are spawned. Weak: the executor owns the tasks that own
     /// this struct, and a strong reference would keep them all alive.
     executor: Weak<Executor<'static>>,
     /// Idle-priority threads for bcrypt, so a flood of wrong passwords
     /// never competes with message routing for the CPU.
     checks: CheckPool,
+}
+
+impl Deref for Shared {
+    type Target = ServerCore;
+
+    fn deref(&self) -> &ServerCore {
+        &self.core
+    }
 }
 
 impl Shared {
@@ -67,15 +80,6 @@ impl Shared {
             let _ = done.try_send(ok);
         });
         async move { result.recv().await.unwrap_or(false) }
-    }
-
-    /// Locks the broker. A panic in another task while it held the lock
-    /// does not stop the server: the broker's own state is kept consistent
-    /// by its methods, so the poison flag is ignored.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Broker> {
-        self.broker
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Completes once the server starts shutting down.
@@ -93,24 +97,7 @@ impl Shared {
 
     /// Logs and drops the broker's pending events. Call with the lock held.
     pub(crate) fn log_events(broker: &mut Broker) {
-        while let Some(event) = broker.poll_event() {
-            match event.level() {
-                EventLevel::Info => tracing::info!("{event}"),
-                EventLevel::Warn => tracing::warn!("{event}"),
-            }
-        }
-    }
-
-    pub(crate) fn status_info(&self) -> StatusInfo {
-        let time_us = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-        StatusInfo {
-            time_us,
-            uptime_s: self.started.elapsed().as_secs(),
-            host: self.host.clone(),
-            version: self.version.clone(),
-        }
+        psrt_checks::driver::log_events(broker);
     }
 }
 
@@ -122,29 +109,12 @@ async fn guarded(task: impl Future<Output = ()>) {
     }
 }
 
-/// The addresses actually bound (port 0 resolved), for tests and logs.
-#[derive(Debug, Clone, Default)]
-pub struct BoundAddrs {
-    /// TCP listeners.
-    pub tcp: Vec<SocketAddr>,
-    /// UDP sockets.
-    pub udp: Vec<SocketAddr>,
-    /// Unix-socket paths.
-    pub unix: Vec<PathBuf>,
-    /// Stats HTTP listener.
-    pub stats: Option<SocketAddr>,
-}
-
 /// A bound server, ready to [`Server::run`].
 pub struct Server {
     shared: Arc<Shared>,
     executor: Arc<Executor<'static>>,
     stop_tx: Sender<()>,
-    tcp: Vec<Async<TcpListener>>,
-    unix: Vec<(Async<UnixListener>, PathBuf)>,
-    udp: Vec<Async<UdpSocket>>,
-    stats: Option<Async<TcpListener>>,
-    reload: Option<Reloader>,
+    listeners: Listeners<Async<TcpListener>, Async<UnixListener>, Async<UdpSocket>>,
     addrs: BoundAddrs,
 }
 
@@ -153,7 +123,6 @@ pub struct Server {
 pub struct ServerHandle {
     shared: Arc<Shared>,
     stop_tx: Sender<()>,
-    reload: Option<Reloader>,
 }
 
 impl ServerHandle {
@@ -162,26 +131,14 @@ impl ServerHandle {
         self.stop_tx.close();
     }
 
-    /// Reloads the access rules; on error the old rules stay and the
-    /// message is returned (and logged).
+    /// Reloads the access rules on smol's blocking pool; on error the old
+    /// rules stay and the message is returned (and logged).
     pub async fn reload(&self) -> Result<(), String> {
-        let Some(reload) = self.reload.clone() else {
-            return Ok(());
-        };
-        let loaded = smol::unblock(move || std::panic::catch_unwind(AssertUnwindSafe(|| reload())))
+        let shared = self.shared.clone();
+        let reload = move || psrt_checks::driver::reload(&shared.core);
+        smol::unblock(move || std::panic::catch_unwind(AssertUnwindSafe(reload)))
             .await
-            .map_err(|_| String::from("reload task failed: it panicked"))?;
-        match loaded {
-            Ok(auth) => {
-                self.shared.lock().reload(auth);
-                tracing::info!("access rules reloaded");
-                Ok(())
-            }
-            Err(message) => {
-                tracing::error!(%message, "reload failed; keeping the rules in force");
-                Err(message)
-            }
-        }
+            .map_err(|_| String::from("reload task failed: it panicked"))?
     }
 
     /// Runs `f` on the broker (stats, inspection).
@@ -195,64 +152,21 @@ impl Server {
     /// only to match the other runtimes' API). Errors name the address
     /// that failed.
     pub async fn bind(spec: ServerSpec) -> io::Result<Server> {
-        let mut addrs = BoundAddrs::default();
-        let mut tcp = Vec::new();
-        for addr in &spec.tcp {
-            let listener =
-                Async::<TcpListener>::bind(*addr).map_err(|e| named(e, &addr.to_string()))?;
-            addrs.tcp.push(listener.get_ref().local_addr()?);
-            tcp.push(listener);
-        }
-        let mut unix = Vec::new();
-        for path in &spec.unix {
-            unix.push((bind_unix(path)?, path.clone()));
-            addrs.unix.push(path.clone());
-        }
-        let mut udp = Vec::new();
-        for addr in &spec.udp {
-            let socket =
-                Async::<UdpSocket>::bind(*addr).map_err(|e| named(e, &format!("udp {addr}")))?;
-            addrs.udp.push(socket.get_ref().local_addr()?);
-            udp.push(socket);
-        }
-        let stats = match spec.stats {
-            Some(addr) => {
-                let listener = Async::<TcpListener>::bind(addr)
-                    .map_err(|e| named(e, &format!("stats {addr}")))?;
-                addrs.stats = Some(listener.get_ref().local_addr()?);
-                Some(listener)
-            }
-            None => None,
-        };
+        let (listeners, addrs) = bind_all(&spec, &mut SmolBind)?;
         let (stop_tx, stopping) = smol::channel::bounded(1);
-        let mut broker = Broker::new(
-            spec.limits,
-            spec.auth,
-            Box::new(rand::rngs::StdRng::from_os_rng()),
-        );
-        broker.set_latency_warn(spec.latency_warn);
         let executor = Arc::new(Executor::new());
+        let rng = Box::new(rand::rngs::StdRng::from_os_rng());
         let shared = Arc::new(Shared {
-            broker: Mutex::new(broker),
-            conn: Arc::new(spec.conn),
-            timeout: spec.limits.timeout,
-            started: Instant::now(),
-            host: spec.host,
-            version: spec.version,
+            core: ServerCore::new(&spec, rng, Instant::now()),
             stopping,
-            drain_timeout: spec.drain_timeout,
             executor: Arc::downgrade(&executor),
-            checks: CheckPool::new((spec.workers / 2).max(1), spec.limits.max_pending_checks)?,
+            checks: CheckPool::for_server(&spec)?,
         });
         Ok(Server {
             shared,
             executor,
             stop_tx,
-            tcp,
-            unix,
-            udp,
-            stats,
-            reload: spec.reload,
+            listeners,
             addrs,
         })
     }
@@ -267,7 +181,6 @@ impl Server {
         ServerHandle {
             shared: self.shared.clone(),
             stop_tx: self.stop_tx.clone(),
-            reload: self.reload.clone(),
         }
     }
 
@@ -308,45 +221,49 @@ impl Server {
     }
 
     async fn serve_until_drained(self) {
+        let Server {
+            shared,
+            executor,
+            listeners,
+            addrs,
+            ..
+        } = self;
         // Every connection task holds a clone of `live`; `recv` fails once
         // the last one is dropped, i.e. when every connection is closed.
         let (live, all_closed) = smol::channel::bounded::<()>(1);
-        let shared = &self.shared;
-        let mut listeners = Vec::new();
-        for listener in self.tcp {
-            let task = accept_tcp(shared.clone(), listener, live.clone());
-            listeners.push(self.executor.spawn(guarded(task)));
+        let mut tasks = Vec::new();
+        for listener in listeners.tcp {
+            let accept = accept_conns(shared.clone(), listener, Transport::Tcp, live.clone());
+            tasks.push(executor.spawn(guarded(accept)));
         }
-        let mut unix_paths = Vec::new();
-        for (listener, path) in self.unix {
-            unix_paths.push(path);
-            let task = accept_unix(shared.clone(), listener, live.clone());
-            listeners.push(self.executor.spawn(guarded(task)));
+        for listener in listeners.unix {
+            let accept = accept_conns(shared.clone(), listener, Transport::Unix, live.clone());
+            tasks.push(executor.spawn(guarded(accept)));
         }
-        for socket in self.udp {
-            let task = udp_task::serve(shared.clone(), socket);
-            listeners.push(self.executor.spawn(guarded(task)));
+        for socket in listeners.udp {
+            tasks.push(executor.spawn(guarded(udp_task::serve(shared.clone(), socket))));
         }
-        if let Some(listener) = self.stats {
-            let task = stats_task::accept(shared.clone(), listener);
-            listeners.push(self.executor.spawn(guarded(task)));
+        if let Some(listener) = listeners.stats {
+            let accept = accept_loop(shared.clone(), listener, |shared, stream, _| {
+                shared.spawn(stats_task::serve(shared.clone(), stream));
+            });
+            tasks.push(executor.spawn(guarded(accept)));
         }
         drop(live);
         shared.stopped().await;
         tracing::info!("shutting down: draining queued messages");
-        let drain = shared.drain_timeout + Duration::from_secs(1);
         let drained = async {
-            for listener in listeners {
-                listener.await;
+            for task in tasks {
+                task.await;
             }
             let _ = all_closed.recv().await;
         };
         drained
             .or(async {
-                Timer::after(drain).await;
+                Timer::after(shared.drain_limit()).await;
             })
             .await;
-        for path in unix_paths {
+        for path in &addrs.unix {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -395,9 +312,68 @@ async fn handle_signals(handle: ServerHandle, mut signals: async_signal::Signals
     handle.stop();
 }
 
-async fn accept_tcp(shared: Arc<Shared>, listener: Async<TcpListener>, live: Sender<()>) {
+/// Opens smol sockets for [`bind_all`]; needs no runtime.
+struct SmolBind;
+
+impl Bind for SmolBind {
+    type Tcp = Async<TcpListener>;
+    type Unix = Async<UnixListener>;
+    type Udp = Async<UdpSocket>;
+
+    fn tcp(&mut self, addr: SocketAddr) -> io::Result<(Async<TcpListener>, SocketAddr)> {
+        let listener = Async::<TcpListener>::bind(addr)?;
+        let local = listener.get_ref().local_addr()?;
+        Ok((listener, local))
+    }
+
+    fn unix(&mut self, path: &Path) -> io::Result<Async<UnixListener>> {
+        Async::new(psrt_checks::driver::bind_unix(path)?)
+    }
+
+    fn udp(&mut self, addr: SocketAddr) -> io::Result<(Async<UdpSocket>, SocketAddr)> {
+        let socket = Async::<UdpSocket>::bind(addr)?;
+        let local = socket.get_ref().local_addr()?;
+        Ok((socket, local))
+    }
+}
+
+/// A listener the accept loops take sockets from.
+trait Accept: Send + Sync + 'static {
+    /// The accepted kind of socket.
+    type Socket: socket::Socket;
+
+    /// Accepts one socket; returns it with the peer's name for logs.
+    fn next_conn(&self) -> impl Future<Output = io::Result<(Async<Self::Socket>, String)>> + Send;
+}
+
+impl Accept for Async<TcpListener> {
+    type Socket = TcpStream;
+
+    async fn next_conn(&self) -> io::Result<(Async<TcpStream>, String)> {
+        let (stream, peer) = self.accept().await?;
+        let _ = stream.get_ref().set_nodelay(true);
+        Ok((stream, peer.to_string()))
+    }
+}
+
+impl Accept for Async<UnixListener> {
+    type Socket = UnixStream;
+
+    async fn next_conn(&self) -> io::Result<(Async<UnixStream>, String)> {
+        let (stream, _) = self.accept().await?;
+        Ok((stream, String::from("unix")))
+    }
+}
+
+/// Accepts on `listener` until the server stops and hands each socket to
+/// `on_accept`. A failed accept is logged and followed by a short pause.
+async fn accept_loop<L: Accept>(
+    shared: Arc<Shared>,
+    listener: L,
+    on_accept: impl Fn(&Arc<Shared>, Async<L::Socket>, String),
+) {
     loop {
-        let accepted = async { Some(listener.accept().await) }
+        let accepted = async { Some(listener.next_conn().await) }
             .or(async {
                 shared.stopped().await;
                 None
@@ -405,70 +381,27 @@ async fn accept_tcp(shared: Arc<Shared>, listener: Async<TcpListener>, live: Sen
             .await;
         match accepted {
             None => return,
-            Some(Ok((stream, peer))) => {
-                let _ = stream.get_ref().set_nodelay(true);
-                let task = conn_task::serve(
-                    shared.clone(),
-                    stream,
-                    Transport::Tcp,
-                    peer.to_string(),
-                    live.clone(),
-                );
-                shared.spawn(task);
+            Some(Ok((stream, peer))) => on_accept(&shared, stream, peer),
+            Some(Err(err)) => {
+                tracing::warn!(%err, "accept failed");
+                Timer::after(ACCEPT_BACKOFF).await;
             }
-            Some(Err(err)) => accept_error(err).await,
         }
     }
 }
 
-async fn accept_unix(shared: Arc<Shared>, listener: Async<UnixListener>, live: Sender<()>) {
-    loop {
-        let accepted = async { Some(listener.accept().await) }
-            .or(async {
-                shared.stopped().await;
-                None
-            })
-            .await;
-        match accepted {
-            None => return,
-            Some(Ok((stream, _))) => {
-                let task = conn_task::serve(
-                    shared.clone(),
-                    stream,
-                    Transport::Unix,
-                    "unix".into(),
-                    live.clone(),
-                );
-                shared.spawn(task);
-            }
-            Some(Err(err)) => accept_error(err).await,
-        }
-    }
-}
-
-/// Out of descriptors or a transient error: log and back off briefly
-/// instead of spinning.
-async fn accept_error(err: io::Error) {
-    tracing::warn!(%err, "accept failed");
-    Timer::after(Duration::from_millis(50)).await;
-}
-
-fn bind_unix(path: &PathBuf) -> io::Result<Async<UnixListener>> {
-    use std::os::unix::fs::PermissionsExt;
-    // A stale socket file from a crashed run would make bind fail.
-    if std::fs::symlink_metadata(path).is_ok_and(|m| {
-        use std::os::unix::fs::FileTypeExt;
-        m.file_type().is_socket()
-    }) {
-        std::fs::remove_file(path).map_err(|e| named(e, &path.display().to_string()))?;
-    }
-    let listener =
-        Async::<UnixListener>::bind(path).map_err(|e| named(e, &path.display().to_string()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o770))
-        .map_err(|e| named(e, &path.display().to_string()))?;
-    Ok(listener)
-}
-
-fn named(err: io::Error, what: &str) -> io::Error {
-    io::Error::new(err.kind(), format!("{what}: {err}"))
+/// Accepts protocol connections until the server stops; each is served on
+/// its own task, which holds a clone of `live` so the drain can wait for
+/// it on shutdown.
+async fn accept_conns<L: Accept>(
+    shared: Arc<Shared>,
+    listener: L,
+    transport: Transport,
+    live: Sender<()>,
+) {
+    accept_loop(shared, listener, |shared, stream, peer| {
+        let serve = conn_task::serve(shared.clone(), stream, transport, peer, live.clone());
+        shared.spawn(serve);
+    })
+    .await;
 }

@@ -1,8 +1,8 @@
 //! Runs the [`psrt_proto`] core over tokio.
 //!
 //! * [`server::Server`]: the broker daemon's I/O: TCP, Unix and UDP
-//!   listeners, the stats HTTP endpoint, password checks on tokio's
-//!   blocking pool, SIGHUP reload and graceful SIGTERM/SIGINT shutdown.
+//!   listeners, the stats HTTP endpoint, password checks on
+//!   `psrt_checks`' idle-priority threads, SIGHUP reload and graceful SIGTERM/SIGINT shutdown.
 //! * [`client`]: an async PSRT client over the core's client state
 //!   machines.
 //!

@@ -1,46 +1,62 @@
 //! The server: binds every listener of a [`ServerSpec`], then serves until
 //! told to stop.
 //!
-//! One [`Broker`] is shared by all tasks behind a `std::sync::Mutex`; it is
-//! locked only around calls into the core, never across an `.await`.
-//! Each socket has its own task that owns the socket's
-//! [`psrt_proto::conn::Connection`]: decoding, TLS and writes run in
-//! parallel on the worker threads.
+//! The runtime-independent part (the broker behind its lock, the listener
+//! plan, `/status` data, reload bookkeeping) is
+//! [`psrt_proto::server_support`]; this module adds tokio's sockets, tasks
+//! and stop signal. The broker is locked only around calls into the core,
+//! never across an `.await`. Each socket has its own task that owns the
+//! socket's [`psrt_proto::conn::Connection`]: decoding, TLS and writes run
+//! in parallel on the worker threads.
 
 mod conn_task;
 mod stats_task;
 mod udp_task;
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::ops::Deref;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use psrt_checks::CheckPool;
-use psrt_proto::broker::{Broker, EventLevel, PasswordCheck};
-use psrt_proto::conn::{ConnConfig, Transport};
-use psrt_proto::http::StatusInfo;
-use psrt_proto::spec::{Reloader, ServerSpec};
+use psrt_proto::broker::{Broker, PasswordCheck};
+use psrt_proto::conn::Transport;
+use psrt_proto::server_support::{Bind, Listeners, ServerCore, bind_all};
+use psrt_proto::spec::ServerSpec;
 use rand::SeedableRng;
-use tokio::net::{TcpListener, UdpSocket, UnixListener};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket, UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-/// State every task of one server shares.
+pub use psrt_proto::server_support::BoundAddrs;
+
+/// Pending connections the kernel queues per TCP listener.
+const BACKLOG: u32 = 1024;
+/// Pause after a failed accept (out of descriptors, say), so the loop
+/// backs off instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// State every task of one server shares: the runtime-independent
+/// [`ServerCore`], which it dereferences to, plus tokio's stop signal and
+/// the password checkers.
 pub(crate) struct Shared {
-    broker: Mutex<Broker>,
-    conn: Arc<ConnConfig>,
-    timeout: Duration,
-    started: Instant,
-    host: String,
-    version: String,
+    core: ServerCore,
     /// Flips to true when the server starts shutting down.
     stopping: watch::Receiver<bool>,
-    drain_timeout: Duration,
     /// Idle-priority threads for bcrypt, so a flood of wrong passwords
     /// never competes with message routing for the CPU.
     checks: CheckPool,
+}
+
+impl Deref for Shared {
+    type Target = ServerCore;
+
+    fn deref(&self) -> &ServerCore {
+        &self.core
+    }
 }
 
 impl Shared {
@@ -54,60 +70,17 @@ impl Shared {
         result.await.unwrap_or(false)
     }
 
-    /// Locks the broker. A panic in another task while it held the lock
-    /// does not stop the server: the broker's own state is kept consistent
-    /// by its methods, so the poison flag is ignored.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Broker> {
-        self.broker
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Logs and drops the broker's pending events. Call with the lock held.
     pub(crate) fn log_events(broker: &mut Broker) {
-        while let Some(event) = broker.poll_event() {
-            match event.level() {
-                EventLevel::Info => tracing::info!("{event}"),
-                EventLevel::Warn => tracing::warn!("{event}"),
-            }
-        }
+        psrt_checks::driver::log_events(broker);
     }
-
-    pub(crate) fn status_info(&self) -> StatusInfo {
-        let time_us = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-        StatusInfo {
-            time_us,
-            uptime_s: self.started.elapsed().as_secs(),
-            host: self.host.clone(),
-            version: self.version.clone(),
-        }
-    }
-}
-
-/// The addresses actually bound (port 0 resolved), for tests and logs.
-#[derive(Debug, Clone, Default)]
-pub struct BoundAddrs {
-    /// TCP listeners.
-    pub tcp: Vec<SocketAddr>,
-    /// UDP sockets.
-    pub udp: Vec<SocketAddr>,
-    /// Unix-socket paths.
-    pub unix: Vec<PathBuf>,
-    /// Stats HTTP listener.
-    pub stats: Option<SocketAddr>,
 }
 
 /// A bound server, ready to [`Server::run`].
 pub struct Server {
     shared: Arc<Shared>,
     stop_tx: watch::Sender<bool>,
-    tcp: Vec<TcpListener>,
-    unix: Vec<(UnixListener, PathBuf)>,
-    udp: Vec<UdpSocket>,
-    stats: Option<TcpListener>,
-    reload: Option<Reloader>,
+    listeners: Listeners<TcpListener, UnixListener, UdpSocket>,
     addrs: BoundAddrs,
 }
 
@@ -116,7 +89,6 @@ pub struct Server {
 pub struct ServerHandle {
     shared: Arc<Shared>,
     stop_tx: watch::Sender<bool>,
-    reload: Option<Reloader>,
 }
 
 impl ServerHandle {
@@ -125,26 +97,13 @@ impl ServerHandle {
         self.stop_tx.send_replace(true);
     }
 
-    /// Reloads the access rules; on error the old rules stay and the
-    /// message is returned (and logged).
+    /// Reloads the access rules on tokio's blocking pool; on error the
+    /// old rules stay and the message is returned (and logged).
     pub async fn reload(&self) -> Result<(), String> {
-        let Some(reload) = self.reload.clone() else {
-            return Ok(());
-        };
-        let loaded = tokio::task::spawn_blocking(move || reload())
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || psrt_checks::driver::reload(&shared.core))
             .await
-            .map_err(|e| format!("reload task failed: {e}"))?;
-        match loaded {
-            Ok(auth) => {
-                self.shared.lock().reload(auth);
-                tracing::info!("access rules reloaded");
-                Ok(())
-            }
-            Err(message) => {
-                tracing::error!(%message, "reload failed; keeping the rules in force");
-                Err(message)
-            }
-        }
+            .map_err(|e| format!("reload task failed: {e}"))?
     }
 
     /// Runs `f` on the broker (stats, inspection).
@@ -157,64 +116,18 @@ impl Server {
     /// Binds every listener of `spec`. Must be called inside a tokio
     /// runtime. Errors name the address that failed.
     pub async fn bind(spec: ServerSpec) -> io::Result<Server> {
-        let mut addrs = BoundAddrs::default();
-        let mut tcp = Vec::new();
-        for addr in &spec.tcp {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|e| named(e, &addr.to_string()))?;
-            addrs.tcp.push(listener.local_addr()?);
-            tcp.push(listener);
-        }
-        let mut unix = Vec::new();
-        for path in &spec.unix {
-            unix.push((bind_unix(path)?, path.clone()));
-            addrs.unix.push(path.clone());
-        }
-        let mut udp = Vec::new();
-        for addr in &spec.udp {
-            let socket = UdpSocket::bind(addr)
-                .await
-                .map_err(|e| named(e, &format!("udp {addr}")))?;
-            addrs.udp.push(socket.local_addr()?);
-            udp.push(socket);
-        }
-        let stats = match spec.stats {
-            Some(addr) => {
-                let listener = TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| named(e, &format!("stats {addr}")))?;
-                addrs.stats = Some(listener.local_addr()?);
-                Some(listener)
-            }
-            None => None,
-        };
+        let (listeners, addrs) = bind_all(&spec, &mut TokioBind)?;
         let (stop_tx, stopping) = watch::channel(false);
-        let mut broker = Broker::new(
-            spec.limits,
-            spec.auth,
-            Box::new(rand::rngs::StdRng::from_os_rng()),
-        );
-        broker.set_latency_warn(spec.latency_warn);
+        let rng = Box::new(rand::rngs::StdRng::from_os_rng());
         let shared = Arc::new(Shared {
-            broker: Mutex::new(broker),
-            conn: Arc::new(spec.conn),
-            timeout: spec.limits.timeout,
-            started: Instant::now(),
-            host: spec.host,
-            version: spec.version,
+            core: ServerCore::new(&spec, rng, Instant::now()),
             stopping,
-            drain_timeout: spec.drain_timeout,
-            checks: CheckPool::new((spec.workers / 2).max(1), spec.limits.max_pending_checks)?,
+            checks: CheckPool::for_server(&spec)?,
         });
         Ok(Server {
             shared,
             stop_tx,
-            tcp,
-            unix,
-            udp,
-            stats,
-            reload: spec.reload,
+            listeners,
             addrs,
         })
     }
@@ -229,7 +142,6 @@ impl Server {
         ServerHandle {
             shared: self.shared.clone(),
             stop_tx: self.stop_tx.clone(),
-            reload: self.reload.clone(),
         }
     }
 
@@ -237,37 +149,48 @@ impl Server {
     /// queued messages drain to subscribers for at most the drain timeout,
     /// and removes the Unix-socket files.
     pub async fn run(self) {
+        let Server {
+            shared,
+            listeners,
+            addrs,
+            ..
+        } = self;
         let mut tasks = JoinSet::new();
         // Every connection task holds a clone of `alive`; `recv` returns
         // `None` once all of them have ended.
         let (alive, mut all_ended) = mpsc::channel::<()>(1);
-        for listener in self.tcp {
-            tasks.spawn(accept_tcp(self.shared.clone(), listener, alive.clone()));
+        for listener in listeners.tcp {
+            let accept = accept_conns(shared.clone(), listener, Transport::Tcp, alive.clone());
+            tasks.spawn(accept);
         }
-        let mut unix_paths = Vec::new();
-        for (listener, path) in self.unix {
-            unix_paths.push(path);
-            tasks.spawn(accept_unix(self.shared.clone(), listener, alive.clone()));
+        for listener in listeners.unix {
+            let accept = accept_conns(shared.clone(), listener, Transport::Unix, alive.clone());
+            tasks.spawn(accept);
         }
-        for socket in self.udp {
-            tasks.spawn(udp_task::serve(self.shared.clone(), socket));
+        for socket in listeners.udp {
+            tasks.spawn(udp_task::serve(shared.clone(), socket));
         }
-        if let Some(listener) = self.stats {
-            tasks.spawn(stats_task::accept(self.shared.clone(), listener));
+        if let Some(listener) = listeners.stats {
+            tasks.spawn(accept_loop(
+                shared.clone(),
+                listener,
+                |shared, stream, _| {
+                    tokio::spawn(stats_task::serve(shared.clone(), stream));
+                },
+            ));
         }
-        let mut stopping = self.shared.stopping.clone();
+        let mut stopping = shared.stopping.clone();
         let _ = stopping.wait_for(|stop| *stop).await;
         tracing::info!("shutting down: draining queued messages");
-        let drain = self.shared.drain_timeout + Duration::from_secs(1);
         drop(alive);
-        let _ = tokio::time::timeout(drain, async {
+        let _ = tokio::time::timeout(shared.drain_limit(), async {
             while tasks.join_next().await.is_some() {}
             // Connection tasks are detached: wait until they have drained.
             let _ = all_ended.recv().await;
         })
         .await;
         tasks.abort_all();
-        for path in unix_paths {
+        for path in &addrs.unix {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -316,80 +239,109 @@ async fn signals(handle: ServerHandle) {
     handle.stop();
 }
 
-async fn accept_tcp(shared: Arc<Shared>, listener: TcpListener, alive: mpsc::Sender<()>) {
+/// Opens tokio sockets for [`bind_all`]; needs the runtime's context.
+struct TokioBind;
+
+impl Bind for TokioBind {
+    type Tcp = TcpListener;
+    type Unix = UnixListener;
+    type Udp = UdpSocket;
+
+    fn tcp(&mut self, addr: SocketAddr) -> io::Result<(TcpListener, SocketAddr)> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        let listener = socket.listen(BACKLOG)?;
+        let local = listener.local_addr()?;
+        Ok((listener, local))
+    }
+
+    fn unix(&mut self, path: &Path) -> io::Result<UnixListener> {
+        UnixListener::from_std(psrt_checks::driver::bind_unix(path)?)
+    }
+
+    fn udp(&mut self, addr: SocketAddr) -> io::Result<(UdpSocket, SocketAddr)> {
+        let socket = std::net::UdpSocket::bind(addr)?;
+        socket.set_nonblocking(true)?;
+        let socket = UdpSocket::from_std(socket)?;
+        let local = socket.local_addr()?;
+        Ok((socket, local))
+    }
+}
+
+/// A listener the accept loops take sockets from.
+trait Accept: Send + Sync + 'static {
+    /// The accepted socket.
+    type Stream;
+
+    /// Accepts one socket; returns it with the peer's name for logs.
+    fn next_conn(&self) -> impl Future<Output = io::Result<(Self::Stream, String)>> + Send;
+}
+
+impl Accept for TcpListener {
+    type Stream = TcpStream;
+
+    async fn next_conn(&self) -> io::Result<(TcpStream, String)> {
+        let (stream, peer) = self.accept().await?;
+        let _ = stream.set_nodelay(true);
+        Ok((stream, peer.to_string()))
+    }
+}
+
+impl Accept for UnixListener {
+    type Stream = UnixStream;
+
+    async fn next_conn(&self) -> io::Result<(UnixStream, String)> {
+        let (stream, _) = self.accept().await?;
+        Ok((stream, String::from("unix")))
+    }
+}
+
+/// Accepts on `listener` until the server stops and hands each socket to
+/// `on_accept`. A failed accept is logged and followed by a short pause.
+async fn accept_loop<L: Accept>(
+    shared: Arc<Shared>,
+    listener: L,
+    on_accept: impl Fn(&Arc<Shared>, L::Stream, String),
+) {
     let mut stopping = shared.stopping.clone();
     loop {
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = listener.next_conn() => accepted,
             _ = stopping.wait_for(|stop| *stop) => return,
         };
         match accepted {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                spawn_conn(&shared, stream, Transport::Tcp, peer.to_string(), &alive);
+            Ok((stream, peer)) => on_accept(&shared, stream, peer),
+            Err(err) => {
+                tracing::warn!(%err, "accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
-            Err(err) => accept_error(err).await,
         }
     }
 }
 
-async fn accept_unix(shared: Arc<Shared>, listener: UnixListener, alive: mpsc::Sender<()>) {
-    let mut stopping = shared.stopping.clone();
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stopping.wait_for(|stop| *stop) => return,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                spawn_conn(&shared, stream, Transport::Unix, "unix".into(), &alive);
-            }
-            Err(err) => accept_error(err).await,
-        }
-    }
-}
-
-/// Serves one accepted socket on its own task, which holds a clone of
-/// `alive` so [`Server::run`] can wait for it to drain on shutdown.
-fn spawn_conn<S>(
-    shared: &Arc<Shared>,
-    stream: S,
+/// Accepts protocol connections until the server stops; each is served on
+/// its own task, which holds a clone of `alive` so [`Server::run`] can
+/// wait for it to drain on shutdown.
+async fn accept_conns<L>(
+    shared: Arc<Shared>,
+    listener: L,
     transport: Transport,
-    peer: String,
-    alive: &mpsc::Sender<()>,
+    alive: mpsc::Sender<()>,
 ) where
-    S: conn_task::Socket,
+    L: Accept,
+    L::Stream: conn_task::Socket,
 {
-    let alive = alive.clone();
-    let shared = shared.clone();
-    tokio::spawn(async move {
-        conn_task::serve(shared, stream, transport, peer).await;
-        drop(alive);
-    });
-}
-
-/// Out of descriptors or a transient error: log and back off briefly
-/// instead of spinning.
-async fn accept_error(err: io::Error) {
-    tracing::warn!(%err, "accept failed");
-    tokio::time::sleep(Duration::from_millis(50)).await;
-}
-
-fn bind_unix(path: &PathBuf) -> io::Result<UnixListener> {
-    use std::os::unix::fs::PermissionsExt;
-    // A stale socket file from a crashed run would make bind fail.
-    if std::fs::symlink_metadata(path).is_ok_and(|m| {
-        use std::os::unix::fs::FileTypeExt;
-        m.file_type().is_socket()
-    }) {
-        std::fs::remove_file(path).map_err(|e| named(e, &path.display().to_string()))?;
-    }
-    let listener = UnixListener::bind(path).map_err(|e| named(e, &path.display().to_string()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o770))
-        .map_err(|e| named(e, &path.display().to_string()))?;
-    Ok(listener)
-}
-
-fn named(err: io::Error, what: &str) -> io::Error {
-    io::Error::new(err.kind(), format!("{what}: {err}"))
+    accept_loop(shared, listener, |shared, stream, peer| {
+        let (shared, alive) = (shared.clone(), alive.clone());
+        tokio::spawn(async move {
+            conn_task::serve(shared, stream, transport, peer).await;
+            drop(alive);
+        });
+    })
+    .await;
 }

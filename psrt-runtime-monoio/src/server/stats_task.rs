@@ -1,12 +1,11 @@
 //! The stats HTTP endpoint: one short task per request.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use psrt_proto::TxBuf;
-use psrt_proto::conn::Action;
 use psrt_proto::stats_conn::StatsConnection;
 
 use super::Shared;
@@ -38,7 +37,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut stream: TcpStream) {
 }
 
 /// Reads until the request is answered (the password check, if any, runs
-/// on the blocking pool).
+/// on the check pool).
 async fn read_and_answer(shared: &Shared, stream: &mut TcpStream, conn: &mut StatsConnection) {
     let mut buf = Vec::with_capacity(READ_CHUNK);
     while !conn.is_closed() {
@@ -49,12 +48,9 @@ async fn read_and_answer(shared: &Shared, stream: &mut TcpStream, conn: &mut Sta
             Ok(0) | Err(_) => return,
             Ok(_) => conn.read_buf().extend_from_slice(&buf),
         }
-        let info = shared.status_info();
-        conn.handle_input(&mut shared.lock(), &info);
-        if let Some(Action::CheckPassword(check)) = conn.poll_action() {
+        if let Some(check) = shared.stats_input(conn, Instant::now(), SystemTime::now()) {
             let ok = shared.verify(check).await;
-            let info = shared.status_info();
-            conn.password_checked(ok, &mut shared.lock(), &info);
+            shared.stats_checked(conn, ok, Instant::now(), SystemTime::now());
         }
     }
 }

@@ -1,11 +1,10 @@
 //! The stats HTTP endpoint: one short task per request.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use psrt_proto::TxBuf;
-use psrt_proto::conn::Action;
 use psrt_proto::stats_conn::StatsConnection;
 use smol::future::FutureExt;
 use smol::{Async, Timer};
@@ -13,24 +12,9 @@ use smol::{Async, Timer};
 use super::Shared;
 use super::socket::{Socket, read_append, write_tx};
 
-/// Accepts stats connections until the server stops.
-pub(crate) async fn accept(shared: Arc<Shared>, listener: Async<TcpListener>) {
-    loop {
-        let accepted = async { Some(listener.accept().await) }
-            .or(async {
-                shared.stopped().await;
-                None
-            })
-            .await;
-        match accepted {
-            None => return,
-            Some(Ok((stream, _))) => shared.spawn(serve(shared.clone(), stream)),
-            Some(Err(err)) => super::accept_error(err).await,
-        }
-    }
-}
-
-async fn serve(shared: Arc<Shared>, stream: Async<TcpStream>) {
+/// Answers one stats request, or drops the socket if the request does not
+/// arrive before the timeout.
+pub(super) async fn serve(shared: Arc<Shared>, stream: Async<TcpStream>) {
     let mut conn = StatsConnection::new(shared.timeout, Instant::now());
     let deadline = conn.poll_timeout().unwrap_or_else(Instant::now);
     let answered = async {
@@ -57,7 +41,7 @@ async fn serve(shared: Arc<Shared>, stream: Async<TcpStream>) {
 }
 
 /// Reads until the request is answered (the password check, if any, runs
-/// on the blocking pool).
+/// on the check pool).
 async fn read_and_answer(shared: &Shared, stream: &Async<TcpStream>, conn: &mut StatsConnection) {
     while !conn.is_closed() {
         let input = conn.read_buf();
@@ -65,12 +49,9 @@ async fn read_and_answer(shared: &Shared, stream: &Async<TcpStream>, conn: &mut 
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        let info = shared.status_info();
-        conn.handle_input(&mut shared.lock(), &info);
-        if let Some(Action::CheckPassword(check)) = conn.poll_action() {
+        if let Some(check) = shared.stats_input(conn, Instant::now(), SystemTime::now()) {
             let ok = shared.verify(check).await;
-            let info = shared.status_info();
-            conn.password_checked(ok, &mut shared.lock(), &info);
+            shared.stats_checked(conn, ok, Instant::now(), SystemTime::now());
         }
     }
 }

@@ -1,34 +1,18 @@
 //! The stats HTTP endpoint: one short task per request.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use psrt_proto::TxBuf;
-use psrt_proto::conn::Action;
 use psrt_proto::stats_conn::StatsConnection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use super::Shared;
 
-/// Accepts stats connections until the server stops.
-pub(crate) async fn accept(shared: Arc<Shared>, listener: TcpListener) {
-    let mut stopping = shared.stopping.clone();
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stopping.wait_for(|stop| *stop) => return,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                tokio::spawn(serve(shared.clone(), stream));
-            }
-            Err(err) => super::accept_error(err).await,
-        }
-    }
-}
-
-async fn serve(shared: Arc<Shared>, mut stream: TcpStream) {
+/// Answers one stats request, or drops the socket if the request does not
+/// arrive before the timeout.
+pub(super) async fn serve(shared: Arc<Shared>, mut stream: TcpStream) {
     let mut conn = StatsConnection::new(shared.timeout, Instant::now());
     let deadline = conn.poll_timeout().map(tokio::time::Instant::from_std);
     let served = tokio::time::timeout_at(
@@ -50,7 +34,7 @@ async fn serve(shared: Arc<Shared>, mut stream: TcpStream) {
 }
 
 /// Reads until the request is answered (the password check, if any, runs
-/// on the blocking pool).
+/// on the check pool).
 async fn read_and_answer(shared: &Shared, stream: &mut TcpStream, conn: &mut StatsConnection) {
     while !conn.is_closed() {
         conn.read_buf().reserve(4096);
@@ -58,12 +42,9 @@ async fn read_and_answer(shared: &Shared, stream: &mut TcpStream, conn: &mut Sta
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        let info = shared.status_info();
-        conn.handle_input(&mut shared.lock(), &info);
-        if let Some(Action::CheckPassword(check)) = conn.poll_action() {
+        if let Some(check) = shared.stats_input(conn, Instant::now(), SystemTime::now()) {
             let ok = shared.verify(check).await;
-            let info = shared.status_info();
-            conn.password_checked(ok, &mut shared.lock(), &info);
+            shared.stats_checked(conn, ok, Instant::now(), SystemTime::now());
         }
     }
 }
