@@ -23,8 +23,9 @@
 //! The `Broker` is borrowed for each call, so a multi-threaded driver locks
 //! it around these calls only; socket I/O happens outside the lock.
 
-use std::sync::Arc;
-use std::task::Waker;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -353,16 +354,13 @@ impl Connection {
         match &self.state {
             State::Closed(_) if self.tx_seen > 0 => Some(self.tx_progress + self.timeout),
             State::Closed(_) | State::CheckingPassword { .. } => None,
+            // A beacon goes out only when nothing else waits: while output
+            // is pending, only the stall deadline counts (an overdue beacon
+            // time would fire at once, again and again).
+            State::Data { .. } if self.tx_seen > 0 => Some(self.tx_progress + self.timeout),
             State::Data {
                 beacon, last_sent, ..
-            } => {
-                let beacon_at = *last_sent + *beacon;
-                if self.tx_seen > 0 {
-                    Some(beacon_at.min(self.tx_progress + self.timeout))
-                } else {
-                    Some(beacon_at)
-                }
-            }
+            } => Some(*last_sent + *beacon),
             _ => Some(self.deadline),
         }
     }
@@ -682,6 +680,377 @@ impl Connection {
     }
 }
 
+/// The rest of a driver task's state for one socket: whether the peer's
+/// side is still open and, once the server stops, until when the socket
+/// may drain. [`SocketTask::turn`] is the whole of a driver's loop but the
+/// waiting, so the runtimes decide alike when to read, when to wake and
+/// when to close:
+///
+/// ```text
+/// let mut wakeup = None;
+/// loop {
+///     lock the broker; match task.turn(wakeup, ..) { Close => break, Wait { .. } => .. }
+///     wakeup = Some(wait for the first source that is ready);
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SocketTask {
+    read_open: bool,
+    drain_timeout: Duration,
+    drain_deadline: Option<Instant>,
+}
+
+/// What woke a driver's task, for [`SocketTask::turn`] to act on.
+#[derive(Debug)]
+pub enum Wakeup {
+    /// A read appended this many bytes to [`Connection::read_buf`]; `0`
+    /// is end of stream.
+    Read(std::io::Result<usize>),
+    /// A write took this many bytes from the head of the `TxBuf`.
+    Wrote(std::io::Result<usize>),
+    /// The answer to an [`Action::CheckPassword`].
+    Checked(bool),
+    /// The deadline of [`Turn::Wait`] passed.
+    Timeout,
+    /// The server began stopping.
+    Stopping,
+    /// The connection's waker fired: the broker has something for it.
+    Woken,
+}
+
+/// What a driver task does after [`SocketTask::turn`].
+#[derive(Debug)]
+pub enum Turn {
+    /// Close the socket and end the task: the connection is done (and
+    /// closed), its drain is over, or the socket failed.
+    Close,
+    /// Wait for the first of: input (if `read`), the socket taking output
+    /// (if the `TxBuf` is not empty), the connection's waker, `deadline`,
+    /// the server's stop (unless [`SocketTask::is_draining`]).
+    Wait {
+        /// Slow work to start now.
+        action: Option<Action>,
+        /// Whether to read the socket.
+        read: bool,
+        /// When to wake with [`Wakeup::Timeout`] if nothing else happens
+        /// first.
+        deadline: Option<Instant>,
+    },
+}
+
+impl SocketTask {
+    /// A task for a freshly accepted socket; once the server stops, the
+    /// socket may send what is queued for up to `drain_timeout`.
+    pub fn new(drain_timeout: Duration) -> Self {
+        Self {
+            read_open: true,
+            drain_timeout,
+            drain_deadline: None,
+        }
+    }
+
+    /// Whether the server's stop was seen: drivers stop waiting for it.
+    pub fn is_draining(&self) -> bool {
+        self.drain_deadline.is_some()
+    }
+
+    /// One turn, under the broker lock: acts on `wakeup`, moves output
+    /// into `tx`, hands out an [`Action`] when `take_action` (no check of
+    /// this socket runs) and decides what to wait for. A draining socket
+    /// closes once its session has nothing queued, or at its deadline.
+    pub fn turn(
+        &mut self,
+        wakeup: Option<Wakeup>,
+        conn: &mut Connection,
+        broker: &mut Broker,
+        tx: &mut TxBuf,
+        now: Instant,
+        take_action: bool,
+    ) -> Turn {
+        if let Some(wakeup) = wakeup
+            && !self.apply(wakeup, conn, broker, tx, now)
+        {
+            return Turn::Close;
+        }
+        conn.poll_transmit(broker, now, tx);
+        let action = if take_action {
+            conn.poll_action()
+        } else {
+            None
+        };
+        if conn.is_done(tx) {
+            return Turn::Close;
+        }
+        if let Some(drain) = self.drain_deadline
+            && (now >= drain || (tx.is_empty() && conn.backlog(broker) == 0))
+        {
+            conn.handle_eof(broker);
+            return Turn::Close;
+        }
+        let recheck = self.drain_deadline.map(|d| d.min(now + DRAIN_RECHECK));
+        let deadline = match (conn.poll_timeout(), recheck) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Turn::Wait {
+            action,
+            read: self.read_open && !self.is_draining() && conn.wants_input(tx),
+            deadline,
+        }
+    }
+
+    /// Acts on what woke the task; false when the socket failed.
+    fn apply(
+        &mut self,
+        wakeup: Wakeup,
+        conn: &mut Connection,
+        broker: &mut Broker,
+        tx: &mut TxBuf,
+        now: Instant,
+    ) -> bool {
+        match wakeup {
+            Wakeup::Read(Ok(0) | Err(_)) => {
+                self.read_open = false;
+                conn.handle_eof(broker);
+            }
+            Wakeup::Read(Ok(_)) => conn.handle_input(broker, now),
+            Wakeup::Wrote(Ok(n)) => tx.advance(n),
+            Wakeup::Wrote(Err(_)) => {
+                conn.handle_eof(broker);
+                return false;
+            }
+            Wakeup::Checked(ok) => conn.password_checked(ok, broker, now),
+            Wakeup::Timeout => conn.handle_timeout(broker, now),
+            Wakeup::Stopping => {
+                self.drain_deadline.get_or_insert(now + self.drain_timeout);
+            }
+            Wakeup::Woken => {}
+        }
+        true
+    }
+}
+
+/// The [`Waker`] a driver gives [`Connection::new`] when its task waits in
+/// one hand-written poll over all of a socket's sources: the broker's wake
+/// sets a flag and wakes the task, and the task's poll [`WakeFlag::take`]s
+/// the flag to learn that it must call [`Connection::poll_transmit`] (the
+/// task's own waker would wake the poll without saying why). It takes no
+/// allocation per wake-up, unlike a channel.
+#[derive(Debug, Default)]
+pub struct WakeFlag {
+    woken: AtomicBool,
+    task: Mutex<Option<Waker>>,
+}
+
+impl WakeFlag {
+    /// Whether the broker woke the connection since the last call; wakes
+    /// `cx`'s task at the next one.
+    pub fn take(&self, cx: &Context<'_>) -> bool {
+        {
+            let mut task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
+            match &mut *task {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                slot => *slot = Some(cx.waker().clone()),
+            }
+        }
+        self.woken.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl Wake for WakeFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        let task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(waker) = &*task {
+            waker.wake_by_ref();
+        }
+    }
+}
+
 fn protocol(err: WireError) -> CloseReason {
     CloseReason::Protocol(err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::AuthConfig;
+    use rand::SeedableRng;
+
+    const GREETING: [u8; 3] = [0xEE, 0xAA, 0x00];
+
+    /// A base instant; the core itself never reads the clock.
+    #[allow(clippy::disallowed_methods)]
+    fn start() -> Instant {
+        Instant::now()
+    }
+
+    fn setup(now: Instant) -> (Broker, Connection) {
+        let rng = Box::new(rand::rngs::StdRng::seed_from_u64(1));
+        let broker = Broker::new(crate::Limits::default(), AuthConfig::open(), rng);
+        let config = Arc::new(ConnConfig {
+            tls: None,
+            allow_no_tls: true,
+        });
+        let timeout = broker.limits().timeout;
+        let conn = Connection::new(
+            config,
+            Transport::Tcp,
+            "p".into(),
+            Waker::noop().clone(),
+            timeout,
+            now,
+        );
+        (broker, conn)
+    }
+
+    fn wait(turn: Turn) -> (bool, Option<Instant>) {
+        match turn {
+            Turn::Wait { read, deadline, .. } => (read, deadline),
+            Turn::Close => panic!("closed too early"),
+        }
+    }
+
+    /// A socket that sent its greeting, with the answer waiting in `tx`.
+    fn greeted(now: Instant) -> (Broker, Connection, SocketTask, TxBuf) {
+        let (mut broker, mut conn) = setup(now);
+        conn.read_buf().extend_from_slice(&GREETING);
+        let mut task = SocketTask::new(Duration::from_secs(5));
+        let mut tx = TxBuf::new();
+        let read = Some(Wakeup::Read(Ok(GREETING.len())));
+        wait(task.turn(read, &mut conn, &mut broker, &mut tx, now, true));
+        assert!(!tx.is_empty(), "the greeting answer waits");
+        (broker, conn, task, tx)
+    }
+
+    #[test]
+    fn a_fresh_socket_reads_until_its_timeout() {
+        let now = start();
+        let (mut broker, mut conn) = setup(now);
+        let mut tx = TxBuf::new();
+        let mut task = SocketTask::new(Duration::from_secs(5));
+        let (read, deadline) = wait(task.turn(None, &mut conn, &mut broker, &mut tx, now, true));
+        assert!(read);
+        assert_eq!(deadline, Some(now + broker.limits().timeout));
+    }
+
+    #[test]
+    fn a_draining_socket_stops_reading_and_closes_once_flushed() {
+        let now = start();
+        let (mut broker, mut conn, mut task, mut tx) = greeted(now);
+        let turn = task.turn(
+            Some(Wakeup::Stopping),
+            &mut conn,
+            &mut broker,
+            &mut tx,
+            now,
+            true,
+        );
+        assert!(task.is_draining());
+        let (read, deadline) = wait(turn);
+        assert!(!read, "draining sockets take no more input");
+        assert_eq!(deadline, Some(now + DRAIN_RECHECK));
+        let wrote = Some(Wakeup::Wrote(Ok(tx.len())));
+        let turn = task.turn(wrote, &mut conn, &mut broker, &mut tx, now, true);
+        assert!(matches!(turn, Turn::Close));
+        assert!(conn.is_closed(), "closed for the broker too");
+    }
+
+    #[test]
+    fn a_drain_ends_at_its_deadline_even_with_output_waiting() {
+        let now = start();
+        let (mut broker, mut conn, mut task, mut tx) = greeted(now);
+        let stop = Some(Wakeup::Stopping);
+        wait(task.turn(stop, &mut conn, &mut broker, &mut tx, now, true));
+        let later = now + Duration::from_secs(1);
+        let stop = Some(Wakeup::Stopping);
+        let (_, deadline) = wait(task.turn(stop, &mut conn, &mut broker, &mut tx, later, true));
+        assert_eq!(deadline, Some(later + DRAIN_RECHECK), "re-checks the queue");
+        let over = now + Duration::from_secs(5);
+        let turn = task.turn(None, &mut conn, &mut broker, &mut tx, over, true);
+        assert!(
+            matches!(turn, Turn::Close),
+            "the first stop's deadline holds"
+        );
+    }
+
+    #[test]
+    fn a_failed_write_closes_at_once_and_end_of_stream_after_the_flush() {
+        let now = start();
+        let broken = || std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        let cases = [
+            (Wakeup::Wrote(Err(broken())), true),
+            (Wakeup::Read(Err(broken())), false),
+            (Wakeup::Read(Ok(0)), false),
+        ];
+        for (wakeup, at_once) in cases {
+            let what = format!("{wakeup:?}");
+            let (mut broker, mut conn, mut task, mut tx) = greeted(now);
+            let turn = task.turn(Some(wakeup), &mut conn, &mut broker, &mut tx, now, true);
+            assert!(conn.is_closed(), "{what}");
+            if !at_once {
+                assert!(!wait(turn).0, "{what}: no more reads, the answer goes out");
+                let wrote = Some(Wakeup::Wrote(Ok(tx.len())));
+                let turn = task.turn(wrote, &mut conn, &mut broker, &mut tx, now, true);
+                assert!(matches!(turn, Turn::Close), "{what}");
+                continue;
+            }
+            assert!(matches!(turn, Turn::Close), "{what}");
+        }
+    }
+
+    #[test]
+    fn an_overdue_beacon_does_not_fire_while_output_waits() {
+        let now = start();
+        let (mut broker, mut control) = setup(now);
+        control
+            .read_buf()
+            .extend_from_slice(&[0xEE, 0xAA, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00]);
+        control.handle_input(&mut broker, now);
+        let mut tx = TxBuf::new();
+        control.poll_transmit(&mut broker, now, &mut tx);
+        let reply = tx.to_vec();
+        let token = reply.get(4..36).expect("greeting answer and token");
+        let (_, mut data) = setup(now);
+        let mut hello = vec![0xEE, 0xAB, 0x00];
+        hello.extend_from_slice(token);
+        hello.push(1);
+        data.read_buf().extend_from_slice(&hello);
+        data.handle_input(&mut broker, now);
+        let mut unread = TxBuf::new();
+        data.poll_transmit(&mut broker, now, &mut unread);
+        assert!(!unread.is_empty(), "the data reply waits, unread");
+        let later = now + Duration::from_secs(2);
+        data.poll_transmit(&mut broker, later, &mut unread);
+        let deadline = data.poll_timeout().expect("a stall deadline");
+        assert!(deadline > later, "deadline {deadline:?} is already over");
+        assert_eq!(deadline, now + broker.limits().timeout);
+    }
+
+    /// Counts the wake-ups of the task that registered it.
+    #[derive(Default)]
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_wake_flag_tells_the_registered_task_once() {
+        let flag = Arc::new(WakeFlag::default());
+        let count = Arc::new(Count::default());
+        let task = Waker::from(count.clone());
+        let cx = Context::from_waker(&task);
+        assert!(!flag.take(&cx), "nothing woke it yet");
+        Waker::from(flag.clone()).wake_by_ref();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "the task was woken");
+        assert!(flag.take(&cx));
+        assert!(!flag.take(&cx), "one wake is told once");
+    }
 }

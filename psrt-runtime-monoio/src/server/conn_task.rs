@@ -1,256 +1,138 @@
 //! One task per PSRT socket (control or data): read → `handle_input`,
 //! `poll_transmit` → write, timers, password checks.
 //!
-//! monoio's I/O takes owned buffers, and with io_uring a read or write
-//! future dropped mid-flight may already have moved bytes the task then
-//! never sees. So the socket's read half and write half each live in a
-//! [`Slot`]: an operation, once started, is kept across the loop's
-//! `select!` until it completes; the select only waits on it by
-//! reference.
+//! The socket's halves are [`crate::io_slot`]'s: completion I/O (io_uring
+//! where the kernel has it), reads in flight kept across the task's waits
+//! with a small buffer while the socket is quiet. The task waits in one
+//! hand-written poll over all its sources, so its future keeps no
+//! per-source futures across the wait.
 
-use std::future::Future;
-use std::io::{self, IoSlice};
-use std::pin::Pin;
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::{Wake, Waker};
+use std::task::{Poll, Waker};
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Split, Splitable};
+use monoio::time::Sleep;
 use psrt_proto::TxBuf;
-use psrt_proto::conn::{Action, Connection, DRAIN_RECHECK, Transport};
+use psrt_proto::conn::{Action, Connection, SocketTask, Transport, Turn, WakeFlag, Wakeup};
 
 use super::Shared;
+use crate::io_slot::{self, Stream};
 
-/// Bytes the socket reads at a time.
-const READ_CHUNK: usize = 64 * 1024;
-/// Chunks looked at when gathering one write.
-const MAX_IOV: usize = 64;
-/// Writes go out as owned buffers (io_uring cannot borrow): a chunk this
-/// large is handed over as is (shared, no copy); smaller ones are copied
-/// together into one buffer of at most this size, so many small messages
-/// still cost one syscall.
-const MAX_COPY: usize = 64 * 1024;
-
-/// Wakes the task when the broker queues something for this socket. The
-/// channel holds one token, so wakes coalesce.
-struct ChannelWaker(async_channel::Sender<()>);
-
-impl Wake for ChannelWaker {
-    fn wake(self: Arc<Self>) {
-        let _ = self.0.try_send(());
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        let _ = self.0.try_send(());
-    }
-}
-
-/// An operation on a socket half, returning the half and its result.
-type Op<H> = Pin<Box<dyn Future<Output = (H, io::Result<usize>)>>>;
-
-/// A socket half that is either idle or owned by one operation in flight.
-enum Slot<H> {
-    Idle(H),
-    Busy(Op<H>),
-    /// Only while [`Slot::start`] swaps states.
-    Empty,
-}
-
-impl<H: 'static> Slot<H> {
-    fn is_busy(&self) -> bool {
-        matches!(self, Slot::Busy(_))
-    }
-
-    fn idle(&self) -> Option<&H> {
-        match self {
-            Slot::Idle(half) => Some(half),
-            _ => None,
-        }
-    }
-
-    /// Starts `op` on the half if it is idle.
-    fn start<F>(&mut self, op: impl FnOnce(H) -> F)
-    where
-        F: Future<Output = (H, io::Result<usize>)> + 'static,
-    {
-        match std::mem::replace(self, Slot::Empty) {
-            Slot::Idle(half) => *self = Slot::Busy(Box::pin(op(half))),
-            other => *self = other,
-        }
-    }
-
-    /// Waits for the operation in flight (forever if none). Dropping this
-    /// future leaves the operation running in the slot.
-    async fn finish(&mut self) -> io::Result<usize> {
-        let Slot::Busy(op) = self else {
-            return std::future::pending().await;
-        };
-        let (half, result) = op.as_mut().await;
-        *self = Slot::Idle(half);
-        result
-    }
-}
+/// A running password check.
+type Check = Pin<Box<dyn Future<Output = bool>>>;
 
 /// Serves one accepted socket until it closes.
-pub(crate) async fn serve<S>(shared: Arc<Shared>, stream: S, transport: Transport, peer: String)
-where
-    S: Split + AsyncReadRent + AsyncWriteRent + 'static,
-{
+pub(crate) async fn serve<S: Stream>(
+    shared: Arc<Shared>,
+    stream: S,
+    transport: Transport,
+    peer: String,
+) {
     let _live = shared.track();
-    let (wake_tx, wake_rx) = async_channel::bounded(1);
-    let waker = Waker::from(Arc::new(ChannelWaker(wake_tx)));
+    let (mut reader, mut writer) = io_slot::split(stream);
+    let wake = Arc::new(WakeFlag::default());
     let mut conn = Connection::new(
         shared.conn.clone(),
         transport,
         peer,
-        waker,
+        Waker::from(wake.clone()),
         shared.timeout,
         Instant::now(),
     );
-    let (reader, writer) = stream.into_split();
-    let mut reader = Slot::Idle((reader, Vec::with_capacity(READ_CHUNK)));
-    let mut writer = Slot::Idle(writer);
     let mut tx = TxBuf::new();
-    let mut check: Option<Pin<Box<dyn Future<Output = bool>>>> = None;
-    let mut read_open = true;
-    let mut drain_deadline: Option<Instant> = None;
+    let mut task = SocketTask::new(shared.drain_timeout);
+    let mut check: Option<Check> = None;
+    let mut stop = pin!(shared.stopped());
+    // Boxed: monoio's timer entry is 640 bytes of cache-padded state.
+    let mut timer: Option<Pin<Box<Sleep>>> = None;
+    let mut wakeup = None;
 
     loop {
-        {
+        let turn = {
             let mut broker = shared.lock();
-            conn.poll_transmit(&mut broker, Instant::now(), &mut tx);
-            if check.is_none()
-                && let Some(Action::CheckPassword(job)) = conn.poll_action()
-            {
-                check = Some(Box::pin(shared.verify(job)));
-            }
+            let now = Instant::now();
+            let turn = task.turn(
+                wakeup,
+                &mut conn,
+                &mut broker,
+                &mut tx,
+                now,
+                check.is_none(),
+            );
             Shared::log_events(&mut broker);
-        }
-        if conn.is_done(&tx) {
+            turn
+        };
+        let Turn::Wait {
+            action,
+            read,
+            deadline,
+        } = turn
+        else {
             break;
+        };
+        if let Some(Action::CheckPassword(job)) = action {
+            check = Some(Box::pin(shared.verify(job)));
         }
-        if drain_deadline.is_some_and(|d| Instant::now() >= d) {
-            break;
+        let deadline = deadline.map(monoio::time::Instant::from_std);
+        match (&mut timer, deadline) {
+            (Some(sleep), Some(at)) => sleep.as_mut().reset(at),
+            (slot, at) => *slot = at.map(|at| Box::pin(monoio::time::sleep_until(at))),
         }
-        if drain_deadline.is_some() && tx.is_empty() && conn.backlog(&shared.lock()) == 0 {
-            break;
-        }
-        let recheck = drain_deadline.map(|_| Instant::now() + DRAIN_RECHECK);
-        let timeout = earliest(conn.poll_timeout(), recheck);
-        let can_read = read_open && drain_deadline.is_none() && conn.wants_input(&tx);
-        if can_read {
-            reader.start(read_some);
-        }
-        if !tx.is_empty() {
-            let batch = next_batch(&tx);
-            writer.start(|half| write_some(half, batch));
-        }
-        monoio::select! {
-            read = reader.finish(), if reader.is_busy() => {
-                let mut broker = shared.lock();
-                match (read, reader.idle()) {
-                    (Ok(n), Some((_, buf))) if n > 0 => {
-                        conn.read_buf_with(buf.len()).extend_from_slice(buf);
-                        conn.handle_input(&mut broker, Instant::now());
-                    }
-                    _ => {
-                        read_open = false;
-                        conn.handle_eof(&mut broker);
-                    }
-                }
+        writer.start(&tx);
+        let next = poll_fn(|cx| {
+            if let Some(pending) = &mut check
+                && let Poll::Ready(ok) = pending.as_mut().poll(cx)
+            {
+                return Poll::Ready(Wakeup::Checked(ok));
             }
-            written = writer.finish(), if writer.is_busy() => match written {
-                Ok(n) => tx.advance(n),
-                Err(_) => {
-                    conn.handle_eof(&mut shared.lock());
-                    break;
-                }
-            },
-            _ = wake_rx.recv() => {}
-            ok = join_check(&mut check), if check.is_some() => {
-                check = None;
-                conn.password_checked(ok, &mut shared.lock(), Instant::now());
+            if !task.is_draining() && stop.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wakeup::Stopping);
             }
-            _ = sleep_until(timeout), if timeout.is_some() => {
-                conn.handle_timeout(&mut shared.lock(), Instant::now());
+            if wake.take(cx) {
+                return Poll::Ready(Wakeup::Woken);
             }
-            _ = shared.stopped(), if drain_deadline.is_none() => {
-                drain_deadline = Some(Instant::now() + shared.drain_timeout);
+            if let Some(sleep) = &mut timer
+                && sleep.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(Wakeup::Timeout);
             }
+            if writer.is_busy()
+                && let Poll::Ready(wrote) = writer.poll_finish(cx)
+            {
+                return Poll::Ready(Wakeup::Wrote(wrote));
+            }
+            if read {
+                return reader.poll_read(cx, conn.read_buf()).map(Wakeup::Read);
+            }
+            Poll::Pending
+        })
+        .await;
+        if let Wakeup::Checked(_) = next {
+            check = None;
         }
-    }
-    if !conn.is_closed() {
-        conn.handle_eof(&mut shared.lock());
+        wakeup = Some(next);
     }
     // A write still in flight (drain deadline) is dropped with the socket.
-    if let Slot::Idle(mut half) = writer {
-        let _ = half.shutdown().await;
-    }
+    writer.shutdown().await;
 }
 
-/// Reads what the socket has into the half's own buffer; the caller copies
-/// it into the connection's read buffer, which must stay with the
-/// connection (it holds unprocessed input a password check may resume).
-async fn read_some<S: AsyncReadRent>(
-    (mut half, mut buf): (OwnedReadHalf<S>, Vec<u8>),
-) -> ((OwnedReadHalf<S>, Vec<u8>), io::Result<usize>) {
-    buf.clear();
-    let (result, buf) = half.read(buf).await;
-    ((half, buf), result)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use psrt_proto::spec::ServerSpec;
 
-async fn write_some<S: AsyncWriteRent>(
-    mut half: OwnedWriteHalf<S>,
-    batch: Bytes,
-) -> (OwnedWriteHalf<S>, io::Result<usize>) {
-    let (result, _) = half.write(batch).await;
-    let result = match result {
-        Ok(0) => Err(io::ErrorKind::WriteZero.into()),
-        other => other,
-    };
-    (half, result)
-}
-
-/// The next buffer to write: a large first chunk as is, else the first
-/// chunks copied together up to [`MAX_COPY`] bytes.
-fn next_batch(tx: &TxBuf) -> Bytes {
-    if let Some(front) = tx.front()
-        && front.len() >= MAX_COPY
-    {
-        return front.clone();
-    }
-    let mut slices = [IoSlice::new(&[]); MAX_IOV];
-    let count = tx.io_slices(&mut slices);
-    let mut batch = BytesMut::with_capacity(tx.len().min(MAX_COPY));
-    for slice in slices.iter().take(count) {
-        if !batch.is_empty() && batch.len() + slice.len() > MAX_COPY {
-            break;
-        }
-        batch.extend_from_slice(slice);
-    }
-    batch.freeze()
-}
-
-/// The result of a password check; a check that panicked counts as failed.
-async fn join_check(check: &mut Option<Pin<Box<dyn Future<Output = bool>>>>) -> bool {
-    match check {
-        Some(result) => result.as_mut().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => monoio::time::sleep_until(monoio::time::Instant::from_std(at)).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The earlier of two optional deadlines.
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+    /// Every idle socket holds one `serve` future: it must stay small.
+    #[monoio::test(timer_enabled = true)]
+    async fn serve_future_stays_small() {
+        let addr = "127.0.0.1:0".parse().expect("address");
+        let server = super::super::Server::bind(ServerSpec::open(addr)).expect("bind");
+        let client = monoio::net::TcpStream::connect_addr(server.addrs().tcp[0])
+            .await
+            .expect("connect");
+        let future = serve(server.shared.clone(), client, Transport::Tcp, String::new());
+        let size = std::mem::size_of_val(&future);
+        assert!(size <= 1024, "serve future is {size} bytes");
     }
 }

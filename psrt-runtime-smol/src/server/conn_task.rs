@@ -1,47 +1,34 @@
 //! One task per PSRT socket (control or data): read → `handle_input`,
 //! `poll_transmit` → vectored write, timers, password checks.
+//!
+//! Shaped by the memory an idle socket costs: the task waits in one
+//! hand-written poll over all its sources, so its future keeps no
+//! per-source futures across the wait; a read waits for readiness and
+//! lands in the thread's scratch buffer ([`read_append`]), so an idle
+//! socket holds no read buffer; the `writev` slice array lives on the
+//! stack of one poll.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::io;
-use std::pin::Pin;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::{Wake, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use psrt_proto::TxBuf;
-use psrt_proto::conn::{Action, Connection, DRAIN_RECHECK, Transport};
+use psrt_proto::conn::{Action, Connection, SocketTask, Transport, Turn, WakeFlag, Wakeup};
 use smol::channel::Sender;
-use smol::future::{FutureExt, pending};
-use smol::stream::StreamExt;
 use smol::{Async, Timer};
 
 use super::Shared;
 use super::socket::{Socket, read_append, write_tx};
 
-/// Wakes the task when the broker queues something for this socket: a
-/// one-slot channel keeps at most one pending wake-up.
-struct ChannelWaker(Sender<()>);
+/// Attempts of one socket operation per poll when readiness turns out
+/// stale (the reactor reported an event the socket no longer has).
+const MAX_TRIES: usize = 3;
 
-impl Wake for ChannelWaker {
-    fn wake(self: Arc<Self>) {
-        let _ = self.0.try_send(());
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        let _ = self.0.try_send(());
-    }
-}
-
-/// What woke the task.
-enum Event {
-    Stopping,
-    Checked(bool),
-    Timeout,
-    Woken,
-    Wrote(io::Result<usize>),
-    Read(io::Result<usize>),
-}
+/// A running password check.
+type Check = Pin<Box<dyn Future<Output = bool> + Send>>;
 
 /// Serves one accepted socket until it closes. `_live` is dropped when
 /// the task ends, which is how the server knows every socket has drained.
@@ -52,119 +39,165 @@ pub(crate) async fn serve<S: Socket>(
     peer: String,
     _live: Sender<()>,
 ) {
-    let (wake_tx, woken) = smol::channel::bounded(1);
-    let mut woken = pin!(woken);
+    let wake = Arc::new(WakeFlag::default());
     let mut conn = Connection::new(
         shared.conn.clone(),
         transport,
         peer,
-        Waker::from(Arc::new(ChannelWaker(wake_tx))),
+        Waker::from(wake.clone()),
         shared.timeout,
         Instant::now(),
     );
     let mut tx = TxBuf::new();
-    let mut check: Option<Pin<Box<dyn Future<Output = bool> + Send>>> = None;
-    let mut read_open = true;
+    let mut task = SocketTask::new(shared.drain_timeout);
+    let mut check: Option<Check> = None;
     let mut stop = pin!(shared.stopped());
-    let mut drain_deadline: Option<Instant> = None;
+    let mut timer = Timer::never();
+    // Whether a read may find bytes without waiting: true until a read
+    // would block, then again once the reactor reports readiness.
+    let mut readable = true;
+    let mut wakeup = None;
 
     loop {
-        {
+        let turn = {
             let mut broker = shared.lock();
-            conn.poll_transmit(&mut broker, Instant::now(), &mut tx);
-            if check.is_none()
-                && let Some(Action::CheckPassword(job)) = conn.poll_action()
-            {
-                check = Some(Box::pin(shared.verify(job)));
-            }
+            let now = Instant::now();
+            let turn = task.turn(
+                wakeup,
+                &mut conn,
+                &mut broker,
+                &mut tx,
+                now,
+                check.is_none(),
+            );
             Shared::log_events(&mut broker);
-        }
-        if conn.is_done(&tx) {
-            break;
-        }
-        if drain_deadline.is_some_and(|d| Instant::now() >= d) {
-            break;
-        }
-        if drain_deadline.is_some() && tx.is_empty() && conn.backlog(&shared.lock()) == 0 {
-            break;
-        }
-        let recheck = drain_deadline.map(|d| d.min(Instant::now() + DRAIN_RECHECK));
-        let deadline = earliest(conn.poll_timeout(), recheck);
-        let can_read = read_open && drain_deadline.is_none() && conn.wants_input(&tx);
-        let event = {
-            let stopping = when(drain_deadline.is_none(), stop.as_mut());
-            let wrote = when(!tx.is_empty(), stream.write_with(|s| write_tx(s, &tx)));
-            let input = conn.read_buf();
-            let read = when(can_read, stream.read_with(|s| read_append(s, input)));
-            async { Event::Checked(join_check(&mut check).await) }
-                .or(async {
-                    stopping.await;
-                    Event::Stopping
-                })
-                .or(async {
-                    sleep_until(deadline).await;
-                    Event::Timeout
-                })
-                .or(async {
-                    woken.next().await;
-                    Event::Woken
-                })
-                .or(async { Event::Wrote(wrote.await) })
-                .or(async { Event::Read(read.await) })
-                .await
+            turn
         };
-        match event {
-            Event::Read(Ok(0) | Err(_)) => {
-                read_open = false;
-                conn.handle_eof(&mut shared.lock());
-            }
-            Event::Read(Ok(_)) => conn.handle_input(&mut shared.lock(), Instant::now()),
-            Event::Wrote(Ok(n)) => tx.advance(n),
-            Event::Wrote(Err(_)) => {
-                conn.handle_eof(&mut shared.lock());
-                break;
-            }
-            Event::Woken => {}
-            Event::Checked(ok) => {
-                check = None;
-                conn.password_checked(ok, &mut shared.lock(), Instant::now());
-            }
-            Event::Timeout => conn.handle_timeout(&mut shared.lock(), Instant::now()),
-            Event::Stopping => drain_deadline = Some(Instant::now() + shared.drain_timeout),
+        let Turn::Wait {
+            action,
+            read,
+            deadline,
+        } = turn
+        else {
+            break;
+        };
+        if let Some(Action::CheckPassword(job)) = action {
+            check = Some(Box::pin(shared.verify(job)));
         }
-    }
-    if !conn.is_closed() {
-        conn.handle_eof(&mut shared.lock());
+        match deadline {
+            Some(at) => timer.set_at(at),
+            None => timer = Timer::never(),
+        }
+        let next = poll_fn(|cx| {
+            if let Some(pending) = &mut check
+                && let Poll::Ready(ok) = pending.as_mut().poll(cx)
+            {
+                return Poll::Ready(Wakeup::Checked(ok));
+            }
+            if !task.is_draining() && stop.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wakeup::Stopping);
+            }
+            if wake.take(cx) {
+                return Poll::Ready(Wakeup::Woken);
+            }
+            if Pin::new(&mut timer).poll(cx).is_ready() {
+                return Poll::Ready(Wakeup::Timeout);
+            }
+            if !tx.is_empty()
+                && let Poll::Ready(wrote) = poll_write(&stream, &tx, cx)
+            {
+                return Poll::Ready(Wakeup::Wrote(wrote));
+            }
+            if read {
+                return poll_read(&stream, &mut readable, &mut conn, cx).map(Wakeup::Read);
+            }
+            Poll::Pending
+        })
+        .await;
+        if let Wakeup::Checked(_) = next {
+            check = None;
+        }
+        wakeup = Some(next);
     }
     stream.get_ref().shutdown_write();
 }
 
-/// `fut` if `enabled`, else a future that never completes (a disabled
-/// branch of the event race).
-async fn when<F: Future>(enabled: bool, fut: F) -> F::Output {
-    if enabled { fut.await } else { pending().await }
-}
-
-/// The result of the running password check, if any.
-async fn join_check(check: &mut Option<Pin<Box<dyn Future<Output = bool> + Send>>>) -> bool {
-    match check {
-        Some(result) => result.as_mut().await,
-        None => pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => {
-            Timer::at(at).await;
+/// Writes the head of `tx` if the socket takes it, else waits until the
+/// socket is writable.
+fn poll_write<S: Socket>(
+    stream: &Async<S>,
+    tx: &TxBuf,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    for _ in 0..MAX_TRIES {
+        match write_tx(stream.get_ref(), tx) {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                if stream.poll_writable(cx)?.is_pending() {
+                    return Poll::Pending;
+                }
+            }
+            done => return Poll::Ready(done),
         }
-        None => pending().await,
     }
+    yield_now(cx)
 }
 
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+/// Reads into the connection once the socket may have bytes: a socket
+/// that would block waits for readiness without holding a buffer.
+fn poll_read<S: Socket>(
+    stream: &Async<S>,
+    readable: &mut bool,
+    conn: &mut Connection,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    for _ in 0..MAX_TRIES {
+        if !*readable {
+            if stream.poll_readable(cx)?.is_pending() {
+                return Poll::Pending;
+            }
+            *readable = true;
+        }
+        match read_append(stream.get_ref(), conn.read_buf()) {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => *readable = false,
+            done => return Poll::Ready(done),
+        }
+    }
+    yield_now(cx)
+}
+
+/// Readiness kept being reported without the socket being ready: try
+/// again at the task's next poll instead of spinning here.
+fn yield_now<T>(cx: &mut Context<'_>) -> Poll<T> {
+    cx.waker().wake_by_ref();
+    Poll::Pending
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use psrt_proto::spec::ServerSpec;
+
+    /// Every idle socket holds one `serve` future: it must stay small.
+    #[test]
+    fn serve_future_stays_small() {
+        smol::block_on(async {
+            let addr = "127.0.0.1:0".parse().expect("address");
+            let server = super::super::Server::bind(ServerSpec::open(addr))
+                .await
+                .expect("bind");
+            let client = Async::<std::net::TcpStream>::connect(server.addrs().tcp[0])
+                .await
+                .expect("connect");
+            let (live, _) = smol::channel::bounded(1);
+            let future = serve(
+                server.shared.clone(),
+                client,
+                Transport::Tcp,
+                String::new(),
+                live,
+            );
+            let size = std::mem::size_of_val(&future);
+            assert!(size <= 1024, "serve future is {size} bytes");
+        });
     }
 }

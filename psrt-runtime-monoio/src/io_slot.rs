@@ -1,0 +1,251 @@
+//! The two halves of a stream socket under monoio's completion I/O, for
+//! the server's connection tasks and the client's tasks alike.
+//!
+//! monoio's I/O takes owned buffers, and with io_uring a read or write
+//! future dropped mid-flight may already have moved bytes the task then
+//! never sees. So each half lives in a [`Slot`]: an operation, once
+//! started, is kept across the task's waits until it completes; waiting
+//! only borrows it.
+//!
+//! A socket waiting for input has a read in flight, and the kernel owns
+//! that read's buffer until bytes come: every idle socket would pin a
+//! full-size buffer. So a read after a quiet spell gets a small buffer,
+//! and a full-size one only while the previous read brought more than
+//! that.
+
+use std::future::{Future, poll_fn};
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker, ready};
+
+use bytes::{Bytes, BytesMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Split, Splitable};
+use psrt_proto::TxBuf;
+use psrt_proto::client::{MAX_IOV, READ_CHUNK, ReadOutcome};
+use psrt_proto::conn::reserve_input;
+
+/// The buffer of a read after a quiet spell (the last read brought less):
+/// what an idle socket holds. Requests and replies mostly fit.
+const QUIET_READ: usize = 512;
+/// Writes go out as owned buffers (io_uring cannot borrow): a chunk this
+/// large is handed over as is (shared, no copy); smaller ones are copied
+/// together into one buffer of at most this size, so many small messages
+/// still cost one operation.
+const MAX_COPY: usize = 64 * 1024;
+
+/// A socket that splits into owned halves.
+pub(crate) trait Stream: Split + AsyncReadRent + AsyncWriteRent + 'static {}
+
+impl<T: Split + AsyncReadRent + AsyncWriteRent + 'static> Stream for T {}
+
+/// Splits a stream into its halves.
+pub(crate) fn split<S: Stream>(stream: S) -> (Reader<S>, Writer<S>) {
+    let (reader, writer) = stream.into_split();
+    (
+        Reader {
+            slot: Slot::Idle((reader, Vec::new())),
+        },
+        Writer {
+            slot: Slot::Idle(writer),
+        },
+    )
+}
+
+/// The read half of a socket with the buffer of its reads.
+pub(crate) struct Reader<S: Stream> {
+    slot: Slot<(OwnedReadHalf<S>, Vec<u8>)>,
+}
+
+impl<S: Stream> Reader<S> {
+    /// Starts a read unless one is in flight, so the kernel fills its
+    /// buffer while the task waits on something else.
+    pub(crate) fn start(&mut self) {
+        self.slot.start(read_some);
+    }
+
+    /// Starts a read unless one is in flight, and appends what it brings
+    /// to `into` once it completes; `Ok(0)` is end of stream. A read still
+    /// in flight when the caller stops polling delivers at the next call.
+    pub(crate) fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        into: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
+        self.start();
+        let result = ready!(self.slot.poll_finish(cx));
+        if let (Ok(n), Slot::Idle((_, buf))) = (&result, &self.slot) {
+            let read = buf.get(..*n).unwrap_or_default();
+            reserve_input(into, read.len());
+            into.extend_from_slice(read);
+        }
+        Poll::Ready(result)
+    }
+
+    /// [`Reader::poll_read`] as a future, for `select!`: cancel-safe.
+    pub(crate) async fn read_into(&mut self, into: &mut BytesMut) -> ReadOutcome {
+        match poll_fn(|cx| self.poll_read(cx, into)).await {
+            Ok(n) if n > 0 => ReadOutcome::Data,
+            _ => ReadOutcome::Eof,
+        }
+    }
+}
+
+/// The write half of a socket.
+pub(crate) struct Writer<S: Stream> {
+    slot: Slot<OwnedWriteHalf<S>>,
+}
+
+impl<S: Stream> Writer<S> {
+    /// Starts writing the front of `tx` unless a write is in flight or
+    /// `tx` is empty. `tx` must stay unchanged at its front until the
+    /// write's completion reports how much went out.
+    pub(crate) fn start(&mut self, tx: &TxBuf) {
+        if tx.is_empty() || self.slot.is_busy() {
+            return;
+        }
+        let batch = next_batch(tx);
+        self.slot.start(|half| write_some(half, batch));
+    }
+
+    /// Whether a write is in flight.
+    pub(crate) fn is_busy(&self) -> bool {
+        self.slot.is_busy()
+    }
+
+    /// The bytes the write in flight wrote, once it completes (never
+    /// without one).
+    pub(crate) fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.slot.poll_finish(cx)
+    }
+
+    /// [`Writer::poll_finish`] as a future, for `select!`: cancel-safe.
+    pub(crate) async fn finish(&mut self) -> io::Result<usize> {
+        poll_fn(|cx| self.poll_finish(cx)).await
+    }
+
+    /// Half-closes the stream if no write is in flight; errors are moot at
+    /// this point.
+    pub(crate) async fn shutdown(self) {
+        if let Slot::Idle(mut half) = self.slot {
+            let _ = half.shutdown().await;
+        }
+    }
+}
+
+/// An operation on a socket half, returning the half and its result.
+type Op<H> = Pin<Box<dyn Future<Output = (H, io::Result<usize>)>>>;
+
+/// A socket half that is either idle or owned by one operation.
+enum Slot<H> {
+    Idle(H),
+    /// An operation in flight.
+    Busy(Op<H>),
+    /// An operation that completed when it was started; its result waits
+    /// for [`Slot::poll_finish`].
+    Done(H, io::Result<usize>),
+    /// Only while the slot swaps states.
+    Empty,
+}
+
+impl<H: 'static> Slot<H> {
+    /// Whether an operation is in flight or waits to be finished.
+    fn is_busy(&self) -> bool {
+        matches!(self, Slot::Busy(_) | Slot::Done(..))
+    }
+
+    /// Starts `op` on the half if it is idle.
+    ///
+    /// The operation is polled once right away (with a no-op waker), so it
+    /// reaches the kernel now rather than when the task next waits on it.
+    /// The completion is recorded by the driver and seen by the next
+    /// [`Slot::poll_finish`].
+    fn start<F>(&mut self, op: impl FnOnce(H) -> F)
+    where
+        F: Future<Output = (H, io::Result<usize>)> + 'static,
+    {
+        *self = match std::mem::replace(self, Slot::Empty) {
+            Slot::Idle(half) => {
+                let mut op: Op<H> = Box::pin(op(half));
+                match op.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+                    Poll::Ready((half, result)) => Slot::Done(half, result),
+                    Poll::Pending => Slot::Busy(op),
+                }
+            }
+            other => other,
+        };
+    }
+
+    /// The result of the operation started, once it completes (never
+    /// without one). The half is idle again after a `Ready`.
+    fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let (half, result) = match std::mem::replace(self, Slot::Empty) {
+            Slot::Done(half, result) => (half, result),
+            Slot::Busy(mut op) => match op.as_mut().poll(cx) {
+                Poll::Ready(done) => done,
+                Poll::Pending => {
+                    *self = Slot::Busy(op);
+                    return Poll::Pending;
+                }
+            },
+            other => {
+                *self = other;
+                return Poll::Pending;
+            }
+        };
+        *self = Slot::Idle(half);
+        Poll::Ready(result)
+    }
+}
+
+/// One read into the half's buffer: [`QUIET_READ`] bytes after a read
+/// that brought less, else [`READ_CHUNK`].
+async fn read_some<S: AsyncReadRent>(
+    (mut half, buf): (OwnedReadHalf<S>, Vec<u8>),
+) -> ((OwnedReadHalf<S>, Vec<u8>), io::Result<usize>) {
+    let size = if buf.len() < QUIET_READ {
+        QUIET_READ
+    } else {
+        READ_CHUNK
+    };
+    let buf = if buf.capacity() == size {
+        let mut buf = buf;
+        buf.clear();
+        buf
+    } else {
+        Vec::with_capacity(size)
+    };
+    let (result, buf) = half.read(buf).await;
+    ((half, buf), result)
+}
+
+async fn write_some<S: AsyncWriteRent>(
+    mut half: OwnedWriteHalf<S>,
+    batch: Bytes,
+) -> (OwnedWriteHalf<S>, io::Result<usize>) {
+    let (result, _) = half.write(batch).await;
+    let result = match result {
+        Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+        other => other,
+    };
+    (half, result)
+}
+
+/// The next buffer to write: a large first chunk as is, else the first
+/// chunks copied together up to [`MAX_COPY`] bytes.
+fn next_batch(tx: &TxBuf) -> Bytes {
+    if let Some(front) = tx.front()
+        && front.len() >= MAX_COPY
+    {
+        return front.clone();
+    }
+    let mut slices = [IoSlice::new(&[]); MAX_IOV];
+    let count = tx.io_slices(&mut slices);
+    let mut batch = BytesMut::with_capacity(tx.len().min(MAX_COPY));
+    for slice in slices.iter().take(count) {
+        if !batch.is_empty() && batch.len() + slice.len() > MAX_COPY {
+            break;
+        }
+        batch.extend_from_slice(slice);
+    }
+    batch.freeze()
+}
