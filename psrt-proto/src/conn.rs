@@ -53,6 +53,13 @@ const INPUT_SLACK: usize = 64 * 1024;
 /// control socket when that happens, so drivers re-check this often.
 pub const DRAIN_RECHECK: Duration = Duration::from_millis(20);
 
+/// How far ahead of its bytes a declared control frame is reserved: the
+/// whole frame once at least 1/`RESERVE_AHEAD` of what is still missing
+/// has arrived. A peer that declares a large frame and stalls makes us
+/// hold at most this many times what it sent (and never more than the
+/// input bound), while a real large publish is copied into place once.
+pub const RESERVE_AHEAD: usize = 8;
+
 /// Makes room for `additional` more input bytes. When the buffer must grow
 /// it at least doubles: once decoded frames have been split off, `BytesMut`
 /// would otherwise grow a shared buffer by exactly what is asked, and a
@@ -222,10 +229,30 @@ impl Connection {
     }
 
     /// [`Self::read_buf`] with room for at least `additional` more bytes,
-    /// grown geometrically (see [`reserve_input`]).
+    /// grown geometrically (see [`reserve_input`]). Once enough of a large
+    /// control frame has arrived (see [`RESERVE_AHEAD`]), the buffer is
+    /// grown to hold all of it at once, so its first bytes are not copied
+    /// again at every doubling.
     pub fn read_buf_with(&mut self, additional: usize) -> &mut BytesMut {
-        reserve_input(&mut self.input, additional);
+        let rest = self.declared_rest();
+        if rest > 0 && rest <= self.input.len().saturating_mul(RESERVE_AHEAD) {
+            self.input.reserve(rest.max(additional));
+        } else {
+            reserve_input(&mut self.input, additional);
+        }
         &mut self.input
+    }
+
+    /// Bytes still to come of the plain-text control frame at the head of
+    /// the input, when its header declares a size within the input bound;
+    /// 0 otherwise.
+    fn declared_rest(&self) -> usize {
+        if self.tls.is_some() || !matches!(self.state, State::Control { .. }) {
+            return 0;
+        }
+        request::declared_op_size(&self.input)
+            .filter(|&size| size <= self.max_input)
+            .map_or(0, |size| size.saturating_sub(self.input.len()))
     }
 
     /// Input bytes received and not yet processed (raw and decrypted):
@@ -925,6 +952,39 @@ mod tests {
         wait(task.turn(read, &mut conn, &mut broker, &mut tx, now, true));
         assert!(!tx.is_empty(), "the greeting answer waits");
         (broker, conn, task, tx)
+    }
+
+    /// A plain TCP control session, logged in anonymously.
+    fn logged_in(now: Instant) -> (Broker, Connection) {
+        let (mut broker, mut conn) = setup(now);
+        let mut hello = BytesMut::from(&GREETING[..]);
+        request::encode_login(&mut hello, "", b"");
+        conn.read_buf().extend_from_slice(&hello);
+        conn.handle_input(&mut broker, now);
+        assert!(matches!(conn.state, State::Control { .. }), "logged in");
+        (broker, conn)
+    }
+
+    #[test]
+    fn a_large_publish_is_reserved_whole_once_enough_of_it_arrived() {
+        let now = start();
+        let (mut broker, mut conn) = logged_in(now);
+        let body = 1_000_000usize;
+        let mut head = BytesMut::from(&[crate::wire::op::PUBLISH, 0x7F][..]);
+        head.extend_from_slice(&u32::try_from(body).expect("small").to_le_bytes());
+        head.extend_from_slice(b"t\0");
+        conn.read_buf().extend_from_slice(&head);
+        conn.handle_input(&mut broker, now);
+        let bare = conn.read_buf_with(64 * 1024).capacity();
+        assert!(
+            bare < 256 * 1024,
+            "a bare header reserves a read chunk only: {bare}"
+        );
+        conn.read_buf().extend_from_slice(&vec![0u8; 150_000]);
+        conn.handle_input(&mut broker, now);
+        let whole = conn.read_buf_with(64 * 1024).capacity();
+        assert!(whole >= 6 + body, "room for the whole frame: {whole}");
+        assert!(whole < 2 * (6 + body), "not doubled past it: {whole}");
     }
 
     #[test]

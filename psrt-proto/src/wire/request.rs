@@ -177,6 +177,19 @@ pub fn decode_op(buf: &mut BytesMut, limits: OpLimits) -> Result<Option<Op>, Wir
     }
 }
 
+/// The whole size (header and body) of the control operation at the head
+/// of `buf`, once its header has arrived; `None` before that and for
+/// operations without a body. Lets a driver size its read buffer for the
+/// rest of a large frame at once instead of growing it step by step.
+pub fn declared_op_size(buf: &[u8]) -> Option<usize> {
+    let prefix = match *buf.first()? {
+        op::PUBLISH => 2,
+        op::SUBSCRIBE | op::UNSUBSCRIBE | op::PUBLISH_REPL => 1,
+        _ => return None,
+    };
+    read_len(buf, prefix)?.checked_add(prefix + 4)
+}
+
 /// Encodes one control operation.
 pub fn encode_op(out: &mut BytesMut, operation: &Op) {
     match operation {

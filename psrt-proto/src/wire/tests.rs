@@ -565,3 +565,19 @@ proptest! {
         prop_assert_eq!(push::decode_push(&mut buf(&pushed), max).err(), too_large);
     }
 }
+
+#[test]
+fn declared_op_size_is_known_once_the_header_is() {
+    let mut publish = BytesMut::new();
+    request::encode_publish(&mut publish, 0x7F, b"a/b", &[7u8; 100]);
+    assert_eq!(request::declared_op_size(&publish[..5]), None);
+    assert_eq!(
+        request::declared_op_size(&publish[..6]),
+        Some(publish.len())
+    );
+    let mut subscribe = BytesMut::new();
+    request::encode_topics(&mut subscribe, op::SUBSCRIBE, ["x/#", "y"]);
+    assert_eq!(request::declared_op_size(&subscribe), Some(subscribe.len()));
+    assert_eq!(request::declared_op_size(&[op::NOP]), None);
+    assert_eq!(request::declared_op_size(&[]), None);
+}

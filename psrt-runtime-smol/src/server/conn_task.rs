@@ -157,7 +157,10 @@ fn poll_read<S: Socket>(
             }
             *readable = true;
         }
-        match read_append(stream.get_ref(), conn.read_buf()) {
+        // `read_buf_with(0)` reserves nothing for an idle socket, but
+        // makes room for the whole of a large frame once enough of it
+        // has come (see `psrt_proto::conn::RESERVE_AHEAD`).
+        match read_append(stream.get_ref(), conn.read_buf_with(0)) {
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => *readable = false,
             done => return Poll::Ready(done),
         }
