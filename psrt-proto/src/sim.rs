@@ -734,11 +734,7 @@ impl Sim {
     }
 
     fn apply_hello(&mut self, key: u64, control: u64) -> Result<(), String> {
-        let bound = self
-            .conns
-            .get(&control)
-            .and_then(Conn::session)
-            .map(|s| s.data);
+        let bound = self.session(control).map(|s| s.data);
         let free = match bound {
             Some(None) => true,
             Some(Some(data)) => self
@@ -765,12 +761,7 @@ impl Sim {
     }
 
     fn apply_publish(&mut self, key: u64, msg: usize) -> u8 {
-        let Some(login) = self
-            .conns
-            .get(&key)
-            .and_then(Conn::session)
-            .map(|s| s.login)
-        else {
+        let Some(login) = self.session(key).map(|s| s.login) else {
             return status::ERR;
         };
         let Some(topic) = self.messages.get(msg).map(|m| m.topic) else {
@@ -811,12 +802,7 @@ impl Sim {
 
     fn apply_subscribe(&mut self, key: u64, f: usize) -> u8 {
         let variant = self.variant;
-        let Some(login) = self
-            .conns
-            .get(&key)
-            .and_then(Conn::session)
-            .map(|s| s.login)
-        else {
+        let Some(login) = self.session(key).map(|s| s.login) else {
             return status::ERR;
         };
         let rights = self.rules.rights(variant, login);
@@ -837,6 +823,10 @@ impl Sim {
                 status::OK
             }
         }
+    }
+
+    fn session(&self, key: u64) -> Option<&Session> {
+        self.conns.get(&key).and_then(Conn::session)
     }
 
     fn session_mut(&mut self, key: u64) -> Option<&mut Session> {
