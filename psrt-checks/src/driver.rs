@@ -8,7 +8,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 
-use psrt_proto::broker::{Broker, EventLevel};
+use psrt_proto::broker::{Broker, BrokerEvent, EventLevel};
 use psrt_proto::server_support::ServerCore;
 
 /// Mode of a Unix-socket file: owner and group may connect.
@@ -18,10 +18,28 @@ const UNIX_SOCKET_MODE: u32 = 0o770;
 /// Call with the broker's lock held, after every call into it.
 pub fn log_events(broker: &mut Broker) {
     while let Some(event) = broker.poll_event() {
-        match event.level() {
-            EventLevel::Info => tracing::info!("{event}"),
-            EventLevel::Warn => tracing::warn!("{event}"),
-        }
+        log_event(&event);
+    }
+}
+
+/// Runs `f` on the broker under `core`'s lock, takes the events it raised
+/// out with it, and logs them once the lock is released, so log I/O
+/// (syslog) never holds up the other sockets.
+pub fn with_broker_logged<R>(core: &ServerCore, f: impl FnOnce(&mut Broker) -> R) -> R {
+    let (result, events) = {
+        let mut broker = core.lock();
+        let result = f(&mut broker);
+        let events: Vec<BrokerEvent> = std::iter::from_fn(|| broker.poll_event()).collect();
+        (result, events)
+    };
+    events.iter().for_each(log_event);
+    result
+}
+
+fn log_event(event: &BrokerEvent) {
+    match event.level() {
+        EventLevel::Info => tracing::info!("{event}"),
+        EventLevel::Warn => tracing::warn!("{event}"),
     }
 }
 

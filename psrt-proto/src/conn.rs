@@ -707,6 +707,27 @@ impl Connection {
     }
 }
 
+/// How a [`SocketTask`] reaches the broker that all of a server's sockets
+/// share: a multi-threaded driver implements it with its lock (and logs the
+/// broker's events once the lock is released); single-threaded code uses
+/// the `RefCell` one.
+pub trait BrokerLock {
+    /// Runs `f` on the broker, holding the lock only while `f` runs.
+    fn with_broker<R>(&self, f: impl FnOnce(&mut Broker) -> R) -> R;
+}
+
+impl BrokerLock for std::cell::RefCell<Broker> {
+    fn with_broker<R>(&self, f: impl FnOnce(&mut Broker) -> R) -> R {
+        f(&mut self.borrow_mut())
+    }
+}
+
+impl BrokerLock for Mutex<Broker> {
+    fn with_broker<R>(&self, f: impl FnOnce(&mut Broker) -> R) -> R {
+        f(&mut self.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
 /// The rest of a driver task's state for one socket: whether the peer's
 /// side is still open and, once the server stops, until when the socket
 /// may drain. [`SocketTask::turn`] is the whole of a driver's loop but the
@@ -716,7 +737,7 @@ impl Connection {
 /// ```text
 /// let mut wakeup = None;
 /// loop {
-///     lock the broker; match task.turn(wakeup, ..) { Close => break, Wait { .. } => .. }
+///     match task.turn(wakeup, &conn, &lock, ..) { Close => break, Wait { .. } => .. }
 ///     wakeup = Some(wait for the first source that is ready);
 /// }
 /// ```
@@ -781,11 +802,25 @@ impl SocketTask {
         self.drain_deadline.is_some()
     }
 
-    /// One turn, under the broker lock: acts on `wakeup`, moves output
-    /// into `tx`, hands out an [`Action`] when `take_action` (no check of
-    /// this socket runs) and decides what to wait for. A draining socket
-    /// closes once its session has nothing queued, or at its deadline.
-    pub fn turn(
+    /// One turn: acts on `wakeup`, moves output into `tx`, hands out an
+    /// [`Action`] when `take_action` (no check of this socket runs) and
+    /// decides what to wait for. A draining socket closes once its session
+    /// has nothing queued, or at its deadline. The broker is reached
+    /// through `broker`, which a multi-threaded driver implements with its
+    /// lock.
+    pub fn turn<L: BrokerLock + ?Sized>(
+        &mut self,
+        wakeup: Option<Wakeup>,
+        conn: &mut Connection,
+        broker: &L,
+        tx: &mut TxBuf,
+        now: Instant,
+        take_action: bool,
+    ) -> Turn {
+        broker.with_broker(|broker| self.turn_locked(wakeup, conn, broker, tx, now, take_action))
+    }
+
+    fn turn_locked(
         &mut self,
         wakeup: Option<Wakeup>,
         conn: &mut Connection,
@@ -907,6 +942,7 @@ mod tests {
     use super::*;
     use crate::broker::AuthConfig;
     use rand::SeedableRng;
+    use std::cell::RefCell;
 
     const GREETING: [u8; 3] = [0xEE, 0xAA, 0x00];
 
@@ -943,13 +979,14 @@ mod tests {
     }
 
     /// A socket that sent its greeting, with the answer waiting in `tx`.
-    fn greeted(now: Instant) -> (Broker, Connection, SocketTask, TxBuf) {
-        let (mut broker, mut conn) = setup(now);
+    fn greeted(now: Instant) -> (RefCell<Broker>, Connection, SocketTask, TxBuf) {
+        let (broker, mut conn) = setup(now);
+        let broker = RefCell::new(broker);
         conn.read_buf().extend_from_slice(&GREETING);
         let mut task = SocketTask::new(Duration::from_secs(5));
         let mut tx = TxBuf::new();
         let read = Some(Wakeup::Read(Ok(GREETING.len())));
-        wait(task.turn(read, &mut conn, &mut broker, &mut tx, now, true));
+        wait(task.turn(read, &mut conn, &broker, &mut tx, now, true));
         assert!(!tx.is_empty(), "the greeting answer waits");
         (broker, conn, task, tx)
     }
@@ -990,22 +1027,24 @@ mod tests {
     #[test]
     fn a_fresh_socket_reads_until_its_timeout() {
         let now = start();
-        let (mut broker, mut conn) = setup(now);
+        let (broker, mut conn) = setup(now);
+        let timeout = broker.limits().timeout;
+        let broker = RefCell::new(broker);
         let mut tx = TxBuf::new();
         let mut task = SocketTask::new(Duration::from_secs(5));
-        let (read, deadline) = wait(task.turn(None, &mut conn, &mut broker, &mut tx, now, true));
+        let (read, deadline) = wait(task.turn(None, &mut conn, &broker, &mut tx, now, true));
         assert!(read);
-        assert_eq!(deadline, Some(now + broker.limits().timeout));
+        assert_eq!(deadline, Some(now + timeout));
     }
 
     #[test]
     fn a_draining_socket_stops_reading_and_closes_once_flushed() {
         let now = start();
-        let (mut broker, mut conn, mut task, mut tx) = greeted(now);
+        let (broker, mut conn, mut task, mut tx) = greeted(now);
         let turn = task.turn(
             Some(Wakeup::Stopping),
             &mut conn,
-            &mut broker,
+            &broker,
             &mut tx,
             now,
             true,
@@ -1015,7 +1054,7 @@ mod tests {
         assert!(!read, "draining sockets take no more input");
         assert_eq!(deadline, Some(now + DRAIN_RECHECK));
         let wrote = Some(Wakeup::Wrote(Ok(tx.len())));
-        let turn = task.turn(wrote, &mut conn, &mut broker, &mut tx, now, true);
+        let turn = task.turn(wrote, &mut conn, &broker, &mut tx, now, true);
         assert!(matches!(turn, Turn::Close));
         assert!(conn.is_closed(), "closed for the broker too");
     }
@@ -1023,15 +1062,15 @@ mod tests {
     #[test]
     fn a_drain_ends_at_its_deadline_even_with_output_waiting() {
         let now = start();
-        let (mut broker, mut conn, mut task, mut tx) = greeted(now);
+        let (broker, mut conn, mut task, mut tx) = greeted(now);
         let stop = Some(Wakeup::Stopping);
-        wait(task.turn(stop, &mut conn, &mut broker, &mut tx, now, true));
+        wait(task.turn(stop, &mut conn, &broker, &mut tx, now, true));
         let later = now + Duration::from_secs(1);
         let stop = Some(Wakeup::Stopping);
-        let (_, deadline) = wait(task.turn(stop, &mut conn, &mut broker, &mut tx, later, true));
+        let (_, deadline) = wait(task.turn(stop, &mut conn, &broker, &mut tx, later, true));
         assert_eq!(deadline, Some(later + DRAIN_RECHECK), "re-checks the queue");
         let over = now + Duration::from_secs(5);
-        let turn = task.turn(None, &mut conn, &mut broker, &mut tx, over, true);
+        let turn = task.turn(None, &mut conn, &broker, &mut tx, over, true);
         assert!(
             matches!(turn, Turn::Close),
             "the first stop's deadline holds"
@@ -1049,13 +1088,13 @@ mod tests {
         ];
         for (wakeup, at_once) in cases {
             let what = format!("{wakeup:?}");
-            let (mut broker, mut conn, mut task, mut tx) = greeted(now);
-            let turn = task.turn(Some(wakeup), &mut conn, &mut broker, &mut tx, now, true);
+            let (broker, mut conn, mut task, mut tx) = greeted(now);
+            let turn = task.turn(Some(wakeup), &mut conn, &broker, &mut tx, now, true);
             assert!(conn.is_closed(), "{what}");
             if !at_once {
                 assert!(!wait(turn).0, "{what}: no more reads, the answer goes out");
                 let wrote = Some(Wakeup::Wrote(Ok(tx.len())));
-                let turn = task.turn(wrote, &mut conn, &mut broker, &mut tx, now, true);
+                let turn = task.turn(wrote, &mut conn, &broker, &mut tx, now, true);
                 assert!(matches!(turn, Turn::Close), "{what}");
                 continue;
             }

@@ -36,6 +36,7 @@ use monoio::blocking::DefaultThreadPool;
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 use psrt_checks::CheckPool;
 use psrt_proto::broker::{Broker, PasswordCheck};
+use psrt_proto::conn::BrokerLock;
 use psrt_proto::server_support::{Bind, ServerCore, bind_all};
 use psrt_proto::spec::ServerSpec;
 use rand::SeedableRng;
@@ -65,6 +66,12 @@ pub(crate) struct Shared {
     checks: CheckPool,
 }
 
+impl BrokerLock for Shared {
+    fn with_broker<R>(&self, f: impl FnOnce(&mut Broker) -> R) -> R {
+        psrt_checks::driver::with_broker_logged(&self.core, f)
+    }
+}
+
 impl Deref for Shared {
     type Target = ServerCore;
 
@@ -82,11 +89,6 @@ impl Shared {
             let _ = done.try_send(ok);
         });
         async move { result.recv().await.unwrap_or(false) }
-    }
-
-    /// Logs and drops the broker's pending events. Call with the lock held.
-    pub(crate) fn log_events(broker: &mut Broker) {
-        psrt_checks::driver::log_events(broker);
     }
 
     /// Resolves once the shutdown has begun.

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use psrt_checks::CheckPool;
 use psrt_proto::broker::{Broker, PasswordCheck};
-use psrt_proto::conn::Transport;
+use psrt_proto::conn::{BrokerLock, Transport};
 use psrt_proto::server_support::{Bind, Listeners, ServerCore, bind_all};
 use psrt_proto::spec::ServerSpec;
 use rand::SeedableRng;
@@ -58,6 +58,12 @@ pub(crate) struct Shared {
     /// Idle-priority threads for bcrypt, so a flood of wrong passwords
     /// never competes with message routing for the CPU.
     checks: CheckPool,
+}
+
+impl BrokerLock for Shared {
+    fn with_broker<R>(&self, f: impl FnOnce(&mut Broker) -> R) -> R {
+        psrt_checks::driver::with_broker_logged(&self.core, f)
+    }
 }
 
 impl Deref for Shared {
@@ -93,11 +99,6 @@ impl Shared {
         if let Some(executor) = self.executor.upgrade() {
             executor.spawn(guarded(task)).detach();
         }
-    }
-
-    /// Logs and drops the broker's pending events. Call with the lock held.
-    pub(crate) fn log_events(broker: &mut Broker) {
-        psrt_checks::driver::log_events(broker);
     }
 }
 

@@ -59,20 +59,14 @@ pub(crate) async fn serve<S: Socket>(
     let mut wakeup = None;
 
     loop {
-        let turn = {
-            let mut broker = shared.lock();
-            let now = Instant::now();
-            let turn = task.turn(
-                wakeup,
-                &mut conn,
-                &mut broker,
-                &mut tx,
-                now,
-                check.is_none(),
-            );
-            Shared::log_events(&mut broker);
-            turn
-        };
+        let turn = task.turn(
+            wakeup,
+            &mut conn,
+            &*shared,
+            &mut tx,
+            Instant::now(),
+            check.is_none(),
+        );
         let Turn::Wait {
             action,
             read,
