@@ -5,22 +5,27 @@
 //! same YAML config) on a free loopback port and runs six workloads
 //! against it, verifying delivery counts:
 //!
-//! 1. fan-in: publishers -> 1 subscriber, 32-byte payloads;
-//! 2. fan-out: 1 publisher -> many subscribers;
+//! 1. fan-in: publishers -> 1 subscriber, 32-byte payloads, plain and
+//!    over TLS;
+//! 2. fan-out: 1 publisher -> many subscribers, plain and over TLS;
 //! 3. latency at a fixed publish rate (p50, p99, p99.9, max);
 //! 4. 1 MiB payloads (msg/s and MB/s);
 //! 5. many subscriptions (exact and wildcard) over many clients: the time
 //!    to subscribe them all, then publish throughput;
 //! 6. idle clients (control + data socket): server memory per client.
 //!
-//! The workloads live in [`workloads`] and only need a server address, so
-//! the tests run them against an in-process server.
+//! The workloads live in [`workloads`] and only need a server endpoint
+//! ([`tls::Endpoint`]), so the tests run them against an in-process
+//! server. For the TLS workloads the server is started with a
+//! certificate made for the run ([`tls::Pki`]).
 
 pub mod floor;
 pub mod machine;
 pub mod raw;
 pub mod report;
 pub mod server;
+pub mod tls;
+pub mod transport;
 pub mod workloads;
 
 use std::time::Duration;
@@ -47,6 +52,9 @@ pub enum BenchError {
     /// The server did not come up.
     #[error("server {0}")]
     Server(String),
+    /// Certificates or TLS client settings could not be made.
+    #[error("tls: {0}")]
+    Tls(String),
     /// A worker thread panicked.
     #[error("a benchmark thread panicked")]
     Thread,

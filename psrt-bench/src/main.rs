@@ -1,5 +1,5 @@
-//! `psrt-bench`: runs the six loopback workloads against each given
-//! `psrtd` binary and prints (and optionally writes) a markdown report.
+//! `psrt-bench`: runs the loopback workloads against each given `psrtd`
+//! binary and prints (and optionally writes) a markdown report.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,11 +9,12 @@ use psrt_bench::floor::latency_floor;
 use psrt_bench::machine::Machine;
 use psrt_bench::report::{self, Floor, Run};
 use psrt_bench::server::Server;
-use psrt_bench::workloads::{self, Target, Workload};
+use psrt_bench::tls::{Endpoint, Pki};
+use psrt_bench::workloads::{self, Failure, Security, Target, Workload};
 use psrt_bench::{BenchError, Scale};
 
-/// Benchmark PSRT servers on loopback: fan-in, fan-out, latency, 1 MiB
-/// payloads, many subscriptions, idle-client memory.
+/// Benchmark PSRT servers on loopback: fan-in and fan-out (plain and
+/// TLS), latency, 1 MiB payloads, many subscriptions, idle-client memory.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -30,7 +31,7 @@ struct Args {
     /// Also write the report (with machine and date) to this file.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Run only these workloads (comma-separated; default: all six).
+    /// Run only these workloads (comma-separated; default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Workload>,
 }
@@ -55,7 +56,21 @@ fn main() -> ExitCode {
     let with_latency = args.only.is_empty() || args.only.contains(&Workload::Latency);
     let floor = |when: &str| Floor {
         when: when.to_owned(),
-        latency: latency_floor(&scale).map_err(|err| err.to_string()),
+        latency: latency_floor(&scale).map_err(Failure::from),
+    };
+    let pki = match Pki::generate() {
+        Ok(pki) => pki,
+        Err(err) => {
+            eprintln!("cannot make the TLS certificates: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let client_tls = match pki.client() {
+        Ok(client_tls) => client_tls,
+        Err(err) => {
+            eprintln!("cannot make the TLS client settings: {err}");
+            return ExitCode::FAILURE;
+        }
     };
     let mut floors = Vec::new();
     if with_latency {
@@ -64,10 +79,17 @@ fn main() -> ExitCode {
     let mut runs = Vec::new();
     for (name, binary) in &args.servers {
         eprintln!("benchmarking {name} ({})", binary.display());
-        let mut start = || -> Result<Target, BenchError> {
-            let server = Server::start(binary)?;
+        let mut start = |security: Security| -> Result<Target, BenchError> {
+            let server = match security {
+                Security::Plain => Server::start(binary, None)?,
+                Security::Tls => Server::start(binary, Some(&pki))?,
+            };
+            let endpoint = match security {
+                Security::Plain => Endpoint::plain(server.addr()),
+                Security::Tls => Endpoint::tls(server.addr(), client_tls.clone()),
+            };
             Ok(Target {
-                addr: server.addr(),
+                endpoint,
                 pid: Some(server.pid()),
                 process: Some(server),
             })

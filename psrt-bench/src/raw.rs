@@ -1,4 +1,4 @@
-//! A minimal blocking PSRT client over plain std sockets.
+//! A minimal blocking PSRT client over std sockets, plain or TLS.
 //!
 //! The benchmark drives servers with blocking sockets on dedicated threads
 //! rather than the async client: pipelined publishes go out in one
@@ -6,10 +6,13 @@
 //! and pushed frames are counted by [`PushStream`] without buffering whole
 //! payloads, so the measuring side costs as little CPU as possible on a
 //! machine it shares with the server. Frames are built with
-//! [`psrt_proto::wire`].
+//! [`psrt_proto::wire`]. With TLS ([`Endpoint::tls`]) both the control
+//! and the data socket send their greeting in clear, asking for TLS, and
+//! everything after it travels inside TLS (PROTOCOL.md, "Greeting and
+//! login").
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
@@ -20,6 +23,8 @@ use psrt_proto::wire::request::{
 use psrt_proto::wire::{DEFAULT_PRIORITY, SocketKind, Token, WireError, op, status};
 
 use crate::BenchError;
+use crate::tls::Endpoint;
+use crate::transport::Transport;
 
 /// How long connecting, logging in or waiting for a reply may take.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,16 +42,17 @@ const SCRATCH: usize = 256 * 1024;
 /// A logged-in control socket (anonymous login).
 #[derive(Debug)]
 pub struct Control {
-    stream: TcpStream,
+    stream: Transport,
+    endpoint: Endpoint,
     token: Token,
     out: BytesMut,
     scratch: Box<[u8]>,
 }
 
 impl Control {
-    /// Connects to `addr` and logs in anonymously.
-    pub fn connect(addr: SocketAddr) -> Result<Self, BenchError> {
-        let mut stream = open(addr, SocketKind::Control)?;
+    /// Connects to `endpoint` and logs in anonymously.
+    pub fn connect(endpoint: &Endpoint) -> Result<Self, BenchError> {
+        let mut stream = open(endpoint, SocketKind::Control)?;
         let mut buf = BytesMut::new();
         let mut out = BytesMut::new();
         encode_login(&mut out, "", b"");
@@ -55,6 +61,7 @@ impl Control {
         out.clear();
         Ok(Self {
             stream,
+            endpoint: endpoint.clone(),
             token,
             out,
             scratch: vec![0; 4096].into_boxed_slice(),
@@ -63,8 +70,7 @@ impl Control {
 
     /// Opens this session's data socket.
     pub fn open_data(&self) -> Result<PushStream, BenchError> {
-        let addr = self.stream.peer_addr()?;
-        let mut stream = open(addr, SocketKind::Data)?;
+        let mut stream = open(&self.endpoint, SocketKind::Data)?;
         let mut out = BytesMut::new();
         encode_data_hello(
             &mut out,
@@ -144,7 +150,7 @@ impl Control {
 /// stream in, without buffering their payloads.
 #[derive(Debug)]
 pub struct PushStream {
-    stream: TcpStream,
+    stream: Transport,
     scratch: Box<[u8]>,
     parser: PushParser,
     /// Bytes read before the parser took over (after the hello reply).
@@ -152,7 +158,7 @@ pub struct PushStream {
 }
 
 impl PushStream {
-    fn new(stream: TcpStream, leftover: &[u8]) -> Self {
+    fn new(stream: Transport, leftover: &[u8]) -> Self {
         Self {
             stream,
             scratch: vec![0; SCRATCH].into_boxed_slice(),
@@ -163,7 +169,7 @@ impl PushStream {
 
     /// Sets how long [`PushStream::read_some`] may block.
     pub fn set_read_timeout(&self, timeout: Duration) -> Result<(), BenchError> {
-        self.stream.set_read_timeout(Some(timeout))?;
+        self.stream.set_read_timeout(timeout)?;
         Ok(())
     }
 
@@ -281,14 +287,20 @@ impl PushParser {
     }
 }
 
-/// Opens a socket and exchanges the greeting.
-fn open(addr: SocketAddr, kind: SocketKind) -> Result<TcpStream, BenchError> {
-    let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+/// Opens a socket and exchanges the greeting: the greeting goes out in
+/// clear; with TLS the handshake follows and the reply comes inside TLS.
+fn open(endpoint: &Endpoint, kind: SocketKind) -> Result<Transport, BenchError> {
+    let mut socket = TcpStream::connect_timeout(&endpoint.addr, IO_TIMEOUT)?;
+    socket.set_nodelay(true)?;
+    socket.set_read_timeout(Some(IO_TIMEOUT))?;
     let mut out = BytesMut::new();
-    encode_greeting(&mut out, Greeting { kind, tls: false });
-    stream.write_all(&out)?;
+    let tls = endpoint.tls.is_some();
+    encode_greeting(&mut out, Greeting { kind, tls });
+    socket.write_all(&out)?;
+    let mut stream = match &endpoint.tls {
+        Some(settings) => Transport::tls(socket, settings)?,
+        None => Transport::Plain(socket),
+    };
     let mut buf = BytesMut::new();
     read_frame(&mut stream, &mut buf, |b| decode_greeting_reply(b, kind))?;
     if !buf.is_empty() {
@@ -301,7 +313,7 @@ fn open(addr: SocketAddr, kind: SocketKind) -> Result<TcpStream, BenchError> {
 
 /// Reads into `buf` until `decode` yields a value.
 fn read_frame<T>(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     buf: &mut BytesMut,
     mut decode: impl FnMut(&mut BytesMut) -> Result<Option<T>, WireError>,
 ) -> Result<T, BenchError> {

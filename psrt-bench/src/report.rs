@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::Scale;
 use crate::machine::Machine;
-use crate::workloads::{Latency, NOT_RUN, Outcome, Results, Throughput};
+use crate::workloads::{Failure, Latency, Outcome, Results, Throughput};
 
 /// One server's results under its display name.
 #[derive(Debug, Clone)]
@@ -21,8 +21,9 @@ pub struct Run {
 type Row = (String, fn(&Results) -> String);
 
 /// The results table: one row per measure, one column per server. Cells
-/// show `error: ...` for a failed workload and the loss next to a count
-/// when deliveries went missing.
+/// show `error: ...` for a failed workload, `n/a (no TLS: ...)` for a TLS
+/// workload the server cannot serve, and the loss next to a count when
+/// deliveries went missing.
 pub fn table(runs: &[Run], scale: &Scale) -> String {
     let mut out = String::from("| workload |");
     for run in runs {
@@ -51,12 +52,19 @@ fn rows(scale: &Scale) -> Vec<Row> {
             ),
             |r| rate_cell(&r.fan_in),
         ),
+        ("1. fan-in over TLS, same shape (msg/s)".into(), |r| {
+            rate_cell(&r.fan_in_tls)
+        }),
         (
             format!(
                 "2. fan-out 1 pub -> {} subs, 32 B (deliveries/s)",
                 scale.fan_out_subscribers
             ),
             |r| rate_cell(&r.fan_out),
+        ),
+        (
+            "2. fan-out over TLS, same shape (deliveries/s)".into(),
+            |r| rate_cell(&r.fan_out_tls),
         ),
         (
             format!("3. latency p50 at {} msg/s (µs)", scale.latency_rate),
@@ -107,8 +115,9 @@ fn rows(scale: &Scale) -> Vec<Row> {
 fn cell<T>(outcome: &Outcome<T>, show: impl FnOnce(&T) -> String) -> String {
     match outcome {
         Ok(value) => show(value),
-        Err(err) if err == NOT_RUN => "–".to_owned(),
-        Err(err) => format!("error: {}", one_line(err)),
+        Err(Failure::NotRun) => "–".to_owned(),
+        Err(Failure::NoTls(reason)) => format!("n/a (no TLS: {})", one_line(reason)),
+        Err(Failure::Error(err)) => format!("error: {}", one_line(err)),
     }
 }
 
@@ -187,21 +196,24 @@ fn thousands(value: f64) -> String {
 
 /// The issue's targets for each of our servers against `baseline`: at
 /// least 3x its fan-in and fan-out, at most a third of its p99, at least
-/// its 1 MiB throughput, and under 8 KiB per idle client. `None` when the
-/// baseline is not among the runs.
+/// its 1 MiB throughput, and under 8 KiB per idle client; the TLS fan-in
+/// and fan-out ratios next to their plain ones, without a target. `None`
+/// when the baseline is not among the runs.
 pub fn targets(runs: &[Run], baseline: &str) -> Option<String> {
     let base = &runs.iter().find(|run| run.name == baseline)?.results;
     let mut out = format!(
-        "| server | fan-in vs {baseline} (>= 3x) | fan-out (>= 3x) | p99 (<= 0.33x) | 1 MiB (>= 1x) | idle KiB/client (< 8) |\n|---|---:|---:|---:|---:|---:|\n"
+        "| server | fan-in vs {baseline} (>= 3x) | fan-in TLS | fan-out (>= 3x) | fan-out TLS | p99 (<= 0.33x) | 1 MiB (>= 1x) | idle KiB/client (< 8) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
     );
     for run in runs.iter().filter(|run| run.name != baseline) {
         let r = &run.results;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             run.name,
             ratio(rate(&r.fan_in), rate(&base.fan_in), |x| x >= 3.0),
+            bare_ratio(rate(&r.fan_in_tls), rate(&base.fan_in_tls)),
             ratio(rate(&r.fan_out), rate(&base.fan_out), |x| x >= 3.0),
+            bare_ratio(rate(&r.fan_out_tls), rate(&base.fan_out_tls)),
             ratio(p99(r), p99(base), |x| x <= 1.0 / 3.0),
             ratio(rate(&r.large), rate(&base.large), |x| x >= 1.0),
             idle_kib(r).map_or_else(
@@ -228,6 +240,14 @@ fn idle_kib(r: &Results) -> Option<f64> {
 fn ratio(ours: Option<f64>, base: Option<f64>, met: fn(f64) -> bool) -> String {
     match ours.zip(base.filter(|b| *b > 0.0)) {
         Some((ours, base)) => mark(format!("{:.2}x", ours / base), met(ours / base)),
+        None => "n/a".to_owned(),
+    }
+}
+
+/// A ratio with no target to meet.
+fn bare_ratio(ours: Option<f64>, base: Option<f64>) -> String {
+    match ours.zip(base.filter(|b| *b > 0.0)) {
+        Some((ours, base)) => format!("{:.2}x", ours / base),
         None => "n/a".to_owned(),
     }
 }
@@ -338,7 +358,12 @@ to the last delivery. Latency: one publisher at a fixed rate, each publish \
 waiting for its reply, timed from just before the write to the subscriber \
 having read the whole message. Memory: growth of the server's VmRSS after \
 connecting the idle clients (control and data socket each), divided by \
-their number.
+their number. The TLS rows repeat fan-in and fan-out with every socket \
+(control and data) in TLS: for them only, the server's config adds \
+`tls_cert`/`tls_key`, a certificate made for the run (ECDSA P-256, issued \
+by a CA the clients trust); the clients use rustls (ring) and pay for \
+their side of the crypto on the same cores. A server that cannot serve \
+TLS shows `n/a`.
 ";
 
 const FLOOR_METHOD: &str = "\
@@ -370,7 +395,9 @@ mod tests {
     fn results(rate: u64, p99_us: u64, idle: f64) -> Results {
         Results {
             fan_in: Ok(throughput(rate)),
+            fan_in_tls: Ok(throughput(rate / 2)),
             fan_out: Ok(throughput(rate)),
+            fan_out_tls: Err(Failure::NoTls("exited".into())),
             latency: Ok(Latency {
                 published: 10,
                 delivered: 10,
@@ -379,7 +406,7 @@ mod tests {
                 p999: Duration::from_micros(p99_us),
                 max: Duration::from_micros(p99_us),
             }),
-            large: Err("boom | bang".into()),
+            large: Err(Failure::Error("boom | bang".into())),
             subscriptions: Ok(Subscriptions {
                 count: 10,
                 subscribe_time: Duration::from_millis(5),
@@ -421,7 +448,9 @@ mod tests {
         assert!(table.starts_with("| workload | tokio | original |"));
         assert!(table.contains("| 400,000 | 100,000 |"));
         assert!(table.contains("error: boom / bang"));
-        assert_eq!(table.lines().count(), 2 + 11);
+        assert!(table.contains("| 1. fan-in over TLS, same shape (msg/s) | 200,000 | 50,000 |"));
+        assert!(table.contains("n/a (no TLS: exited)"));
+        assert_eq!(table.lines().count(), 2 + 13);
     }
 
     #[test]
@@ -447,7 +476,7 @@ mod tests {
             .expect("tokio row");
         assert_eq!(
             tokio,
-            "| tokio | 4.00x ✓ | 4.00x ✓ | 0.30x ✓ | n/a | 4.0 ✓ |"
+            "| tokio | 4.00x ✓ | 4.00x | 4.00x ✓ | n/a | 0.30x ✓ | n/a | 4.0 ✓ |"
         );
         let smol = found
             .lines()
@@ -478,7 +507,7 @@ mod tests {
             },
             Floor {
                 when: "broken".into(),
-                latency: Err("refused".into()),
+                latency: Err(Failure::Error("refused".into())),
             },
         ];
         let runs = [Run {
@@ -495,7 +524,7 @@ mod tests {
     #[test]
     fn workloads_not_run_show_a_dash() {
         let mut r = results(1, 1, 1.0);
-        r.large = Err(NOT_RUN.to_owned());
+        r.large = Err(Failure::NotRun);
         assert_eq!(rate_cell(&r.large), "–");
     }
 }

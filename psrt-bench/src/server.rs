@@ -8,6 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::BenchError;
+use crate::tls::Pki;
 
 /// How long a server may take to accept connections after its start.
 const STARTUP: Duration = Duration::from_secs(15);
@@ -29,12 +30,24 @@ impl Server {
     /// Writes a config (anonymous access, 2 workers, a data queue of
     /// [`DATA_QUEUE`], a 60 s keep-alive so idle clients stay) and starts
     /// `binary -C CONFIG`, waiting until it accepts connections.
-    pub fn start(binary: &Path) -> Result<Self, BenchError> {
+    ///
+    /// With `tls` the certificate and key are written next to the config
+    /// and named by `tls_cert` / `tls_key` (plain clients stay allowed);
+    /// without it the config has no TLS keys at all, as before TLS
+    /// workloads existed, so plain figures stay comparable.
+    pub fn start(binary: &Path, tls: Option<&Pki>) -> Result<Self, BenchError> {
         let dir = tempfile::tempdir()?;
         let addr = free_port()?;
         let udp = UdpSocket::bind("127.0.0.1:0")?.local_addr()?;
         let config = dir.path().join("config.yml");
-        fs::write(&config, config_yaml(addr, udp, dir.path()))?;
+        let mut tls_keys = String::new();
+        if let Some(pki) = tls {
+            let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+            fs::write(&cert, &pki.cert_pem)?;
+            fs::write(&key, &pki.key_pem)?;
+            tls_keys = tls_yaml(&cert, &key);
+        }
+        fs::write(&config, config_yaml(addr, udp, dir.path(), &tls_keys))?;
         fs::write(dir.path().join("acl.yml"), ACL_YAML)?;
         let log = fs::File::create(dir.path().join("psrtd.log"))?;
         let child = Command::new(binary)
@@ -98,8 +111,9 @@ impl Drop for Server {
 }
 
 /// The YAML config, with every key the original server requires (it has
-/// no defaults for most of them, and needs an ACL file).
-fn config_yaml(addr: SocketAddr, udp: SocketAddr, dir: &Path) -> String {
+/// no defaults for most of them, and needs an ACL file); `tls_keys` are
+/// extra lines of the `proto` section (empty for a plain server).
+fn config_yaml(addr: SocketAddr, udp: SocketAddr, dir: &Path, tls_keys: &str) -> String {
     let pid_file = dir.join("psrtd.pid");
     format!(
         "server:
@@ -115,11 +129,21 @@ proto:
   bind_udp: {udp}
   timeout: 60
   allow_no_tls: true
-auth:
+{tls_keys}auth:
   allow_anonymous: true
   acl: acl.yml
 ",
         pid = pid_file.display()
+    )
+}
+
+/// The `tls_cert` / `tls_key` lines of the `proto` section. Absolute
+/// paths: servers differ in what a relative path is relative to.
+fn tls_yaml(cert: &Path, key: &Path) -> String {
+    format!(
+        "  tls_cert: {}\n  tls_key: {}\n",
+        cert.display(),
+        key.display()
     )
 }
 
@@ -170,10 +194,34 @@ mod tests {
             "127.0.0.1:4000".parse().expect("address"),
             "127.0.0.1:4001".parse().expect("address"),
             Path::new("/tmp/x"),
+            "",
         );
         assert!(yaml.contains("bind: 127.0.0.1:4000"));
         assert!(yaml.contains("bind_udp: 127.0.0.1:4001"));
         assert!(yaml.contains("allow_anonymous: true"));
         assert!(yaml.contains("pid_file: /tmp/x/psrtd.pid"));
+        assert!(!yaml.contains("tls_cert"), "a plain server has no TLS keys");
+    }
+
+    #[test]
+    fn tls_keys_go_into_the_proto_section() {
+        let keys = tls_yaml(
+            Path::new("/tmp/x/server.crt"),
+            Path::new("/tmp/x/server.key"),
+        );
+        let yaml = config_yaml(
+            "127.0.0.1:4000".parse().expect("address"),
+            "127.0.0.1:4001".parse().expect("address"),
+            Path::new("/tmp/x"),
+            &keys,
+        );
+        let proto = yaml
+            .split_once("proto:\n")
+            .and_then(|(_, rest)| rest.split_once("auth:\n"))
+            .map(|(proto, _)| proto)
+            .expect("proto section before auth");
+        assert!(proto.contains("  tls_cert: /tmp/x/server.crt\n"), "{yaml}");
+        assert!(proto.contains("  tls_key: /tmp/x/server.key\n"), "{yaml}");
+        assert!(proto.contains("  allow_no_tls: true\n"), "{yaml}");
     }
 }

@@ -1,5 +1,9 @@
-//! The six workloads, each against a server address, each verifying that
+//! The workloads, each against a server endpoint, each verifying that
 //! every published message reached every subscriber it should.
+//!
+//! Fan-in and fan-out also run over TLS (`fan-in-tls`, `fan-out-tls`):
+//! the same shapes and sizes with every client socket, control and data,
+//! in TLS, to show whether a server's crypto scales with its workers.
 //!
 //! Throughput workloads share one engine ([`Flow`]): publisher threads
 //! pipeline PUBLISH requests (a bounded number unanswered) for a fixed
@@ -7,7 +11,6 @@
 //! while subscribers lag more than a bounded backlog, so a server's
 //! per-client queue never overflows and a loss is a real loss.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -16,6 +19,7 @@ use hdrhistogram::Histogram;
 
 use crate::raw::{Control, PushStream};
 use crate::server::{DATA_QUEUE, Server, rss_kib};
+use crate::tls::Endpoint;
 use crate::{BenchError, Scale};
 
 /// Payload size of the fan-in, fan-out, latency and subscription workloads.
@@ -33,15 +37,46 @@ const POLL: Duration = Duration::from_millis(50);
 /// How long a publisher sleeps while subscribers lag too much.
 const BACKOFF: Duration = Duration::from_micros(50);
 
-/// A workload's result, or why it failed.
-pub type Outcome<T> = Result<T, String>;
+/// A workload's result, or why there is none.
+pub type Outcome<T> = Result<T, Failure>;
 
-/// A server to measure: its address, its process (for memory) and what
-/// keeps it running.
+/// Why a workload has no result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// Left out of the run (see [`run_selected`]).
+    #[error("not run")]
+    NotRun,
+    /// A TLS workload against a server that cannot serve TLS: it did not
+    /// start with a TLS config, or refused a TLS client. Holds the reason.
+    #[error("no TLS: {0}")]
+    NoTls(String),
+    /// The workload failed.
+    #[error("{0}")]
+    Error(String),
+}
+
+impl From<BenchError> for Failure {
+    fn from(err: BenchError) -> Self {
+        Self::Error(err.to_string())
+    }
+}
+
+/// How a workload's clients connect to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// Plain TCP; the server's config has no TLS keys.
+    Plain,
+    /// TLS on every socket; the server has a certificate.
+    Tls,
+}
+
+/// A server to measure: where clients connect, its process (for memory)
+/// and what keeps it running.
 #[derive(Debug)]
 pub struct Target {
-    /// Loopback address of its TCP listener.
-    pub addr: SocketAddr,
+    /// Loopback address of its TCP listener, with TLS settings when the
+    /// target was started for [`Security::Tls`].
+    pub endpoint: Endpoint,
     /// Its process id when it runs in another process.
     pub pid: Option<u32>,
     /// The external process, stopped when the target is dropped.
@@ -125,8 +160,12 @@ pub struct IdleMemory {
 pub struct Results {
     /// Fan-in: publishers -> 1 subscriber.
     pub fan_in: Outcome<Throughput>,
+    /// Fan-in with every socket in TLS.
+    pub fan_in_tls: Outcome<Throughput>,
     /// Fan-out: 1 publisher -> many subscribers.
     pub fan_out: Outcome<Throughput>,
+    /// Fan-out with every socket in TLS.
+    pub fan_out_tls: Outcome<Throughput>,
     /// Latency at a fixed rate.
     pub latency: Outcome<Latency>,
     /// 1 MiB payloads.
@@ -137,16 +176,17 @@ pub struct Results {
     pub idle: Outcome<IdleMemory>,
 }
 
-/// The outcome of a workload left out of the run (see [`run_selected`]).
-pub const NOT_RUN: &str = "not run";
-
-/// The six workloads, to pick some for a run.
+/// The workloads, to pick some for a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Workload {
     /// 1. Publishers -> 1 subscriber.
     FanIn,
+    /// 1. Publishers -> 1 subscriber, every socket in TLS.
+    FanInTls,
     /// 2. 1 publisher -> many subscribers.
     FanOut,
+    /// 2. 1 publisher -> many subscribers, every socket in TLS.
+    FanOutTls,
     /// 3. Latency at a fixed rate.
     Latency,
     /// 4. 1 MiB payloads.
@@ -157,52 +197,83 @@ pub enum Workload {
     Idle,
 }
 
+/// Starts a fresh server for one workload, configured for the given
+/// security; for [`Security::Tls`] the target's endpoint carries TLS
+/// settings the server's certificate verifies against.
+pub type Start<'a> = dyn FnMut(Security) -> Result<Target, BenchError> + 'a;
+
 /// Runs every workload, each against a fresh server from `start`, so no
 /// workload inherits another's clients or allocations.
-pub fn run_all(scale: &Scale, start: &mut dyn FnMut() -> Result<Target, BenchError>) -> Results {
+pub fn run_all(scale: &Scale, start: &mut Start<'_>) -> Results {
     run_selected(scale, &[], start)
 }
 
 /// Runs the workloads in `only` (all when it is empty), each against a
-/// fresh server from `start`; the others' outcome is [`NOT_RUN`].
-pub fn run_selected(
-    scale: &Scale,
-    only: &[Workload],
-    start: &mut dyn FnMut() -> Result<Target, BenchError>,
-) -> Results {
+/// fresh server from `start`; the others' outcome is [`Failure::NotRun`].
+pub fn run_selected(scale: &Scale, only: &[Workload], start: &mut Start<'_>) -> Results {
+    use Security::{Plain, Tls};
     let wanted = |w: Workload| only.is_empty() || only.contains(&w);
     Results {
-        fan_in: on_fresh(wanted(Workload::FanIn), start, |t| fan_in(t.addr, scale)),
-        fan_out: on_fresh(wanted(Workload::FanOut), start, |t| fan_out(t.addr, scale)),
-        latency: on_fresh(wanted(Workload::Latency), start, |t| latency(t.addr, scale)),
-        large: on_fresh(wanted(Workload::Large), start, |t| large(t.addr, scale)),
-        subscriptions: on_fresh(wanted(Workload::Subscriptions), start, |t| {
-            subscriptions(t.addr, scale)
+        fan_in: on_fresh(wanted(Workload::FanIn), Plain, start, |t| {
+            fan_in(&t.endpoint, scale)
         }),
-        idle: on_fresh(wanted(Workload::Idle), start, |t| {
-            idle_memory(t.addr, t.pid, scale.idle_clients)
+        fan_in_tls: on_fresh(wanted(Workload::FanInTls), Tls, start, |t| {
+            fan_in(&t.endpoint, scale)
+        }),
+        fan_out: on_fresh(wanted(Workload::FanOut), Plain, start, |t| {
+            fan_out(&t.endpoint, scale)
+        }),
+        fan_out_tls: on_fresh(wanted(Workload::FanOutTls), Tls, start, |t| {
+            fan_out(&t.endpoint, scale)
+        }),
+        latency: on_fresh(wanted(Workload::Latency), Plain, start, |t| {
+            latency(&t.endpoint, scale)
+        }),
+        large: on_fresh(wanted(Workload::Large), Plain, start, |t| {
+            large(&t.endpoint, scale)
+        }),
+        subscriptions: on_fresh(wanted(Workload::Subscriptions), Plain, start, |t| {
+            subscriptions(&t.endpoint, scale)
+        }),
+        idle: on_fresh(wanted(Workload::Idle), Plain, start, |t| {
+            idle_memory(&t.endpoint, t.pid, scale.idle_clients)
         }),
     }
 }
 
+/// Runs `workload` against a fresh server. For TLS, a server that does
+/// not start with a TLS config, or refuses a first TLS client, yields
+/// [`Failure::NoTls`]; failures after that are errors.
 fn on_fresh<T>(
     wanted: bool,
-    start: &mut dyn FnMut() -> Result<Target, BenchError>,
+    security: Security,
+    start: &mut Start<'_>,
     workload: impl FnOnce(&Target) -> Result<T, BenchError>,
 ) -> Outcome<T> {
     if !wanted {
-        return Err(NOT_RUN.to_owned());
+        return Err(Failure::NotRun);
     }
-    let target = start().map_err(|err| err.to_string())?;
-    workload(&target).map_err(|err| err.to_string())
+    let target = match security {
+        Security::Plain => start(security)?,
+        Security::Tls => {
+            let no_tls = |err: BenchError| Failure::NoTls(err.to_string());
+            let target = start(security).map_err(no_tls)?;
+            if target.endpoint.tls.is_none() {
+                return Err(Failure::NoTls("the target has no TLS settings".into()));
+            }
+            drop(Control::connect(&target.endpoint).map_err(no_tls)?);
+            target
+        }
+    };
+    Ok(workload(&target)?)
 }
 
 /// Workload 1: `scale.fan_in_publishers` publishers -> 1 subscriber (on
 /// `bench/in/+`), 32-byte payloads.
-pub fn fan_in(addr: SocketAddr, scale: &Scale) -> Result<Throughput, BenchError> {
-    let (subscriber, stream) = subscriber(addr, &["bench/in/+".to_owned()])?;
+pub fn fan_in(endpoint: &Endpoint, scale: &Scale) -> Result<Throughput, BenchError> {
+    let (subscriber, stream) = subscriber(endpoint, &["bench/in/+".to_owned()])?;
     let flow = Flow {
-        publishers: connect_many(addr, scale.fan_in_publishers)?,
+        publishers: connect_many(endpoint, scale.fan_in_publishers)?,
         topic: &|publisher, _, topic| topic.push_str(&format!("bench/in/{publisher}")),
         payload: vec![b'x'; SMALL_PAYLOAD],
         subscribers: vec![stream],
@@ -219,16 +290,16 @@ pub fn fan_in(addr: SocketAddr, scale: &Scale) -> Result<Throughput, BenchError>
 
 /// Workload 2: 1 publisher -> `scale.fan_out_subscribers` subscribers of
 /// one topic, 32-byte payloads.
-pub fn fan_out(addr: SocketAddr, scale: &Scale) -> Result<Throughput, BenchError> {
+pub fn fan_out(endpoint: &Endpoint, scale: &Scale) -> Result<Throughput, BenchError> {
     let mut controls = Vec::new();
     let mut streams = Vec::new();
     for _ in 0..scale.fan_out_subscribers {
-        let (control, stream) = subscriber(addr, &["bench/out".to_owned()])?;
+        let (control, stream) = subscriber(endpoint, &["bench/out".to_owned()])?;
         controls.push(control);
         streams.push(stream);
     }
     let flow = Flow {
-        publishers: connect_many(addr, 1)?,
+        publishers: connect_many(endpoint, 1)?,
         topic: &|_, _, topic| topic.push_str("bench/out"),
         payload: vec![b'x'; SMALL_PAYLOAD],
         subscribers: streams,
@@ -242,10 +313,10 @@ pub fn fan_out(addr: SocketAddr, scale: &Scale) -> Result<Throughput, BenchError
 }
 
 /// Workload 4: 1 publisher -> 1 subscriber, 1 MiB payloads.
-pub fn large(addr: SocketAddr, scale: &Scale) -> Result<Throughput, BenchError> {
-    let (subscriber, stream) = subscriber(addr, &["bench/large".to_owned()])?;
+pub fn large(endpoint: &Endpoint, scale: &Scale) -> Result<Throughput, BenchError> {
+    let (subscriber, stream) = subscriber(endpoint, &["bench/large".to_owned()])?;
     let flow = Flow {
-        publishers: connect_many(addr, 1)?,
+        publishers: connect_many(endpoint, 1)?,
         topic: &|_, _, topic| topic.push_str("bench/large"),
         payload: vec![b'x'; LARGE_PAYLOAD],
         subscribers: vec![stream],
@@ -264,10 +335,10 @@ pub fn large(addr: SocketAddr, scale: &Scale) -> Result<Throughput, BenchError> 
 /// (each publish waits for its reply, like a plain client), one
 /// subscriber; the latency is from just before the publish is written
 /// until the subscriber has read the whole message.
-pub fn latency(addr: SocketAddr, scale: &Scale) -> Result<Latency, BenchError> {
+pub fn latency(endpoint: &Endpoint, scale: &Scale) -> Result<Latency, BenchError> {
     const TOPIC: &str = "bench/lat";
-    let (subscriber_control, mut stream) = subscriber(addr, &[TOPIC.to_owned()])?;
-    let mut publisher = Control::connect(addr)?;
+    let (subscriber_control, mut stream) = subscriber(endpoint, &[TOPIC.to_owned()])?;
+    let mut publisher = Control::connect(endpoint)?;
     stream.set_read_timeout(POLL)?;
     let origin = Instant::now();
     let target = AtomicU64::new(u64::MAX);
@@ -369,13 +440,13 @@ fn nanos_since(origin: Instant) -> u64 {
 /// half wildcard `bench/w/C/I/+`), one SUBSCRIBE request each, all
 /// clients at once; then publishers cycle over topics that each match
 /// exactly one client's subscription.
-pub fn subscriptions(addr: SocketAddr, scale: &Scale) -> Result<Subscriptions, BenchError> {
+pub fn subscriptions(endpoint: &Endpoint, scale: &Scale) -> Result<Subscriptions, BenchError> {
     let clients = scale.subscription_clients.max(1);
     let half = (scale.subscriptions_per_client / 2).max(1);
     let mut controls = Vec::new();
     let mut streams = Vec::new();
     for _ in 0..clients {
-        let control = Control::connect(addr)?;
+        let control = Control::connect(endpoint)?;
         streams.push(control.open_data()?);
         controls.push(control);
     }
@@ -399,7 +470,7 @@ pub fn subscriptions(addr: SocketAddr, scale: &Scale) -> Result<Subscriptions, B
             .is_some_and(|tags| tags.iter().any(|tag| prefix.starts_with(tag.as_bytes())))
     };
     let flow = Flow {
-        publishers: connect_many(addr, publishers)?,
+        publishers: connect_many(endpoint, publishers)?,
         topic: &topic,
         payload: vec![b'x'; SMALL_PAYLOAD],
         subscribers: streams,
@@ -446,13 +517,13 @@ fn subscribe_all(controls: &mut [Control], half: usize) -> Result<Duration, Benc
 /// Workload 6: connects `clients` idle clients (control and data socket)
 /// and measures the growth of the server's resident memory.
 pub fn idle_memory(
-    addr: SocketAddr,
+    endpoint: &Endpoint,
     pid: Option<u32>,
     clients: usize,
 ) -> Result<IdleMemory, BenchError> {
     const CONNECTORS: usize = 4;
     // Warm up: the first session allocates the server's lazily built state.
-    drop(subscriber(addr, &[])?);
+    drop(subscriber(endpoint, &[])?);
     thread::sleep(Duration::from_millis(200));
     let before = pid.map(rss_kib).transpose()?;
     let held = thread::scope(|s| {
@@ -461,7 +532,7 @@ pub fn idle_memory(
                 let share = clients / CONNECTORS + usize::from(i < clients % CONNECTORS);
                 s.spawn(move || {
                     (0..share)
-                        .map(|_| subscriber(addr, &[]))
+                        .map(|_| subscriber(endpoint, &[]))
                         .collect::<Result<Vec<_>, _>>()
                 })
             })
@@ -483,8 +554,11 @@ pub fn idle_memory(
 }
 
 /// A client with a data socket, subscribed to `filters`.
-fn subscriber(addr: SocketAddr, filters: &[String]) -> Result<(Control, PushStream), BenchError> {
-    let mut control = Control::connect(addr)?;
+fn subscriber(
+    endpoint: &Endpoint,
+    filters: &[String],
+) -> Result<(Control, PushStream), BenchError> {
+    let mut control = Control::connect(endpoint)?;
     let stream = control.open_data()?;
     if !filters.is_empty() {
         control.subscribe(filters)?;
@@ -492,8 +566,8 @@ fn subscriber(addr: SocketAddr, filters: &[String]) -> Result<(Control, PushStre
     Ok((control, stream))
 }
 
-fn connect_many(addr: SocketAddr, n: usize) -> Result<Vec<Control>, BenchError> {
-    (0..n).map(|_| Control::connect(addr)).collect()
+fn connect_many(endpoint: &Endpoint, n: usize) -> Result<Vec<Control>, BenchError> {
+    (0..n).map(|_| Control::connect(endpoint)).collect()
 }
 
 /// Which subscribers a publish reaches.

@@ -1,42 +1,80 @@
 //! Runs every workload at the quick scale against an in-process tokio
-//! server, checking that each completes with every message delivered.
+//! server, checking that each completes with every message delivered, and
+//! that a server without TLS makes the TLS workloads `NoTls`, not errors.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use psrt_bench::workloads::{self, Target};
+use psrt_bench::tls::{Endpoint, Pki};
+use psrt_bench::workloads::{self, Failure, Security, Target, Workload};
 use psrt_bench::{Scale, server::DATA_QUEUE};
 use psrt_proto::spec::ServerSpec;
-use psrt_runtime_tokio::server::Server;
+use psrt_proto::tls::server_config_from_pem;
+use psrt_runtime_tokio::server::{Server, ServerHandle};
 
-#[test]
-fn quick_workloads_deliver_everything() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+/// A tokio server on a free loopback port, with the bench's certificate
+/// when `pki` is given (plain clients stay allowed).
+fn serve(runtime: &tokio::runtime::Runtime, pki: Option<&Pki>) -> (SocketAddr, ServerHandle) {
     let mut spec = ServerSpec::open("127.0.0.1:0".parse().expect("address"));
     spec.limits.data_queue = DATA_QUEUE;
     spec.limits.timeout = Duration::from_secs(60);
+    spec.conn.tls = pki.map(|pki| {
+        server_config_from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes())
+            .expect("server TLS config from the bench's certificate")
+    });
     let server = runtime.block_on(Server::bind(spec)).expect("bind");
     let addr = server.addrs().tcp[0];
     let handle = server.handle();
     runtime.spawn(server.run());
+    (addr, handle)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// A target on `addr`: plain, or TLS trusting `pki`'s CA.
+fn target(addr: SocketAddr, pki: &Pki, security: Security) -> Target {
+    let endpoint = match security {
+        Security::Plain => Endpoint::plain(addr),
+        Security::Tls => Endpoint::tls(addr, pki.client().expect("client TLS settings")),
+    };
+    Target {
+        endpoint,
+        pid: None,
+        process: None,
+    }
+}
+
+#[test]
+fn quick_workloads_deliver_everything() {
+    let runtime = runtime();
+    let pki = Pki::generate().expect("certificates");
+    let (addr, handle) = serve(&runtime, Some(&pki));
 
     let scale = Scale::quick();
-    let mut start = || {
-        Ok(Target {
-            addr,
-            pid: None,
-            process: None,
-        })
+    let mut starts = Vec::new();
+    let mut start = |security| {
+        starts.push(security);
+        Ok(target(addr, &pki, security))
     };
     let results = workloads::run_all(&scale, &mut start);
     handle.stop();
 
+    assert_eq!(
+        starts.iter().filter(|&&s| s == Security::Tls).count(),
+        2,
+        "fan-in and fan-out over TLS: {starts:?}"
+    );
     for (name, throughput) in [
         ("fan-in", &results.fan_in),
+        ("fan-in-tls", &results.fan_in_tls),
         ("fan-out", &results.fan_out),
+        ("fan-out-tls", &results.fan_out_tls),
         ("large", &results.large),
     ] {
         let t = throughput
@@ -46,11 +84,13 @@ fn quick_workloads_deliver_everything() {
         assert_eq!(t.delivered, t.expected, "{name}: lost messages");
         assert_eq!(t.misrouted, 0, "{name}");
     }
-    let fan_out = results.fan_out.as_ref().expect("fan-out");
-    assert_eq!(
-        fan_out.expected,
-        fan_out.published * scale.fan_out_subscribers as u64
-    );
+    for fan_out in [&results.fan_out, &results.fan_out_tls] {
+        let fan_out = fan_out.as_ref().expect("fan-out");
+        assert_eq!(
+            fan_out.expected,
+            fan_out.published * scale.fan_out_subscribers as u64
+        );
+    }
 
     let latency = results.latency.as_ref().expect("latency");
     assert!(
@@ -78,4 +118,26 @@ fn quick_workloads_deliver_everything() {
     let idle = results.idle.as_ref().expect("idle");
     assert_eq!(idle.clients, scale.idle_clients);
     assert_eq!(idle.bytes_per_client, None);
+}
+
+#[test]
+fn tls_workloads_are_not_available_on_a_plain_server() {
+    let runtime = runtime();
+    let pki = Pki::generate().expect("certificates");
+    let (addr, handle) = serve(&runtime, None);
+    let mut start = |security| Ok(target(addr, &pki, security));
+    let only = [Workload::FanInTls, Workload::FanOutTls];
+    let results = workloads::run_selected(&Scale::quick(), &only, &mut start);
+    handle.stop();
+
+    for (name, outcome) in [
+        ("fan-in-tls", &results.fan_in_tls),
+        ("fan-out-tls", &results.fan_out_tls),
+    ] {
+        assert!(
+            matches!(outcome, Err(Failure::NoTls(_))),
+            "{name}: {outcome:?}"
+        );
+    }
+    assert_eq!(results.fan_in, Err(Failure::NotRun));
 }
