@@ -163,6 +163,29 @@ pub fn rss_kib(pid: u32) -> Result<u64, BenchError> {
     parse_vm_rss(&status).ok_or_else(|| BenchError::Server(format!("no VmRSS for process {pid}")))
 }
 
+/// Clock ticks per second of the times in `/proc/PID/stat` (`USER_HZ`,
+/// 100 on every Linux architecture the benchmark runs on).
+const USER_HZ: u64 = 100;
+
+/// CPU time (user and system, all threads) process `pid` used so far,
+/// from `/proc/PID/stat`, to a tick of 10 ms.
+pub fn cpu_time(pid: u32) -> Result<Duration, BenchError> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_cpu_ticks(&stat)
+        .map(|ticks| Duration::from_millis(ticks * 1000 / USER_HZ))
+        .ok_or_else(|| BenchError::Server(format!("no CPU times for process {pid}")))
+}
+
+/// `utime + stime` of a `/proc/PID/stat` line: fields 14 and 15, counted
+/// after the command name, which may itself hold spaces and parentheses.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let (_, after_name) = stat.rsplit_once(')')?;
+    let mut fields = after_name.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
 fn parse_vm_rss(status: &str) -> Option<u64> {
     status
         .lines()
@@ -180,6 +203,27 @@ mod tests {
         let status = "Name:\tpsrtd\nVmPeak:\t  999 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
         assert_eq!(parse_vm_rss(status), Some(12345));
         assert_eq!(parse_vm_rss("Name: x\n"), None);
+    }
+
+    #[test]
+    fn cpu_ticks_are_read_after_the_command_name() {
+        let stat = "42 (psrt d) x) S 1 42 42 0 -1 4194560 100 0 0 0 250 37 0 0 20 0 3 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(287));
+        assert_eq!(parse_cpu_ticks("42 (psrtd) S 1"), None);
+    }
+
+    #[test]
+    fn own_cpu_time_grows() {
+        let pid = std::process::id();
+        let before = cpu_time(pid).expect("own /proc stat");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut x = 0u64;
+        while cpu_time(pid).expect("own /proc stat") <= before && Instant::now() < deadline {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+        }
+        assert!(cpu_time(pid).expect("own /proc stat") > before);
     }
 
     #[test]

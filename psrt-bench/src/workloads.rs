@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::raw::{Control, PushStream};
-use crate::server::{DATA_QUEUE, Server, rss_kib};
+use crate::server::{DATA_QUEUE, Server, cpu_time, rss_kib};
 use crate::tls::Endpoint;
 use crate::{BenchError, Scale};
 
@@ -98,6 +98,9 @@ pub struct Throughput {
     pub elapsed: Duration,
     /// Payload size.
     pub payload: usize,
+    /// CPU cores the server process kept busy on average while the flow
+    /// ran (its CPU time over the wall time); `None` when not sampled.
+    pub server_cpu: Option<f64>,
 }
 
 impl Throughput {
@@ -215,16 +218,16 @@ pub fn run_selected(scale: &Scale, only: &[Workload], start: &mut Start<'_>) -> 
     let wanted = |w: Workload| only.is_empty() || only.contains(&w);
     Results {
         fan_in: on_fresh(wanted(Workload::FanIn), Plain, start, |t| {
-            fan_in(&t.endpoint, scale)
+            fan_in(&t.endpoint, t.pid, scale)
         }),
         fan_in_tls: on_fresh(wanted(Workload::FanInTls), Tls, start, |t| {
-            fan_in(&t.endpoint, scale)
+            fan_in(&t.endpoint, t.pid, scale)
         }),
         fan_out: on_fresh(wanted(Workload::FanOut), Plain, start, |t| {
-            fan_out(&t.endpoint, scale)
+            fan_out(&t.endpoint, t.pid, scale)
         }),
         fan_out_tls: on_fresh(wanted(Workload::FanOutTls), Tls, start, |t| {
-            fan_out(&t.endpoint, scale)
+            fan_out(&t.endpoint, t.pid, scale)
         }),
         latency: on_fresh(wanted(Workload::Latency), Plain, start, |t| {
             latency(&t.endpoint, scale)
@@ -269,8 +272,13 @@ fn on_fresh<T>(
 }
 
 /// Workload 1: `scale.fan_in_publishers` publishers -> 1 subscriber (on
-/// `bench/in/+`), 32-byte payloads.
-pub fn fan_in(endpoint: &Endpoint, scale: &Scale) -> Result<Throughput, BenchError> {
+/// `bench/in/+`), 32-byte payloads; samples the CPU time of process
+/// `server` when given.
+pub fn fan_in(
+    endpoint: &Endpoint,
+    server: Option<u32>,
+    scale: &Scale,
+) -> Result<Throughput, BenchError> {
     let (subscriber, stream) = subscriber(endpoint, &["bench/in/+".to_owned()])?;
     let flow = Flow {
         publishers: connect_many(endpoint, scale.fan_in_publishers)?,
@@ -282,6 +290,7 @@ pub fn fan_in(endpoint: &Endpoint, scale: &Scale) -> Result<Throughput, BenchErr
         ack_window: 1024,
         backlog: SMALL_BACKLOG,
         window: scale.window,
+        server,
     };
     let result = flow.run();
     drop(subscriber);
@@ -289,8 +298,13 @@ pub fn fan_in(endpoint: &Endpoint, scale: &Scale) -> Result<Throughput, BenchErr
 }
 
 /// Workload 2: 1 publisher -> `scale.fan_out_subscribers` subscribers of
-/// one topic, 32-byte payloads.
-pub fn fan_out(endpoint: &Endpoint, scale: &Scale) -> Result<Throughput, BenchError> {
+/// one topic, 32-byte payloads; samples the CPU time of process `server`
+/// when given.
+pub fn fan_out(
+    endpoint: &Endpoint,
+    server: Option<u32>,
+    scale: &Scale,
+) -> Result<Throughput, BenchError> {
     let mut controls = Vec::new();
     let mut streams = Vec::new();
     for _ in 0..scale.fan_out_subscribers {
@@ -308,6 +322,7 @@ pub fn fan_out(endpoint: &Endpoint, scale: &Scale) -> Result<Throughput, BenchEr
         ack_window: 1024,
         backlog: SMALL_BACKLOG,
         window: scale.window,
+        server,
     };
     flow.run()
 }
@@ -325,6 +340,7 @@ pub fn large(endpoint: &Endpoint, scale: &Scale) -> Result<Throughput, BenchErro
         ack_window: 4,
         backlog: 8,
         window: scale.window,
+        server: None,
     };
     let result = flow.run();
     drop(subscriber);
@@ -479,6 +495,7 @@ pub fn subscriptions(endpoint: &Endpoint, scale: &Scale) -> Result<Subscriptions
         ack_window: 1024,
         backlog: SMALL_BACKLOG,
         window: scale.window,
+        server: None,
     };
     let publish = flow.run()?;
     drop(controls);
@@ -597,6 +614,8 @@ struct Flow<'a> {
     /// Messages subscribers may lag behind publishers.
     backlog: u64,
     window: Duration,
+    /// The server process whose CPU time to sample, if any.
+    server: Option<u32>,
 }
 
 /// Counters shared by a flow's threads.
@@ -668,9 +687,10 @@ impl Flow<'_> {
             give_up: AtomicBool::new(false),
         };
         let subscriber_count = self.subscribers.len() as u64;
+        let cpu_before = self.server.map(cpu_time).transpose()?;
         let started = Instant::now();
         let deadline = started + self.window;
-        let (published, last) = thread::scope(|s| {
+        let (published, last, cpu_after) = thread::scope(|s| {
             let readers: Vec<_> = self
                 .subscribers
                 .into_iter()
@@ -707,14 +727,22 @@ impl Flow<'_> {
             while !progress.done() && Instant::now() < watchdog {
                 thread::sleep(Duration::from_millis(5));
             }
+            // Before the readers' last poll timeout: the server is idle then.
+            let cpu_after = self
+                .server
+                .map(|pid| Ok::<_, BenchError>((cpu_time(pid)?, started.elapsed())))
+                .transpose();
             progress.give_up.store(true, Ordering::Release);
             let last = readers.into_iter().try_fold(started, |last, h| {
                 Ok::<_, BenchError>(last.max(h.join().map_err(|_| BenchError::Thread)??))
             });
-            (published, last)
+            (published, last, cpu_after)
         });
         let published = published?;
         let last = last?;
+        let server_cpu = cpu_before.zip(cpu_after?).map(|(before, (after, wall))| {
+            after.saturating_sub(before).as_secs_f64() / wall.as_secs_f64().max(1e-9)
+        });
         Ok(Throughput {
             published,
             expected: match self.routing {
@@ -725,6 +753,7 @@ impl Flow<'_> {
             misrouted: progress.misrouted.load(Ordering::Relaxed),
             elapsed: last.duration_since(started),
             payload: self.payload.len(),
+            server_cpu,
         })
     }
 }
@@ -829,6 +858,7 @@ mod tests {
             misrouted: 0,
             elapsed: Duration::from_millis(500),
             payload: 1_000_000,
+            server_cpu: None,
         };
         assert_eq!(t.lost(), 50);
         assert!((t.rate() - 300.0).abs() < 1e-6);
