@@ -55,9 +55,10 @@ fn rows(scale: &Scale) -> Vec<Row> {
         ("1. fan-in over TLS, same shape (msg/s)".into(), |r| {
             rate_cell(&r.fan_in_tls)
         }),
-        ("1. server CPU, plain / TLS (cores busy)".into(), |r| {
-            cpu_cell(&r.fan_in, &r.fan_in_tls)
-        }),
+        (
+            "1. CPU cores busy, server (bench): plain / TLS".into(),
+            |r| cpu_cell(&r.fan_in, &r.fan_in_tls),
+        ),
         (
             format!(
                 "2. fan-out 1 pub -> {} subs, 32 B (deliveries/s)",
@@ -69,9 +70,10 @@ fn rows(scale: &Scale) -> Vec<Row> {
             "2. fan-out over TLS, same shape (deliveries/s)".into(),
             |r| rate_cell(&r.fan_out_tls),
         ),
-        ("2. server CPU, plain / TLS (cores busy)".into(), |r| {
-            cpu_cell(&r.fan_out, &r.fan_out_tls)
-        }),
+        (
+            "2. CPU cores busy, server (bench): plain / TLS".into(),
+            |r| cpu_cell(&r.fan_out, &r.fan_out_tls),
+        ),
         (
             format!("3. latency p50 at {} msg/s (µs)", scale.latency_rate),
             |r| latency_cell(r, |l| l.p50),
@@ -153,14 +155,14 @@ fn rate_cell(outcome: &Outcome<Throughput>) -> String {
     cell(outcome, throughput_text)
 }
 
-/// The server's CPU use in a plain and a TLS flow, as `1.85 / 1.97`.
+/// CPU use in a plain and a TLS flow, server (bench), as
+/// `1.85 (0.12) / 1.97 (0.20)`.
 fn cpu_cell(plain: &Outcome<Throughput>, tls: &Outcome<Throughput>) -> String {
     let show = |outcome: &Outcome<Throughput>| match outcome {
         Err(Failure::NotRun) => "–".to_owned(),
-        Ok(Throughput {
-            server_cpu: Some(cores),
-            ..
-        }) => format!("{cores:.2}"),
+        Ok(Throughput { cpu: Some(cpu), .. }) => {
+            format!("{:.2} ({:.2})", cpu.server, cpu.bench)
+        }
         _ => "n/a".to_owned(),
     };
     format!("{} / {}", show(plain), show(tls))
@@ -375,9 +377,11 @@ Every delivery is counted: a cell shows `lost N of M` when messages went \
 missing. Rates are deliveries divided by the time from the first publish \
 to the last delivery. Latency: one publisher at a fixed rate, each publish \
 waiting for its reply, timed from just before the write to the subscriber \
-having read the whole message. Server CPU: the server process's CPU time \
-(all threads) over the flow's wall time, in cores; it shows whether a \
-server spreads its work, crypto included, over its workers. Memory: growth of the server's VmRSS after \
+having read the whole message. CPU cores busy: a process's CPU time (all \
+threads) over the flow's wall time, for the server and, in brackets, for \
+the benchmark's clients; it shows whether a server spreads its work, \
+crypto included, over its workers, and how much of the machine the \
+clients took. Memory: growth of the server's VmRSS after \
 connecting the idle clients (control and data socket each), divided by \
 their number. The TLS rows repeat fan-in and fan-out with every socket \
 (control and data) in TLS: for them only, the server's config adds \
@@ -400,7 +404,7 @@ show how quiet the machine stayed.
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workloads::{IdleMemory, Latency, Subscriptions};
+    use crate::workloads::{CpuUse, IdleMemory, Latency, Subscriptions};
 
     fn throughput(rate: u64) -> Throughput {
         Throughput {
@@ -410,7 +414,10 @@ mod tests {
             misrouted: 0,
             elapsed: Duration::from_secs(1),
             payload: 32,
-            server_cpu: Some(1.5),
+            cpu: Some(CpuUse {
+                server: 1.5,
+                bench: 0.25,
+            }),
         }
     }
 
@@ -472,8 +479,13 @@ mod tests {
         assert!(table.contains("error: boom / bang"));
         assert!(table.contains("| 1. fan-in over TLS, same shape (msg/s) | 200,000 | 50,000 |"));
         assert!(table.contains("n/a (no TLS: exited)"));
-        assert!(table.contains("| 1. server CPU, plain / TLS (cores busy) | 1.50 / 1.50 |"));
-        assert!(table.contains("| 2. server CPU, plain / TLS (cores busy) | 1.50 / n/a |"));
+        assert!(table.contains(
+            "| 1. CPU cores busy, server (bench): plain / TLS | 1.50 (0.25) / 1.50 (0.25) |"
+        ));
+        assert!(
+            table
+                .contains("| 2. CPU cores busy, server (bench): plain / TLS | 1.50 (0.25) / n/a |")
+        );
         assert_eq!(table.lines().count(), 2 + 15);
     }
 

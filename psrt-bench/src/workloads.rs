@@ -98,9 +98,23 @@ pub struct Throughput {
     pub elapsed: Duration,
     /// Payload size.
     pub payload: usize,
-    /// CPU cores the server process kept busy on average while the flow
-    /// ran (its CPU time over the wall time); `None` when not sampled.
-    pub server_cpu: Option<f64>,
+    /// CPU use while the flow ran; `None` when not sampled.
+    pub cpu: Option<CpuUse>,
+}
+
+/// CPU cores kept busy on average during a flow: CPU time (all threads)
+/// over wall time, for the server and for the benchmark's own clients.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CpuUse {
+    /// The server process.
+    pub server: f64,
+    /// The benchmark process (its client threads).
+    pub bench: f64,
+}
+
+/// CPU time of the server process `pid` and of this process.
+fn cpu_pair(pid: u32) -> Result<(Duration, Duration), BenchError> {
+    Ok((cpu_time(pid)?, cpu_time(std::process::id())?))
 }
 
 impl Throughput {
@@ -614,7 +628,8 @@ struct Flow<'a> {
     /// Messages subscribers may lag behind publishers.
     backlog: u64,
     window: Duration,
-    /// The server process whose CPU time to sample, if any.
+    /// The server process whose CPU time to sample (with this process's),
+    /// if any.
     server: Option<u32>,
 }
 
@@ -687,7 +702,7 @@ impl Flow<'_> {
             give_up: AtomicBool::new(false),
         };
         let subscriber_count = self.subscribers.len() as u64;
-        let cpu_before = self.server.map(cpu_time).transpose()?;
+        let cpu_before = self.server.map(cpu_pair).transpose()?;
         let started = Instant::now();
         let deadline = started + self.window;
         let (published, last, cpu_after) = thread::scope(|s| {
@@ -730,7 +745,7 @@ impl Flow<'_> {
             // Before the readers' last poll timeout: the server is idle then.
             let cpu_after = self
                 .server
-                .map(|pid| Ok::<_, BenchError>((cpu_time(pid)?, started.elapsed())))
+                .map(|pid| Ok::<_, BenchError>((cpu_pair(pid)?, started.elapsed())))
                 .transpose();
             progress.give_up.store(true, Ordering::Release);
             let last = readers.into_iter().try_fold(started, |last, h| {
@@ -740,8 +755,14 @@ impl Flow<'_> {
         });
         let published = published?;
         let last = last?;
-        let server_cpu = cpu_before.zip(cpu_after?).map(|(before, (after, wall))| {
-            after.saturating_sub(before).as_secs_f64() / wall.as_secs_f64().max(1e-9)
+        let cpu = cpu_before.zip(cpu_after?).map(|(before, (after, wall))| {
+            let cores = |from: Duration, to: Duration| {
+                to.saturating_sub(from).as_secs_f64() / wall.as_secs_f64().max(1e-9)
+            };
+            CpuUse {
+                server: cores(before.0, after.0),
+                bench: cores(before.1, after.1),
+            }
         });
         Ok(Throughput {
             published,
@@ -753,7 +774,7 @@ impl Flow<'_> {
             misrouted: progress.misrouted.load(Ordering::Relaxed),
             elapsed: last.duration_since(started),
             payload: self.payload.len(),
-            server_cpu,
+            cpu,
         })
     }
 }
@@ -858,7 +879,7 @@ mod tests {
             misrouted: 0,
             elapsed: Duration::from_millis(500),
             payload: 1_000_000,
-            server_cpu: None,
+            cpu: None,
         };
         assert_eq!(t.lost(), 50);
         assert!((t.rate() - 300.0).abs() < 1e-6);
