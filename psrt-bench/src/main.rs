@@ -80,13 +80,17 @@ fn main() -> ExitCode {
     for (name, binary) in &args.servers {
         eprintln!("benchmarking {name} ({})", binary.display());
         let mut start = |security: Security| -> Result<Target, BenchError> {
-            let server = match security {
-                Security::Plain => Server::start(binary, None)?,
-                Security::Tls => Server::start(binary, Some(&pki))?,
-            };
-            let endpoint = match security {
-                Security::Plain => Endpoint::plain(server.addr()),
-                Security::Tls => Endpoint::tls(server.addr(), client_tls.clone()),
+            let (server, endpoint) = match security {
+                Security::Plain => {
+                    let server = Server::start(binary, None)?;
+                    let endpoint = Endpoint::plain(server.addr());
+                    (server, endpoint)
+                }
+                Security::Tls => {
+                    let server = Server::start(binary, Some(&pki))?;
+                    let endpoint = Endpoint::tls(server.addr(), client_tls.clone());
+                    (server, endpoint)
+                }
             };
             Ok(Target {
                 endpoint,

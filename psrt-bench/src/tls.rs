@@ -31,8 +31,9 @@ pub struct Pki {
 }
 
 impl Pki {
-    /// Makes a fresh CA and server certificate, ECDSA P-256 keys (the
-    /// curve TLS clients and servers handshake fastest with).
+    /// Makes a fresh CA and server certificate with ECDSA P-256 keys,
+    /// which every server's TLS stack accepts (rustls; OpenSSL for the
+    /// original server).
     pub fn generate() -> Result<Self, BenchError> {
         let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(tls_error)?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(tls_error)?;
