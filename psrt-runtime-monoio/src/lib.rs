@@ -13,4 +13,5 @@
 
 pub mod client;
 mod io_slot;
+pub mod runtime;
 pub mod server;

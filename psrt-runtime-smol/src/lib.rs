@@ -13,4 +13,5 @@
 //! time.
 
 pub mod client;
+pub mod runtime;
 pub mod server;

@@ -10,4 +10,5 @@
 //! keeps time and runs slow work off the event loop.
 
 pub mod client;
+pub mod runtime;
 pub mod server;
