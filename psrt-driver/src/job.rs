@@ -59,16 +59,16 @@ impl<R: Runtime> Job<R> {
             },
         }
     }
-}
 
-impl<R: Runtime> Job<R> {
-    /// The job's work, each kind boxed.
+    /// The work of a rare kind of job, for [`Job::run`] to box. (A socket
+    /// job never comes here; its future is boxed apart so that it does not
+    /// make the others' boxes as large.)
     async fn run_boxed(self) {
         match self {
             Job::Socket(job) => Box::pin(job.run()).await,
-            Job::Accept(job) => Box::pin(job.run()).await,
-            Job::Udp(job) => Box::pin(job.run()).await,
-            Job::Stats(job) => Box::pin(job.run()).await,
+            Job::Accept(job) => job.run().await,
+            Job::Udp(job) => job.run().await,
+            Job::Stats(job) => job.run().await,
         }
     }
 }
