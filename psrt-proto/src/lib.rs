@@ -33,7 +33,6 @@ pub mod fuzz_checks;
 pub mod http;
 pub mod limits;
 pub mod node;
-pub mod server_support;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod spec;

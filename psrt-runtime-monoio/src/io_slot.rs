@@ -1,5 +1,6 @@
-//! The two halves of a stream socket under monoio's completion I/O, for
-//! the server's connection tasks and the client's tasks alike.
+//! The two halves of a stream socket under monoio's completion I/O: the
+//! [`crate::runtime::MonoioStream`] the driver's socket loop polls, and
+//! the client's tasks.
 //!
 //! monoio's I/O takes owned buffers, and with io_uring a read or write
 //! future dropped mid-flight may already have moved bytes the task then
@@ -116,6 +117,17 @@ impl<S: Stream> Writer<S> {
     /// without one).
     pub(crate) fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         self.slot.poll_finish(cx)
+    }
+
+    /// Starts writing the front of `tx` unless a write is in flight, and
+    /// returns what the write in flight wrote once it completes.
+    pub(crate) fn poll_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        tx: &TxBuf,
+    ) -> Poll<io::Result<usize>> {
+        self.start(tx);
+        self.poll_finish(cx)
     }
 
     /// [`Writer::poll_finish`] as a future, for `select!`: cancel-safe.

@@ -1,13 +1,15 @@
 //! Runs the [`psrt_proto`] core over tokio.
 //!
-//! * [`server::Server`]: the broker daemon's I/O: TCP, Unix and UDP
-//!   listeners, the stats HTTP endpoint, password checks on
-//!   `psrt_checks`' idle-priority threads, SIGHUP reload and graceful SIGTERM/SIGINT shutdown.
+//! * [`runtime::Tokio`]: psrt-driver's `Runtime` trait over tokio: sockets
+//!   registered with tokio's reactor (driven by `psrt_driver::ready`),
+//!   tokio's timers, `tokio::spawn`.
+//! * [`server::Server`]: `psrt_driver::Server` on that runtime (the socket
+//!   loop, listeners, UDP, stats, password checks on idle-priority
+//!   threads, SIGHUP reload, graceful SIGTERM/SIGINT drain are all
+//!   psrt-driver's); [`server::serve`] builds the multi-threaded runtime.
 //! * [`client`]: an async PSRT client over the core's client state
 //!   machines.
-//!
-//! All protocol logic lives in `psrt_proto`; this crate only moves bytes,
-//! keeps time and runs slow work off the event loop.
 
 pub mod client;
+pub mod runtime;
 pub mod server;

@@ -8,12 +8,6 @@
 //! only get CPU time that routing does not want. Checks waiting here are
 //! bounded by the broker (`Limits::max_pending_checks`) and by this pool's
 //! queue: a check that does not fit is answered "failed" at once.
-//!
-//! [`driver`] holds the other pieces of a server driver that all three
-//! runtimes share and that psrt-proto must not hold (logging, files,
-//! blocking reloads).
-
-pub mod driver;
 
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};

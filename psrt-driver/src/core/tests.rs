@@ -1,15 +1,14 @@
+use std::net::SocketAddr;
 use std::path::Path;
 
+use psrt_proto::TxBuf;
+use psrt_proto::acl::Acl;
+use psrt_proto::auth::Passwords;
 use rand::SeedableRng;
 
 use super::*;
-use crate::TxBuf;
-use crate::acl::Acl;
-use crate::auth::Passwords;
 
-/// Test times: the clock is not read in psrt-proto, not even in tests.
 fn start() -> (Instant, SystemTime) {
-    #[allow(clippy::disallowed_methods)]
     (Instant::now(), SystemTime::now())
 }
 
@@ -19,98 +18,6 @@ fn core(spec: &ServerSpec, now: Instant) -> ServerCore {
 
 fn addr(text: &str) -> SocketAddr {
     text.parse().expect("test address")
-}
-
-/// A binder that hands out numbered fake sockets, each bound to port
-/// 40000 + its number, and fails the UDP bind of `fail_udp`.
-#[derive(Default)]
-struct FakeBind {
-    calls: Vec<String>,
-    fail_udp: Option<SocketAddr>,
-}
-
-impl FakeBind {
-    fn next(&mut self, call: String) -> (usize, SocketAddr) {
-        self.calls.push(call);
-        let n = self.calls.len();
-        let port = 40_000 + u16::try_from(n).expect("few calls");
-        (n, SocketAddr::from(([127, 0, 0, 1], port)))
-    }
-}
-
-impl Bind for FakeBind {
-    type Tcp = usize;
-    type Unix = usize;
-    type Udp = usize;
-
-    fn tcp(&mut self, addr: SocketAddr) -> io::Result<(usize, SocketAddr)> {
-        Ok(self.next(format!("tcp {addr}")))
-    }
-
-    fn unix(&mut self, path: &Path) -> io::Result<usize> {
-        Ok(self.next(format!("unix {}", path.display())).0)
-    }
-
-    fn udp(&mut self, addr: SocketAddr) -> io::Result<(usize, SocketAddr)> {
-        if self.fail_udp == Some(addr) {
-            return Err(io::Error::new(io::ErrorKind::AddrInUse, "in use"));
-        }
-        Ok(self.next(format!("udp {addr}")))
-    }
-}
-
-fn full_spec() -> ServerSpec {
-    let mut spec = ServerSpec::open(addr("127.0.0.1:0"));
-    spec.tcp.push(addr("[::1]:0"));
-    spec.unix = vec![PathBuf::from("/tmp/a.sock")];
-    spec.udp = vec![addr("127.0.0.1:0"), addr("127.0.0.1:9")];
-    spec.stats = Some(addr("127.0.0.1:0"));
-    spec
-}
-
-#[test]
-fn bind_all_binds_in_spec_order_and_records_the_bound_addresses() {
-    let spec = full_spec();
-    let mut binder = FakeBind::default();
-    let (listeners, addrs) = bind_all(&spec, &mut binder).expect("fake binds succeed");
-    assert_eq!(
-        binder.calls,
-        [
-            "tcp 127.0.0.1:0",
-            "tcp [::1]:0",
-            "unix /tmp/a.sock",
-            "udp 127.0.0.1:0",
-            "udp 127.0.0.1:9",
-            "tcp 127.0.0.1:0",
-        ]
-    );
-    assert_eq!(listeners.tcp, [1, 2]);
-    assert_eq!(listeners.unix, [3]);
-    assert_eq!(listeners.udp, [4, 5]);
-    assert_eq!(listeners.stats, Some(6));
-    assert_eq!(
-        addrs.tcp,
-        [addr("127.0.0.1:40001"), addr("127.0.0.1:40002")]
-    );
-    assert_eq!(addrs.unix, [PathBuf::from("/tmp/a.sock")]);
-    assert_eq!(
-        addrs.udp,
-        [addr("127.0.0.1:40004"), addr("127.0.0.1:40005")]
-    );
-    assert_eq!(addrs.stats, Some(addr("127.0.0.1:40006")));
-}
-
-#[test]
-fn bind_all_stops_at_the_first_failure_and_names_it() {
-    let spec = full_spec();
-    let mut binder = FakeBind {
-        fail_udp: Some(addr("127.0.0.1:9")),
-        ..FakeBind::default()
-    };
-    let err = bind_all(&spec, &mut binder).expect_err("the UDP bind fails");
-    assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
-    assert_eq!(err.to_string(), "udp 127.0.0.1:9: in use");
-    assert_eq!(binder.calls.len(), 4, "nothing is bound after the failure");
 }
 
 #[test]

@@ -1,130 +1,25 @@
-//! The runtime-independent half of a server driver: what the tokio, smol
-//! and monoio drivers would otherwise each write again.
+//! [`ServerCore`]: the state every task of one server shares, whatever
+//! the runtime: the broker behind its lock, the connection policy, the
+//! timeouts, what `/status` shows, and how to reload the access rules;
+//! built once from a [`ServerSpec`].
 //!
-//! * [`ServerCore`]: the state every task of one server shares (the broker
-//!   behind its lock, the connection policy, the timeouts, what `/status`
-//!   shows), built once from a [`ServerSpec`].
-//! * [`bind_all`]: the listener plan of a spec, bound through the driver's
-//!   [`Bind`] in a fixed order, with errors that name the address and the
-//!   addresses actually bound collected in a [`BoundAddrs`].
-//!
-//! Nothing here reads the clock or starts a task: times come in as
-//! arguments, and the sockets are opened by the driver's [`Bind`].
+//! Nothing here reads the clock: times come in as arguments, so the tests
+//! pick them.
 
-use std::io;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rand_core::RngCore;
-
-use crate::broker::{AuthConfig, Broker, PasswordCheck};
-use crate::conn::{Action, ConnConfig};
-use crate::http::StatusInfo;
-use crate::spec::{Reloader, ServerSpec};
-use crate::stats_conn::StatsConnection;
+use psrt_proto::broker::{AuthConfig, Broker, PasswordCheck};
+use psrt_proto::conn::{Action, ConnConfig};
+use psrt_proto::http::StatusInfo;
+use psrt_proto::spec::{Reloader, ServerSpec};
+use psrt_proto::stats_conn::StatsConnection;
+use rand::RngCore;
 
 /// How much longer than the connections' own drain deadline a stopping
 /// server waits for them, so each connection ends by its own deadline
 /// rather than being cut off by the server's.
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
-
-/// The addresses actually bound (port 0 resolved), for tests and logs.
-#[derive(Debug, Clone, Default)]
-pub struct BoundAddrs {
-    /// TCP listeners.
-    pub tcp: Vec<SocketAddr>,
-    /// UDP sockets.
-    pub udp: Vec<SocketAddr>,
-    /// Unix-socket paths.
-    pub unix: Vec<PathBuf>,
-    /// Stats HTTP listener.
-    pub stats: Option<SocketAddr>,
-}
-
-/// How a driver opens one socket of each kind; [`bind_all`] calls it for
-/// every listener of a [`ServerSpec`].
-pub trait Bind {
-    /// A TCP listener (protocol and stats listeners).
-    type Tcp;
-    /// A Unix-socket listener.
-    type Unix;
-    /// A UDP socket.
-    type Udp;
-
-    /// Binds a TCP listener; returns it with the address it got.
-    fn tcp(&mut self, addr: SocketAddr) -> io::Result<(Self::Tcp, SocketAddr)>;
-    /// Binds a Unix-socket listener at `path`.
-    fn unix(&mut self, path: &Path) -> io::Result<Self::Unix>;
-    /// Binds a UDP socket; returns it with the address it got.
-    fn udp(&mut self, addr: SocketAddr) -> io::Result<(Self::Udp, SocketAddr)>;
-}
-
-/// Every socket of a spec, bound and not yet served; each list is in the
-/// spec's order, as are the matching lists of [`BoundAddrs`].
-#[derive(Debug)]
-pub struct Listeners<T, U, D> {
-    /// TCP listeners.
-    pub tcp: Vec<T>,
-    /// Unix-socket listeners (their paths are in [`BoundAddrs::unix`]).
-    pub unix: Vec<U>,
-    /// UDP sockets.
-    pub udp: Vec<D>,
-    /// Stats HTTP listener.
-    pub stats: Option<T>,
-}
-
-/// The [`Listeners`] that a [`Bind`] opens.
-pub type BoundListeners<B> = Listeners<<B as Bind>::Tcp, <B as Bind>::Unix, <B as Bind>::Udp>;
-
-/// Binds every listener of `spec` with `binder`: TCP, Unix, UDP, then
-/// stats. The first failure is returned with the address (`udp ...`,
-/// `stats ...`) or path in its message, so the operator sees which one.
-pub fn bind_all<B: Bind>(
-    spec: &ServerSpec,
-    binder: &mut B,
-) -> io::Result<(BoundListeners<B>, BoundAddrs)> {
-    let mut addrs = BoundAddrs::default();
-    let mut listeners = Listeners {
-        tcp: Vec::with_capacity(spec.tcp.len()),
-        unix: Vec::with_capacity(spec.unix.len()),
-        udp: Vec::with_capacity(spec.udp.len()),
-        stats: None,
-    };
-    for &addr in &spec.tcp {
-        let (listener, local) = binder.tcp(addr).map_err(|e| named(e, &addr.to_string()))?;
-        addrs.tcp.push(local);
-        listeners.tcp.push(listener);
-    }
-    for path in &spec.unix {
-        let listener = binder
-            .unix(path)
-            .map_err(|e| named(e, &path.display().to_string()))?;
-        addrs.unix.push(path.clone());
-        listeners.unix.push(listener);
-    }
-    for &addr in &spec.udp {
-        let (socket, local) = binder
-            .udp(addr)
-            .map_err(|e| named(e, &format!("udp {addr}")))?;
-        addrs.udp.push(local);
-        listeners.udp.push(socket);
-    }
-    if let Some(addr) = spec.stats {
-        let (listener, local) = binder
-            .tcp(addr)
-            .map_err(|e| named(e, &format!("stats {addr}")))?;
-        addrs.stats = Some(local);
-        listeners.stats = Some(listener);
-    }
-    Ok((listeners, addrs))
-}
-
-/// `err` with `what` in front of its message, same kind.
-fn named(err: io::Error, what: &str) -> io::Error {
-    io::Error::new(err.kind(), format!("{what}: {err}"))
-}
 
 /// The state every task of one server shares, whatever the runtime.
 ///
