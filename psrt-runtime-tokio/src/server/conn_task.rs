@@ -103,16 +103,19 @@ pub(crate) async fn serve<S: Socket>(
     let mut drain_deadline: Option<tokio::time::Instant> = None;
 
     loop {
-        {
+        // Only applying what was decoded needs the broker: TLS and
+        // decoding ran outside the lock, encryption runs after it.
+        if conn.wants_broker(&tx) {
             let mut broker = shared.lock();
-            conn.poll_transmit(&mut broker, Instant::now(), &mut tx);
-            if check.is_none()
-                && let Some(Action::CheckPassword(job)) = conn.poll_action()
-            {
-                let shared = shared.clone();
-                check = Some(tokio::spawn(async move { shared.verify(job).await }));
-            }
+            conn.handle_broker(&mut broker, Instant::now(), &mut tx);
             Shared::log_events(&mut broker);
+        }
+        conn.poll_transmit(Instant::now(), &mut tx);
+        if check.is_none()
+            && let Some(Action::CheckPassword(job)) = conn.poll_action()
+        {
+            let shared = shared.clone();
+            check = Some(tokio::spawn(async move { shared.verify(job).await }));
         }
         if conn.is_done(&tx) {
             break;
@@ -133,13 +136,12 @@ pub(crate) async fn serve<S: Socket>(
                     Ok(()) => reader.try_read_buf(conn.read_buf_with(READ_CHUNK)),
                     Err(err) => Err(err),
                 };
-                let mut broker = shared.lock();
                 match read {
                     Ok(0) => {
                         read_open = false;
-                        conn.handle_eof(&mut broker);
+                        conn.handle_eof(Instant::now());
                     }
-                    Ok(_) => conn.handle_input(&mut broker, Instant::now()),
+                    Ok(_) => conn.handle_input(Instant::now()),
                     // Readiness can be stale (tokio clears it only on
                     // WouldBlock): give back the buffer reserved for
                     // nothing, or every idle socket keeps one.
@@ -148,32 +150,35 @@ pub(crate) async fn serve<S: Socket>(
                     }
                     Err(_) => {
                         read_open = false;
-                        conn.handle_eof(&mut broker);
+                        conn.handle_eof(Instant::now());
                     }
                 }
             }
             written = write_some(&mut writer, &tx), if !tx.is_empty() => match written {
                 Ok(n) => tx.advance(n),
                 Err(_) => {
-                    conn.handle_eof(&mut shared.lock());
+                    conn.handle_eof(Instant::now());
                     break;
                 }
             },
-            _ = wake.0.notified() => {}
+            _ = wake.0.notified() => conn.handle_wake(Instant::now()),
             ok = join_check(&mut check), if check.is_some() => {
                 check = None;
-                conn.password_checked(ok, &mut shared.lock(), Instant::now());
+                conn.password_checked(ok);
             }
             _ = sleep_until(timeout), if timeout.is_some() => {
-                conn.handle_timeout(&mut shared.lock(), Instant::now());
+                conn.handle_timeout(Instant::now());
             }
             _ = stopping.wait_for(|stop| *stop), if drain_deadline.is_none() => {
                 drain_deadline = Some(tokio::time::Instant::now() + shared.drain_timeout);
             }
         }
     }
-    if !conn.is_closed() {
-        conn.handle_eof(&mut shared.lock());
+    conn.handle_eof(Instant::now());
+    if conn.wants_broker(&tx) {
+        let mut broker = shared.lock();
+        conn.handle_broker(&mut broker, Instant::now(), &mut tx);
+        Shared::log_events(&mut broker);
     }
     let _ = writer.shutdown().await;
 }
