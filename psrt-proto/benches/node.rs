@@ -12,15 +12,16 @@
 //! cost of one more subscriber is `(fan_out(1000) - fan_out(1)) / 999`
 //! per publish, at each drain interval.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::task::Waker;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use divan::counter::ItemsCount;
 use divan::{Bencher, black_box};
 use psrt_proto::broker::{AuthConfig, Broker};
-use psrt_proto::conn::{ConnConfig, Connection, Transport};
+use psrt_proto::conn::{ConnConfig, Connection, SocketTask, Transport, Turn, Wakeup};
 use psrt_proto::node::{ConnId, Node};
 use psrt_proto::wire::request::{self, DataHello, Greeting};
 use psrt_proto::wire::{SocketKind, op};
@@ -174,16 +175,73 @@ fn fan_out<const DRAIN: usize>(bencher: Bencher, subscribers: usize) {
 }
 
 /// A driver's view of the same fan-out, without [`Node`]'s copying: the
-/// connections are driven directly and each socket's [`TxBuf`] is written
-/// out whole, as one `writev` would take it.
+/// connections are driven through [`SocketTask::turn`] directly and each
+/// socket's [`TxBuf`] is written out whole, as one `writev` would take it.
 struct Direct {
-    broker: Broker,
+    broker: RefCell<Broker>,
     now: Instant,
-    publisher: (Connection, TxBuf),
+    publisher: Socket,
     /// Subscribers' control connections stay alive, unused.
-    controls: Vec<Connection>,
-    data: Vec<(Connection, TxBuf)>,
+    controls: Vec<Socket>,
+    data: Vec<Socket>,
     frame: Vec<u8>,
+}
+
+/// One socket as a driver holds it.
+struct Socket {
+    conn: Connection,
+    task: SocketTask,
+    tx: TxBuf,
+}
+
+impl Socket {
+    fn new(broker: &RefCell<Broker>, config: &Arc<ConnConfig>, now: Instant) -> Self {
+        let timeout = broker.borrow().limits().timeout;
+        let conn = Connection::new(
+            config.clone(),
+            Transport::Tcp,
+            "bench".into(),
+            Waker::noop().clone(),
+            timeout,
+            now,
+        );
+        Self {
+            conn,
+            task: SocketTask::new(Duration::from_secs(5)),
+            tx: TxBuf::new(),
+        }
+    }
+
+    fn turn(&mut self, wakeup: Wakeup, broker: &RefCell<Broker>, now: Instant) {
+        let turn = self.task.turn(
+            Some(wakeup),
+            &mut self.conn,
+            broker,
+            &mut self.tx,
+            now,
+            true,
+        );
+        assert!(matches!(turn, Turn::Wait { .. }), "the socket stays open");
+    }
+
+    /// One read of `bytes`.
+    fn read(&mut self, broker: &RefCell<Broker>, now: Instant, bytes: &[u8]) {
+        self.conn.read_buf().extend_from_slice(bytes);
+        self.turn(Wakeup::Read(Ok(bytes.len())), broker, now);
+    }
+
+    /// Writes out the whole `TxBuf`, returning a copy of what it held.
+    fn write_copy(&mut self, broker: &RefCell<Broker>, now: Instant) -> Vec<u8> {
+        let out = self.tx.to_vec();
+        self.turn(Wakeup::Wrote(Ok(out.len())), broker, now);
+        out
+    }
+
+    /// Writes out the whole `TxBuf` without looking at it.
+    fn write(&mut self, broker: &RefCell<Broker>, now: Instant) {
+        let len = black_box(self.tx.len());
+        self.turn(Wakeup::Wrote(Ok(len)), broker, now);
+    }
 }
 
 impl Direct {
@@ -193,7 +251,7 @@ impl Direct {
             max_sessions: subscribers + 10,
             ..Limits::default()
         };
-        let mut broker = Broker::new(limits, AuthConfig::open(), rng);
+        let broker = RefCell::new(Broker::new(limits, AuthConfig::open(), rng));
         let config = Arc::new(ConnConfig {
             tls: None,
             allow_no_tls: true,
@@ -204,8 +262,9 @@ impl Direct {
         let mut controls = Vec::new();
         let mut data = Vec::new();
         for _ in 0..subscribers {
-            let (mut control, token) = direct_login(&mut broker, &config, now);
-            feed(&mut control, &mut broker, now, &subscribe);
+            let (mut control, token) = direct_login(&broker, &config, now);
+            control.read(&broker, now, &subscribe);
+            control.write(&broker, now);
             controls.push(control);
             let mut hello = BytesMut::new();
             let greeting = Greeting {
@@ -218,73 +277,45 @@ impl Direct {
                 timeout_secs: 5,
             };
             request::encode_data_hello(&mut hello, &data_hello);
-            let mut conn = new_conn(&broker, &config, now);
-            feed(&mut conn, &mut broker, now, &hello);
-            data.push((conn, TxBuf::new()));
+            let mut socket = Socket::new(&broker, &config, now);
+            socket.read(&broker, now, &hello);
+            socket.write(&broker, now);
+            data.push(socket);
         }
-        let (publisher, _) = direct_login(&mut broker, &config, now);
+        let (publisher, _) = direct_login(&broker, &config, now);
         let mut frame = BytesMut::new();
         request::encode_publish(&mut frame, 0x7F, TOPIC.as_bytes(), &PAYLOAD);
-        let mut direct = Self {
+        Self {
             broker,
             now,
-            publisher: (publisher, TxBuf::new()),
+            publisher,
             controls,
             data,
             frame: frame.to_vec(),
-        };
-        direct.flush();
-        direct
+        }
     }
 
     /// `publishes` publishes, then every socket written out.
     fn batch(&mut self, publishes: usize) {
         for _ in 0..publishes {
-            let publisher = &mut self.publisher.0;
-            publisher.read_buf().extend_from_slice(&self.frame);
-            publisher.handle_input(&mut self.broker, self.now);
+            self.publisher.read(&self.broker, self.now, &self.frame);
         }
-        self.flush();
-    }
-
-    fn flush(&mut self) {
-        let sockets = std::iter::once(&mut self.publisher).chain(&mut self.data);
-        for (conn, tx) in sockets {
-            conn.poll_transmit(&mut self.broker, self.now, tx);
-            black_box(tx.len());
-            tx.advance(tx.len());
+        self.publisher.write(&self.broker, self.now);
+        for socket in &mut self.data {
+            // The broker woke every subscriber (a noop waker here).
+            socket.turn(Wakeup::Woken, &self.broker, self.now);
+            socket.write(&self.broker, self.now);
         }
         black_box(self.controls.len());
     }
 }
 
-fn new_conn(broker: &Broker, config: &Arc<ConnConfig>, now: Instant) -> Connection {
-    let timeout = broker.limits().timeout;
-    let waker = Waker::noop().clone();
-    Connection::new(
-        config.clone(),
-        Transport::Tcp,
-        "bench".into(),
-        waker,
-        timeout,
-        now,
-    )
-}
-
-fn feed(conn: &mut Connection, broker: &mut Broker, now: Instant, bytes: &[u8]) -> Vec<u8> {
-    conn.read_buf().extend_from_slice(bytes);
-    conn.handle_input(broker, now);
-    let mut tx = TxBuf::new();
-    conn.poll_transmit(broker, now, &mut tx);
-    tx.to_vec()
-}
-
 fn direct_login(
-    broker: &mut Broker,
+    broker: &RefCell<Broker>,
     config: &Arc<ConnConfig>,
     now: Instant,
-) -> (Connection, [u8; 32]) {
-    let mut conn = new_conn(broker, config, now);
+) -> (Socket, [u8; 32]) {
+    let mut socket = Socket::new(broker, config, now);
     let mut hello = BytesMut::new();
     let greeting = Greeting {
         kind: SocketKind::Control,
@@ -292,12 +323,13 @@ fn direct_login(
     };
     request::encode_greeting(&mut hello, greeting);
     request::encode_login(&mut hello, "", b"");
-    let out = feed(&mut conn, broker, now, &hello);
+    socket.read(broker, now, &hello);
+    let out = socket.write_copy(broker, now);
     let token = out
         .get(4..36)
         .and_then(|t| t.try_into().ok())
         .expect("login answered with a token");
-    (conn, token)
+    (socket, token)
 }
 
 /// (b) as a driver sees it: no copy of the pushed bytes.

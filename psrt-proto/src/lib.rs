@@ -3,10 +3,16 @@
 //! runtime.
 //!
 //! A driver (tokio, smol, monoio, or the in-memory [`node::Node`]) owns the
-//! sockets and the clock and feeds this crate:
+//! sockets and the clock and feeds this crate, one socket at a time through
+//! [`conn::SocketTask::turn`] (the call order it follows is documented on
+//! [`conn::Connection`]):
 //!
-//! * bytes read from a socket go to [`conn::Connection::handle_input`];
-//! * bytes to write come from [`conn::Connection::poll_transmit`];
+//! * bytes read from a socket go to [`conn::Connection::handle_input`], which
+//!   decrypts TLS and decodes complete frames into requests;
+//! * [`conn::Connection::handle_broker`] applies those requests to the
+//!   [`broker::Broker`] and takes a data socket's queued messages;
+//! * bytes to write come from [`conn::Connection::poll_transmit`], which
+//!   encrypts them when TLS is on;
 //! * the time is passed in as `now: Instant` on every call, and
 //!   [`conn::Connection::poll_timeout`] says when to call
 //!   [`conn::Connection::handle_timeout`] next;
@@ -15,9 +21,12 @@
 //!   ever blocks message flow.
 //!
 //! One [`broker::Broker`] holds the sessions, the subscription index, the
-//! ACL and the statistics; every connection borrows it mutably while it
-//! processes input, so a multi-threaded driver keeps it behind one lock and
-//! does decoding, TLS and socket writes outside it.
+//! ACL and the statistics. A multi-threaded driver keeps it behind one lock
+//! ([`conn::BrokerLock`]) and takes that lock only for `handle_broker`, at
+//! most once per turn and only when [`conn::Connection::wants_broker`]:
+//! TLS, framing, decoding and socket writes run outside it. UDP datagrams
+//! are the exception: [`broker::Broker::handle_datagram`] decrypts them
+//! with the broker borrowed.
 //!
 //! Peer input never panics: decoders return typed errors and a fatal one
 //! closes that peer only.

@@ -1,21 +1,26 @@
 //! A whole server in memory: one [`Broker`] and its [`Connection`]s, driven
 //! synchronously with a clock the caller controls. Tests and simulators use
-//! it to run every protocol scenario without sockets or a runtime.
+//! it to run every protocol scenario without sockets or a runtime. Every
+//! socket is driven through [`SocketTask::turn`], as the runtimes drive
+//! theirs: the broker is lent to a turn only for what needs it.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Wake, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::broker::{Broker, UdpOutcome};
-use crate::conn::{Action, CloseReason, ConnConfig, Connection, Transport};
+use crate::conn::{
+    Action, BrokerLock, CloseReason, ConnConfig, Connection, SocketTask, Transport, Turn, Wakeup,
+};
 use crate::txbuf::TxBuf;
 
 /// Identifies a connection of a [`Node`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(usize);
 
-/// Records that the broker woke a connection.
+/// Records that the broker (or the connection itself) woke a connection.
 #[derive(Debug, Default)]
 struct WakeFlag(AtomicBool);
 
@@ -29,10 +34,31 @@ impl Wake for WakeFlag {
     }
 }
 
+impl WakeFlag {
+    fn take(&self) -> bool {
+        self.0.swap(false, Ordering::Relaxed)
+    }
+}
+
+/// The node's broker lent to one [`SocketTask::turn`]: one thread owns
+/// it, so "locking" is a borrow.
+struct Lent<'a>(RefCell<&'a mut Broker>);
+
+impl BrokerLock for Lent<'_> {
+    fn with_broker<R>(&self, f: impl FnOnce(&mut Broker) -> R) -> R {
+        f(&mut self.0.borrow_mut())
+    }
+}
+
 struct Slot {
     conn: Connection,
+    task: SocketTask,
     tx: TxBuf,
     woken: Arc<WakeFlag>,
+    /// Whether a wake was delivered since the last `recv`.
+    woke: bool,
+    /// When the last turn asked to be woken with [`Wakeup::Timeout`].
+    deadline: Option<Instant>,
     /// Password checks handed out and not yet answered (manual mode).
     checks: Vec<Action>,
 }
@@ -43,6 +69,8 @@ pub struct Node {
     config: Arc<ConnConfig>,
     slots: Vec<Option<Slot>>,
     manual_checks: bool,
+    /// The latest time a call passed in, for calls that take none.
+    clock: Option<Instant>,
 }
 
 impl std::fmt::Debug for Node {
@@ -63,6 +91,7 @@ impl Node {
             config: Arc::new(config),
             slots: Vec::new(),
             manual_checks: false,
+            clock: None,
         }
     }
 
@@ -97,11 +126,15 @@ impl Node {
         );
         let slot = Slot {
             conn,
+            // The node never stops, so never drains.
+            task: SocketTask::new(Duration::ZERO),
             tx: TxBuf::new(),
             woken,
+            woke: false,
+            deadline: None,
             checks: Vec::new(),
         };
-        match self.slots.iter().position(Option::is_none) {
+        let id = match self.slots.iter().position(Option::is_none) {
             Some(index) => {
                 self.slots[index] = Some(slot);
                 ConnId(index)
@@ -110,17 +143,21 @@ impl Node {
                 self.slots.push(Some(slot));
                 ConnId(self.slots.len() - 1)
             }
-        }
+        };
+        self.turn(id, None, now);
+        id
     }
 
     /// Bytes arrive from the client.
     pub fn send(&mut self, id: ConnId, bytes: &[u8], now: Instant) {
+        if bytes.is_empty() {
+            return;
+        }
         let Some(slot) = self.slot_mut(id) else {
             return;
         };
         slot.conn.read_buf().extend_from_slice(bytes);
-        self.with_slot(id, |slot, broker| slot.conn.handle_input(broker, now));
-        self.after_call(id, now);
+        self.turn(id, Some(Wakeup::Read(Ok(bytes.len()))), now);
     }
 
     /// Everything the server has for the client now (the client reads it
@@ -133,37 +170,41 @@ impl Node {
     /// reader.
     pub fn recv_at_most(&mut self, id: ConnId, max: usize, now: Instant) -> Vec<u8> {
         let mut out = Vec::new();
-        while out.len() < max {
-            let Some((tx_empty, bytes)) = self.with_slot(id, |slot, broker| {
-                slot.woken.0.store(false, Ordering::Relaxed);
-                slot.conn.poll_transmit(broker, now, &mut slot.tx);
-                let bytes = slot.tx.to_vec();
-                (slot.tx.is_empty(), bytes)
-            }) else {
+        let mut wakeup = None;
+        loop {
+            self.turn(id, wakeup, now);
+            let Some(slot) = self.slot_mut(id) else {
                 break;
             };
-            if tx_empty {
+            if slot.tx.is_empty() || out.len() >= max {
                 break;
             }
+            let bytes = slot.tx.to_vec();
             let take = bytes.len().min(max - out.len());
             out.extend_from_slice(&bytes[..take]);
-            if let Some(slot) = self.slot_mut(id) {
-                slot.tx.advance(take);
-            }
+            wakeup = Some(Wakeup::Wrote(Ok(take)));
+        }
+        if let Some(slot) = self.slot_mut(id) {
+            slot.woke = false;
         }
         out
     }
 
-    /// Whether the broker woke this connection since its last `recv`.
+    /// Whether the broker woke this connection since its last `recv` (or
+    /// the connection woke itself to decode input it had left).
     pub fn was_woken(&self, id: ConnId) -> bool {
         self.slot(id)
-            .is_some_and(|s| s.woken.0.load(Ordering::Relaxed))
+            .is_some_and(|s| s.woke || s.woken.0.load(Ordering::Relaxed))
     }
 
     /// The client closed its end (or vanished).
     pub fn disconnect(&mut self, id: ConnId) {
-        self.with_slot(id, |slot, broker| slot.conn.handle_eof(broker));
-        self.slots[id.0] = None;
+        if let Some(now) = self.clock {
+            self.turn(id, Some(Wakeup::Read(Ok(0))), now);
+        }
+        if let Some(slot) = self.slots.get_mut(id.0) {
+            *slot = None;
+        }
     }
 
     /// Whether the server has closed this connection.
@@ -182,11 +223,10 @@ impl Node {
             let id = ConnId(index);
             let due = self
                 .slot(id)
-                .and_then(|s| s.conn.poll_timeout())
+                .and_then(|s| s.deadline)
                 .is_some_and(|at| at <= now);
             if due {
-                self.with_slot(id, |slot, broker| slot.conn.handle_timeout(broker, now));
-                self.after_call(id, now);
+                self.turn(id, Some(Wakeup::Timeout), now);
             }
         }
     }
@@ -202,12 +242,9 @@ impl Node {
                 .unwrap_or_default();
             for Action::CheckPassword(check) in checks {
                 let ok = check.verify();
-                self.with_slot(id, |slot, broker| {
-                    slot.conn.password_checked(ok, broker, now)
-                });
+                self.turn(id, Some(Wakeup::Checked(ok)), now);
                 ran += 1;
             }
-            self.after_call(id, now);
         }
         ran
     }
@@ -228,34 +265,56 @@ impl Node {
         }
     }
 
-    /// Collects actions after a `handle_*` call, running them inline unless
-    /// checks are manual.
-    fn after_call(&mut self, id: ConnId, now: Instant) {
-        loop {
-            let Some(action) = self.slot_mut(id).and_then(|s| s.conn.poll_action()) else {
-                return;
-            };
-            if self.manual_checks {
-                if let Some(slot) = self.slot_mut(id) {
-                    slot.checks.push(action);
-                }
-                continue;
-            }
-            let Action::CheckPassword(check) = action;
-            let ok = check.verify();
-            self.with_slot(id, |slot, broker| {
-                slot.conn.password_checked(ok, broker, now)
-            });
+    /// One [`SocketTask::turn`] of a connection after `wakeup`. A wake
+    /// the connection got since its last turn is delivered first, as a
+    /// driver would have done already, and one it gives itself during the
+    /// turn (input left to decode) right after.
+    fn turn(&mut self, id: ConnId, wakeup: Option<Wakeup>, now: Instant) {
+        self.clock = self.clock.max(Some(now));
+        self.deliver_wakes(id, now);
+        self.turn_once(id, wakeup, now);
+        self.deliver_wakes(id, now);
+    }
+
+    fn deliver_wakes(&mut self, id: ConnId, now: Instant) {
+        while let Some(slot) = self.slot_mut(id)
+            && slot.woken.take()
+        {
+            slot.woke = true;
+            self.turn_once(id, Some(Wakeup::Woken), now);
         }
     }
 
-    fn with_slot<R>(
-        &mut self,
-        id: ConnId,
-        f: impl FnOnce(&mut Slot, &mut Broker) -> R,
-    ) -> Option<R> {
-        let slot = self.slots.get_mut(id.0)?.as_mut()?;
-        Some(f(slot, &mut self.broker))
+    /// One turn; a password check it hands out runs inline (and is
+    /// answered with another turn) unless checks are manual.
+    fn turn_once(&mut self, id: ConnId, wakeup: Option<Wakeup>, now: Instant) {
+        let mut wakeup = wakeup;
+        loop {
+            let Some(slot) = self.slots.get_mut(id.0).and_then(Option::as_mut) else {
+                return;
+            };
+            let lent = Lent(RefCell::new(&mut self.broker));
+            let turn = slot
+                .task
+                .turn(wakeup, &mut slot.conn, &lent, &mut slot.tx, now, true);
+            let Turn::Wait {
+                action, deadline, ..
+            } = turn
+            else {
+                slot.deadline = None;
+                return;
+            };
+            slot.deadline = deadline;
+            let Some(action) = action else {
+                return;
+            };
+            if self.manual_checks {
+                slot.checks.push(action);
+                return;
+            }
+            let Action::CheckPassword(check) = action;
+            wakeup = Some(Wakeup::Checked(check.verify()));
+        }
     }
 
     fn slot(&self, id: ConnId) -> Option<&Slot> {

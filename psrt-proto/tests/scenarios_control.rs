@@ -4,11 +4,13 @@
 
 mod support;
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::task::Waker;
+use std::time::{Duration, Instant};
 
 use psrt_proto::broker::{AuthConfig, Broker};
-use psrt_proto::conn::{CloseReason, ConnConfig, Connection, Transport};
+use psrt_proto::conn::{CloseReason, ConnConfig, Connection, SocketTask, Transport, Turn, Wakeup};
 use psrt_proto::{Limits, TxBuf};
 use rand::SeedableRng;
 use support::*;
@@ -447,35 +449,72 @@ fn everything_is_released_when_all_clients_leave() {
     );
 }
 
+/// A socket driven by hand as a runtime drives it: one [`SocketTask`]
+/// and the `TxBuf` the socket writes from.
+struct Socket {
+    conn: Connection,
+    task: SocketTask,
+}
+
+impl Socket {
+    fn new(broker: &RefCell<Broker>, config: &Arc<ConnConfig>, now: Instant) -> Self {
+        let timeout = broker.borrow().limits().timeout;
+        let conn = Connection::new(
+            config.clone(),
+            Transport::Tcp,
+            "p".into(),
+            Waker::noop().clone(),
+            timeout,
+            now,
+        );
+        Self {
+            conn,
+            task: SocketTask::new(Duration::from_secs(5)),
+        }
+    }
+
+    /// One turn after `wakeup`, writing into `tx`.
+    fn turn(&mut self, wakeup: Wakeup, broker: &RefCell<Broker>, now: Instant, tx: &mut TxBuf) {
+        let turn = self
+            .task
+            .turn(Some(wakeup), &mut self.conn, broker, tx, now, true);
+        assert!(matches!(turn, Turn::Wait { .. }), "still open");
+    }
+
+    /// Hands `bytes` over as one read; returns the answer.
+    fn feed(&mut self, broker: &RefCell<Broker>, now: Instant, bytes: &[u8]) -> TxBuf {
+        self.conn.read_buf().extend_from_slice(bytes);
+        let mut tx = TxBuf::new();
+        self.turn(Wakeup::Read(Ok(bytes.len())), broker, now, &mut tx);
+        tx
+    }
+
+    /// What the broker woke a data socket for.
+    fn woken(&mut self, broker: &RefCell<Broker>, now: Instant) -> TxBuf {
+        let mut tx = TxBuf::new();
+        self.turn(Wakeup::Woken, broker, now, &mut tx);
+        tx
+    }
+}
+
 /// A control connection driven by hand against `broker`; returns it with
 /// its token.
 fn logged_in(
-    broker: &mut Broker,
+    broker: &RefCell<Broker>,
     config: &Arc<ConnConfig>,
-    now: std::time::Instant,
-) -> (Connection, [u8; 32]) {
-    let timeout = broker.limits().timeout;
-    let mut conn = Connection::new(
-        config.clone(),
-        Transport::Tcp,
-        "p".into(),
-        Waker::noop().clone(),
-        timeout,
-        now,
-    );
-    conn.read_buf()
-        .extend_from_slice(&[&CONTROL_GREETING[..], &login_frame(b"", b"")].concat());
-    conn.handle_input(broker, now);
-    let mut tx = TxBuf::new();
-    conn.poll_transmit(broker, now, &mut tx);
-    (conn, token_of(&tx.to_vec()))
+    now: Instant,
+) -> (Socket, [u8; 32]) {
+    let mut socket = Socket::new(broker, config, now);
+    let hello = [&CONTROL_GREETING[..], &login_frame(b"", b"")].concat();
+    let tx = socket.feed(broker, now, &hello);
+    (socket, token_of(&tx.to_vec()))
 }
 
 #[test]
 fn a_large_payload_is_pushed_to_every_subscriber_from_one_shared_allocation() {
     let now = start();
     let rng = Box::new(rand::rngs::StdRng::seed_from_u64(1));
-    let mut broker = Broker::new(Limits::default(), AuthConfig::open(), rng);
+    let broker = RefCell::new(Broker::new(Limits::default(), AuthConfig::open(), rng));
     let config = Arc::new(ConnConfig {
         tls: None,
         allow_no_tls: true,
@@ -483,44 +522,32 @@ fn a_large_payload_is_pushed_to_every_subscriber_from_one_shared_allocation() {
     let mut data_conns = Vec::new();
     let mut controls = Vec::new();
     for _ in 0..3 {
-        let (mut control, token) = logged_in(&mut broker, &config, now);
-        control
-            .read_buf()
-            .extend_from_slice(&subscribe(&["big", "small"]));
-        control.handle_input(&mut broker, now);
-        let timeout = broker.limits().timeout;
-        let mut data = Connection::new(
-            config.clone(),
-            Transport::Tcp,
-            "d".into(),
-            Waker::noop().clone(),
-            timeout,
-            now,
-        );
+        let (mut control, token) = logged_in(&broker, &config, now);
+        control.feed(&broker, now, &subscribe(&["big", "small"]));
+        let mut data = Socket::new(&broker, &config, now);
         let mut hello = DATA_GREETING.to_vec();
         hello.extend_from_slice(&token);
         hello.push(5);
-        data.read_buf().extend_from_slice(&hello);
-        data.handle_input(&mut broker, now);
-        let mut tx = TxBuf::new();
-        data.poll_transmit(&mut broker, now, &mut tx);
+        let tx = data.feed(&broker, now, &hello);
         assert_eq!(tx.to_vec(), [&DATA_REPLY[..], &[OK]].concat());
         data_conns.push(data);
         controls.push(control);
     }
-    let (mut publisher, _) = logged_in(&mut broker, &config, now);
+    let (mut publisher, _) = logged_in(&broker, &config, now);
     let payload = [0xAB; 300];
-    publisher
-        .read_buf()
-        .extend_from_slice(&publish(b"big", &payload));
+    let frame = publish(b"big", &payload);
+    let input = publisher.conn.read_buf();
+    input.extend_from_slice(&frame);
     // Where the payload sits in the publisher's read buffer.
-    let payload_at = publisher.read_buf().as_ptr() as usize + 6 + b"big\0".len();
-    publisher.handle_input(&mut broker, now);
+    let payload_at = input.as_ptr() as usize + 6 + b"big\0".len();
+    let mut tx = TxBuf::new();
+    let read = Wakeup::Read(Ok(frame.len()));
+    publisher.turn(read, &broker, now, &mut tx);
+    assert_eq!(tx.to_vec(), [OK]);
 
     let mut pointers = Vec::new();
     for data in &mut data_conns {
-        let mut tx = TxBuf::new();
-        data.poll_transmit(&mut broker, now, &mut tx);
+        let tx = data.woken(&broker, now);
         assert_eq!(tx.to_vec(), pushed("big", &payload));
         assert_eq!(tx.chunk_count(), 2, "shared head, then the shared payload");
         let mut slices = [std::io::IoSlice::new(&[]); 2];
@@ -534,13 +561,9 @@ fn a_large_payload_is_pushed_to_every_subscriber_from_one_shared_allocation() {
     );
 
     // A small payload is copied next to its head: one chunk per message.
-    publisher
-        .read_buf()
-        .extend_from_slice(&publish(b"small", b"tiny"));
-    publisher.handle_input(&mut broker, now);
+    publisher.feed(&broker, now, &publish(b"small", b"tiny"));
     for data in &mut data_conns {
-        let mut tx = TxBuf::new();
-        data.poll_transmit(&mut broker, now, &mut tx);
+        let tx = data.woken(&broker, now);
         assert_eq!(tx.chunk_count(), 1);
         assert_eq!(tx.to_vec(), pushed("small", b"tiny"));
     }
