@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::decode::Request;
 use super::{CloseReason, Connection, State, TX_HIGH_WATER};
-use crate::broker::{Broker, DataState, LoginDecision, Origin};
+use crate::broker::{Broker, DataState, LoginDecision, Origin, SessionId};
 use crate::txbuf::TxBuf;
 use crate::wire::request::{DataHello, Op};
 use crate::wire::status;
@@ -40,16 +40,10 @@ impl Connection {
         }
     }
 
+    /// Applies one request. Requests are decoded for the state they are
+    /// applied in: decoding stops after any that changes it, and a close
+    /// drops the rest.
     fn apply(&mut self, request: Request, broker: &mut Broker, now: Instant) {
-        let session = match (&request, &self.state) {
-            (Request::Close(_), _) => None,
-            (Request::Login(_), State::Login) | (Request::DataHello(_), State::DataHello) => None,
-            (Request::Op(_) | Request::Replicate { .. }, State::Control { session, .. }) => {
-                Some(*session)
-            }
-            // Decoded for a state the connection has left (it closed).
-            _ => return,
-        };
         match request {
             Request::Close(reason) => self.close_now(reason),
             Request::Login(login) => {
@@ -65,20 +59,14 @@ impl Connection {
                 self.finish_op(reply, now, broker);
             }
             Request::Op(op) => {
-                if let Some(session) = session {
+                if let State::Control { session, .. } = self.state {
                     self.apply_op(op, session, broker, now);
                 }
             }
         }
     }
 
-    fn apply_op(
-        &mut self,
-        op: Op,
-        session: crate::broker::SessionId,
-        broker: &mut Broker,
-        now: Instant,
-    ) {
+    fn apply_op(&mut self, op: Op, session: SessionId, broker: &mut Broker, now: Instant) {
         let reply = match op {
             Op::Nop => status::OK,
             Op::Publish {
