@@ -144,6 +144,7 @@ pub struct ServerCore {
     started: Instant,
     host: String,
     version: String,
+    build: String,
 }
 
 impl ServerCore {
@@ -161,6 +162,7 @@ impl ServerCore {
             started: now,
             host: spec.host.clone(),
             version: spec.version.clone(),
+            build: spec.build.clone(),
         }
     }
 
@@ -190,6 +192,7 @@ impl ServerCore {
             uptime_s: now.saturating_duration_since(self.started).as_secs(),
             host: self.host.clone(),
             version: self.version.clone(),
+            build: self.build.clone(),
         }
     }
 
