@@ -67,4 +67,13 @@ mod selected {
     }
 }
 
+// Without a valid selection only the compile_error above is reported.
+#[cfg(all(
+    any(
+        feature = "runtime-tokio",
+        feature = "runtime-smol",
+        feature = "runtime-monoio"
+    ),
+    not(all(feature = "runtime-smol", feature = "runtime-monoio"))
+))]
 pub use selected::{BoundAddrs, NAME, io_driver, serve};
