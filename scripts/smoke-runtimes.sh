@@ -57,12 +57,16 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Whether the built-in default's sockets (TCP+UDP 2873, stats 8880) are free.
+# Whether the built-in default's sockets (TCP+UDP 2873, stats 8880) are
+# free. TCP is probed with SO_REUSEADDR, as every runtime binds, so the
+# TIME_WAIT connections of the previous run do not count as taken.
 default_ports_free() {
   python3 - <<'EOF'
 import socket, sys
 for kind, port in ((socket.SOCK_STREAM, 2873), (socket.SOCK_DGRAM, 2873), (socket.SOCK_STREAM, 8880)):
     s = socket.socket(socket.AF_INET, kind)
+    if kind == socket.SOCK_STREAM:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind(("127.0.0.1", port))
     except OSError:

@@ -65,10 +65,10 @@ mod tests {
             text.starts_with(&format!("runtime {}", crate::runtime::NAME)),
             "{text}"
         );
-        assert!(text.ends_with(&format!("; allocator {ALLOCATOR}")), "{text}");
-        assert_eq!(
-            version(),
-            format!("{} ({text})", env!("CARGO_PKG_VERSION"))
+        assert!(
+            text.ends_with(&format!("; allocator {ALLOCATOR}")),
+            "{text}"
         );
+        assert_eq!(version(), format!("{} ({text})", env!("CARGO_PKG_VERSION")));
     }
 }

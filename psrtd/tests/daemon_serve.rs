@@ -6,7 +6,7 @@ mod daemon_support;
 use std::net::SocketAddr;
 
 use daemon_support::{
-    Daemon, OK, TempDir, free_tcp_port, http_get, login, publish, psrtd, run_bounded,
+    Daemon, OK, TempDir, free_tcp_port, http_get, login, psrtd, publish, run_bounded,
 };
 use nix::sys::signal::Signal;
 use psrtd::build_info;
@@ -99,7 +99,10 @@ fn version_names_the_runtime_and_the_allocator() {
     let runtime = psrtd::runtime::NAME;
     let expected = match runtime {
         "monoio" => vec![
-            format!("runtime monoio, io_uring; allocator {}", build_info::ALLOCATOR),
+            format!(
+                "runtime monoio, io_uring; allocator {}",
+                build_info::ALLOCATOR
+            ),
             format!(
                 "runtime monoio, epoll fallback; allocator {}",
                 build_info::ALLOCATOR
@@ -138,7 +141,10 @@ fn status_page_and_metrics_show_the_build() {
 
     let (_, page) = http_get(tcp(stats), "/");
     assert!(page.contains("id=\"build\""), "the page has no build field");
-    assert!(page.contains("st.build"), "the page does not show /status's build");
+    assert!(
+        page.contains("st.build"),
+        "the page does not show /status's build"
+    );
 
     let (_, metrics) = http_get(tcp(stats), "/metrics");
     let sample = format!(
