@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runtime comparison benchmark: builds psrtd in release once per runtime
-# (tokio, smol, monoio) into target/bench/psrtd-RUNTIME, builds psrt-bench,
+# (tokio, smol, monoio; the README's commands) into
+# target/bench/psrtd-RUNTIME, builds psrt-bench,
 # and runs the six workloads against each copy plus the original server
 # (crates.io psrt 0.3.8) when it is installed. Writes docs/benchmarks.md.
 # Usage:
@@ -20,7 +21,13 @@ mkdir -p target/bench docs
 if [ "$skip_build" = 0 ]; then
   for rt in "${runtimes[@]}"; do
     echo "building psrtd with runtime-$rt (release)" >&2
-    cargo build -q --release -p psrtd --bin psrtd --no-default-features --features "runtime-$rt,jemalloc"
+    # The README's build commands: tokio is the default feature, and
+    # runtime-smol / runtime-monoio take precedence over it.
+    features=()
+    if [ "$rt" != tokio ]; then
+      features=(--features "runtime-$rt")
+    fi
+    cargo build -q --release -p psrtd "${features[@]}"
     cp target/release/psrtd "target/bench/psrtd-$rt"
   done
   cargo build -q --release -p psrt-bench

@@ -39,6 +39,7 @@ pub struct ServerCore {
     started: Instant,
     host: String,
     version: String,
+    build: String,
 }
 
 impl ServerCore {
@@ -56,6 +57,7 @@ impl ServerCore {
             started: now,
             host: spec.host.clone(),
             version: spec.version.clone(),
+            build: spec.build.clone(),
         }
     }
 
@@ -85,6 +87,7 @@ impl ServerCore {
             uptime_s: now.saturating_duration_since(self.started).as_secs(),
             host: self.host.clone(),
             version: self.version.clone(),
+            build: self.build.clone(),
         }
     }
 

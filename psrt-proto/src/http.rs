@@ -93,6 +93,8 @@ pub struct StatusInfo {
     pub host: String,
     /// The server version.
     pub version: String,
+    /// How the server was built ([`crate::spec::ServerSpec::build`]).
+    pub build: String,
 }
 
 /// Parses a request head from the start of `buf`. Returns `None` while the
@@ -130,6 +132,7 @@ pub fn render_status(stats: &StatsSnapshot, info: &StatusInfo) -> Vec<u8> {
         data_queue_size: stats.data_queue_size,
         host: &info.host,
         version: &info.version,
+        build: &info.build,
         counters: &stats.counters,
         clients: ClientCounts {
             subscription_count: stats.subscription_count,
@@ -149,7 +152,8 @@ pub fn render_live(stats: &StatsSnapshot) -> Vec<u8> {
 
 /// `200` with Prometheus text exposition format 0.0.4: every counter as
 /// `psrt_<name>_total`, plus the client, subscription, uptime and queue
-/// gauges.
+/// gauges, and `psrt_build_info` (always 1) whose labels carry the version
+/// and the build.
 pub fn render_metrics(stats: &StatsSnapshot, info: &StatusInfo) -> Vec<u8> {
     let mut body = String::new();
     for (name, help, value) in counter_metrics(&stats.counters) {
@@ -158,6 +162,18 @@ pub fn render_metrics(stats: &StatsSnapshot, info: &StatusInfo) -> Vec<u8> {
     for (name, help, value) in gauge_metrics(stats, info) {
         push_metric(&mut body, name, "gauge", help, value);
     }
+    let labelled = format!(
+        "psrt_build_info{{version=\"{}\",build=\"{}\"}}",
+        label_value(&info.version),
+        label_value(&info.build)
+    );
+    push_metric(
+        &mut body,
+        &labelled,
+        "gauge",
+        "Version and build (runtime, allocator) of the server; always 1.",
+        1,
+    );
     response(
         "200 OK",
         "text/plain; version=0.0.4; charset=utf-8",
@@ -223,6 +239,8 @@ struct StatusBody<'a> {
     data_queue_size: usize,
     host: &'a str,
     version: &'a str,
+    /// Not upstream's: how the server was built (runtime, allocator).
+    build: &'a str,
     counters: &'a Counters,
     clients: ClientCounts,
     /// Always `null`: clustering reports nothing here yet.
@@ -345,13 +363,23 @@ fn to_u64(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
 
-/// Appends one metric with its `# HELP` and `# TYPE` lines.
-fn push_metric(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+/// Appends one metric with its `# HELP` and `# TYPE` lines; `sample` is
+/// the metric name, with its `{label="value"}` set if it has one.
+fn push_metric(out: &mut String, sample: &str, kind: &str, help: &str, value: u64) {
+    let name = sample.split_once('{').map_or(sample, |(name, _)| name);
     // Writing to a String cannot fail.
     let _ = write!(
         out,
-        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{sample} {value}\n"
     );
+}
+
+/// A Prometheus label value with backslash, double quote and line feed
+/// escaped, as the text format requires.
+fn label_value(raw: &str) -> String {
+    raw.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// `200` with a JSON body, or `500` if serialisation failed.
@@ -433,6 +461,7 @@ mod tests {
             uptime_s: 42,
             host: "node1".into(),
             version: "0.1.0".into(),
+            build: "runtime tokio; allocator \"system\"".into(),
         }
     }
 
@@ -585,6 +614,7 @@ mod tests {
             "data_queue_size": 1024,
             "host": "node1",
             "version": "0.1.0",
+            "build": "runtime tokio; allocator \"system\"",
             "counters": {
                 "c_sub_ops": 1, "c_pub_messages": 2, "c_pub_bytes": 3,
                 "c_sent_messages": 4, "c_sent_bytes": 5, "c_sent_latency": 6
@@ -635,7 +665,14 @@ mod tests {
             ("psrt_data_queue_size", "gauge", 1024),
         ];
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), expected.len() * 3);
+        assert_eq!(lines.len(), expected.len() * 3 + 3);
+        assert!(lines.contains(&"# TYPE psrt_build_info gauge"));
+        assert!(
+            lines.contains(
+                &r#"psrt_build_info{version="0.1.0",build="runtime tokio; allocator \"system\""} 1"#
+            ),
+            "{text}"
+        );
         for (name, kind, value) in expected {
             assert!(
                 lines.contains(&format!("# TYPE {name} {kind}").as_str()),
@@ -651,7 +688,10 @@ mod tests {
                     .any(|l| l.starts_with(&format!("# HELP {name} ")))
             );
         }
-        for line in lines.iter().filter(|l| !l.starts_with('#')) {
+        for line in lines
+            .iter()
+            .filter(|l| !l.starts_with('#') && !l.starts_with("psrt_build_info{"))
+        {
             let (name, value) = line.split_once(' ').unwrap();
             assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
             value.parse::<u64>().unwrap();

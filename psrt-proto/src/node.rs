@@ -64,6 +64,90 @@ struct Slot {
 }
 
 /// A broker plus connections, all in memory.
+///
+/// Your simulator or test harness owns the clock and the "network": it
+/// hands a [`Node`] the bytes each client sends and the time, and reads
+/// back what the server would write. Nothing runs in the background, so a
+/// run is reproducible from its inputs (the broker's RNG only makes
+/// session tokens; seed it). A subscriber and a publisher, with the
+/// crate's own frame encoders:
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// use bytes::BytesMut;
+/// use psrt_proto::Limits;
+/// use psrt_proto::broker::{AuthConfig, Broker};
+/// use psrt_proto::conn::{ConnConfig, Transport};
+/// use psrt_proto::node::{ConnId, Node};
+/// use psrt_proto::wire::push::{self, Push};
+/// use psrt_proto::wire::request::{self, DataHello, Greeting};
+/// use psrt_proto::wire::{DEFAULT_PRIORITY, SocketKind, Token, op, status};
+/// use rand::SeedableRng;
+///
+/// // Anonymous clients with full rights, plain TCP, a seeded RNG.
+/// let rng = Box::new(rand::rngs::StdRng::seed_from_u64(1));
+/// let broker = Broker::new(Limits::default(), AuthConfig::open(), rng);
+/// let config = ConnConfig { tls: None, allow_no_tls: true };
+/// let mut node = Node::new(broker, config);
+/// // Any base instant: the core only compares the times it is given.
+/// let t0 = Instant::now();
+///
+/// /// Sends `frames` on `conn` and returns everything the server answers.
+/// fn exchange(node: &mut Node, conn: ConnId, frames: &BytesMut, now: Instant) -> BytesMut {
+///     node.send(conn, frames, now);
+///     BytesMut::from(&node.recv(conn, now)[..])
+/// }
+///
+/// /// Opens a control socket and logs in anonymously; returns the token.
+/// fn log_in(node: &mut Node, peer: &str, now: Instant) -> (ConnId, Token) {
+///     let control = node.connect(Transport::Tcp, peer, now);
+///     let mut out = BytesMut::new();
+///     request::encode_greeting(&mut out, Greeting { kind: SocketKind::Control, tls: false });
+///     request::encode_login(&mut out, "", b"");
+///     let mut answer = exchange(node, control, &out, now);
+///     push::decode_greeting_reply(&mut answer, SocketKind::Control).unwrap().unwrap();
+///     (control, push::decode_token(&mut answer).unwrap())
+/// }
+///
+/// // The subscriber: control socket, data socket, SUBSCRIBE.
+/// let (sub_control, token) = log_in(&mut node, "192.0.2.1:40000", t0);
+/// let data = node.connect(Transport::Tcp, "192.0.2.1:40001", t0);
+/// let mut out = BytesMut::new();
+/// request::encode_greeting(&mut out, Greeting { kind: SocketKind::Data, tls: false });
+/// request::encode_data_hello(&mut out, &DataHello { token, timeout_secs: 5 });
+/// let mut answer = exchange(&mut node, data, &out, t0);
+/// push::decode_greeting_reply(&mut answer, SocketKind::Data).unwrap().unwrap();
+/// assert_eq!(push::decode_status(&mut answer), Some(status::OK));
+/// let mut out = BytesMut::new();
+/// request::encode_topics(&mut out, op::SUBSCRIBE, ["plant/#"]);
+/// assert_eq!(&exchange(&mut node, sub_control, &out, t0)[..], [status::OK]);
+///
+/// // The publisher, 10 ms later.
+/// let now = t0 + Duration::from_millis(10);
+/// let (publisher, _) = log_in(&mut node, "192.0.2.2:40000", now);
+/// let mut out = BytesMut::new();
+/// request::encode_publish(&mut out, DEFAULT_PRIORITY, b"plant/a/temp", b"23.5");
+/// assert_eq!(&exchange(&mut node, publisher, &out, now)[..], [status::OK]);
+///
+/// // The broker woke the subscriber's data socket; read the message.
+/// assert!(node.was_woken(data));
+/// let mut pushed = BytesMut::from(&node.recv(data, now)[..]);
+/// let message = push::decode_push(&mut pushed, 1024).unwrap().unwrap();
+/// assert_eq!(
+///     message,
+///     Push::Message {
+///         prio: DEFAULT_PRIORITY,
+///         topic: "plant/a/temp".into(),
+///         payload: "23.5".into(),
+///     }
+/// );
+///
+/// // Time passes with no traffic: timeouts fire only when the harness
+/// // says so, here well past the 5 s keep-alive.
+/// node.advance(now + Duration::from_secs(60));
+/// assert!(node.is_closed(publisher));
+/// ```
 pub struct Node {
     broker: Broker,
     config: Arc<ConnConfig>,

@@ -44,6 +44,10 @@ pub struct ServerSpec {
     pub host: String,
     /// Version shown by `/status`.
     pub version: String,
+    /// How the server was built, shown by `/status`, the stats page and
+    /// `/metrics` (`psrtd` sets e.g. `runtime monoio, io_uring; allocator
+    /// jemalloc`); empty when the embedding program does not say.
+    pub build: String,
 }
 
 impl std::fmt::Debug for ServerSpec {
@@ -80,6 +84,7 @@ impl ServerSpec {
             drain_timeout: Duration::from_secs(5),
             host: String::from("localhost"),
             version: String::from(env!("CARGO_PKG_VERSION")),
+            build: String::new(),
         }
     }
 }

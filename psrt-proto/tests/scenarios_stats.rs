@@ -19,6 +19,7 @@ fn info() -> StatusInfo {
         uptime_s: 42,
         host: "testhost".into(),
         version: "0.1.0".into(),
+        build: "runtime tokio; allocator system".into(),
     }
 }
 

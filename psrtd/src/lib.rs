@@ -1,10 +1,12 @@
-//! Shared code of the `psrtd` daemon and the `psrt-cli` client binaries.
+//! The library half of the `psrtd` daemon, shared by its binary and its
+//! tests.
 //!
 //! * [`setup`]: turns config files into a runtime-independent
 //!   [`psrt_proto::spec::ServerSpec`] (and reloads them on SIGHUP).
 //! * [`runtime`]: the server runtime chosen at build time.
-//! * [`cli`]: the `psrt-cli` commands.
+//! * [`build_info`]: the one-line description of this build (runtime, I/O
+//!   driver, allocator) that `--version` and `/status` show.
 
-pub mod cli;
+pub mod build_info;
 pub mod runtime;
 pub mod setup;

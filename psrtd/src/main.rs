@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
+use psrtd::build_info;
 use psrtd::runtime::{self, BoundAddrs};
 use psrtd::setup::{self, Loaded};
 use tracing_subscriber::EnvFilter;
@@ -19,17 +20,20 @@ use tracing_subscriber::filter::LevelFilter;
 /// The daemon's allocator. With glibc malloc, the memory of thousands of
 /// clients that came and left stays in the process (per-thread arenas
 /// fragmented by long-lived small blocks between freed ones): RSS stays at
-/// its peak. mimalloc returns freed pages to the OS within milliseconds
-/// and packs per-connection blocks more tightly (measured figures in
-/// docs/reliability.md). It builds from C sources with `cc` in seconds;
-/// `--no-default-features` keeps the system allocator.
+/// its peak. jemalloc's background thread returns freed pages to the OS
+/// (measured figures in docs/reliability.md). It builds from C sources
+/// with `cc`; without the `jemalloc` feature the system allocator is used.
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Command line of `psrtd`.
 #[derive(Debug, Parser)]
-#[command(name = "psrtd", version, about = "PSRT pub/sub broker")]
+#[command(
+    name = "psrtd",
+    version = build_info::version(),
+    about = "PSRT pub/sub broker"
+)]
 struct Cli {
     /// Config file [default: /etc/psrtd/config.yml, then
     /// /usr/local/etc/psrtd/config.yml, else a built-in loopback-only config]
@@ -93,8 +97,8 @@ fn serve(loaded: Loaded) -> Result<(), String> {
     let anonymous = loaded.spec.auth.allow_anonymous;
     let tls = setup::tls_state(&loaded.spec.conn);
     tracing::info!(
-        runtime = runtime::NAME,
         version = env!("CARGO_PKG_VERSION"),
+        build = build_info::describe(),
         config = %loaded.source,
         "psrtd starting"
     );

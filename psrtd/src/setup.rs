@@ -206,6 +206,7 @@ fn build_spec(config: &ServerConfig) -> Result<ServerSpec, SetupError> {
         drain_timeout: DRAIN_TIMEOUT,
         host: host_name(),
         version: String::from(env!("CARGO_PKG_VERSION")),
+        build: crate::build_info::describe().to_owned(),
     })
 }
 

@@ -1,12 +1,15 @@
 //! The daemon started with a config file: anonymous login over TCP, the
-//! stats endpoint, and a clean exit on SIGTERM.
+//! stats endpoint, the build it reports, and a clean exit on SIGTERM.
 
 mod daemon_support;
 
 use std::net::SocketAddr;
 
-use daemon_support::{Daemon, OK, TempDir, free_tcp_port, http_get, login, publish};
+use daemon_support::{
+    Daemon, OK, TempDir, free_tcp_port, http_get, login, psrtd, publish, run_bounded,
+};
 use nix::sys::signal::Signal;
+use psrtd::build_info;
 
 fn tcp(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -85,6 +88,75 @@ fn stats_status_returns_upstream_json() {
         "{body}"
     );
     assert!(json["clients"]["subscription_count"].is_u64(), "{body}");
+}
+
+#[test]
+fn version_names_the_runtime_and_the_allocator() {
+    let output = run_bounded(psrtd().arg("--version"));
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout, format!("psrtd {}\n", build_info::version()));
+    let runtime = psrtd::runtime::NAME;
+    let expected = match runtime {
+        "monoio" => vec![
+            format!(
+                "runtime monoio, io_uring; allocator {}",
+                build_info::ALLOCATOR
+            ),
+            format!(
+                "runtime monoio, epoll fallback; allocator {}",
+                build_info::ALLOCATOR
+            ),
+        ],
+        _ => vec![format!(
+            "runtime {runtime}; allocator {}",
+            build_info::ALLOCATOR
+        )],
+    };
+    assert!(
+        expected
+            .iter()
+            .any(|build| stdout == format!("psrtd {} ({build})\n", env!("CARGO_PKG_VERSION"))),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn status_page_and_metrics_show_the_build() {
+    let dir = TempDir::new("build");
+    let port = free_tcp_port();
+    let stats = free_tcp_port();
+    let config = dir.write(
+        "config.yml",
+        &format!("server:\n  bind_stats: 127.0.0.1:{stats}\nproto:\n  bind: 127.0.0.1:{port}\n"),
+    );
+    let daemon = Daemon::start(&config, port);
+    let build = build_info::describe();
+    assert!(build.starts_with("runtime "), "{build}");
+
+    let (status, body) = http_get(tcp(stats), "/status");
+    assert!(status.contains(" 200"), "{status}; log:\n{}", daemon.log());
+    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
+    assert_eq!(json["build"], build, "{body}");
+
+    let (_, page) = http_get(tcp(stats), "/");
+    assert!(page.contains("id=\"build\""), "the page has no build field");
+    assert!(
+        page.contains("st.build"),
+        "the page does not show /status's build"
+    );
+
+    let (_, metrics) = http_get(tcp(stats), "/metrics");
+    let sample = format!(
+        "psrt_build_info{{version=\"{}\",build=\"{build}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(metrics.lines().any(|line| line == sample), "{metrics}");
+    assert!(
+        daemon.log().contains(build),
+        "start-up log lacks the build:\n{}",
+        daemon.log()
+    );
 }
 
 #[test]

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use cli_support::*;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use psrt_cli::top::{KeyAction, TopState, render};
 use psrt_runtime_tokio::client::{Client, ClientOptions};
-use psrtd::cli::top::{KeyAction, TopState, render};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 

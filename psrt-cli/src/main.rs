@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use psrtd::cli::{self, Args};
+use psrt_cli::Args;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -19,7 +19,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli::run(args)) {
+    match runtime.block_on(psrt_cli::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("psrt-cli: {err}");
