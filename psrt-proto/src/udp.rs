@@ -1,17 +1,22 @@
 //! UDP publish: datagram decoding, AES-GCM open/seal and the ack datagram.
 //!
 //! A datagram is `EE AA 01 00 ENC login 00 BODY` (see PROTOCOL.md, "UDP
-//! publish"). Decoding happens in three steps so the broker can do the
-//! expensive or policy-dependent parts itself:
+//! publish"). Decoding happens in three steps, none of which needs the
+//! broker:
 //!
 //! 1. [`decode_datagram`] splits the envelope: login plus either a plain
 //!    password and body, or a nonce and a sealed body. It borrows from the
 //!    datagram and never allocates.
-//! 2. For a sealed datagram the broker looks the user's key up and calls
-//!    [`open`]; a failure there is an authentication failure.
+//! 2. For a sealed datagram the user's key is looked up and [`open`]
+//!    decrypts the body; a failure there (no key, wrong key, tampering) is
+//!    an authentication failure. [`open_datagram`] does steps 1 and 2.
 //! 3. [`parse_publish`] reads `OP PRIO topic 00 payload` from the plaintext
 //!    body. The raw topic is validated later with
 //!    [`crate::topic::parse_topic`].
+//!
+//! What stays for the broker is what depends on its state: the password
+//! check, the ACL and routing ([`crate::broker::UdpTask`] runs the whole
+//! path with the broker borrowed for that part only).
 //!
 //! Whether an error deserves an ack datagram is answered by
 //! [`UdpError::ack_wanted`]: only a body whose OP byte could be read and
@@ -23,6 +28,8 @@
 use aes_gcm::aead::consts::U12;
 use aes_gcm::aead::{AeadInOut, KeyInit, Nonce};
 use aes_gcm::{Aes128Gcm, Aes256Gcm};
+
+use crate::auth::Keys;
 
 /// First two bytes of every datagram, both directions (the control header).
 const HEADER: [u8; 2] = [0xEE, 0xAA];
@@ -185,6 +192,29 @@ pub enum DatagramAuth<'a> {
     },
 }
 
+/// A datagram whose envelope was read and whose body, if sealed, was
+/// decrypted: what is left to check is policy (password, ACL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opened<'a> {
+    /// ENC `00`: the password still has to be checked.
+    Plain {
+        /// The login (empty for anonymous).
+        login: &'a str,
+        /// The password bytes.
+        password: &'a [u8],
+        /// The plaintext body, not yet parsed.
+        body: &'a [u8],
+    },
+    /// ENC `02`/`03`: the user's key opened the body, which authenticates
+    /// the sender.
+    Sealed {
+        /// The login (empty for anonymous, whose key is `_`).
+        login: &'a str,
+        /// The decrypted body, not yet parsed.
+        body: Vec<u8>,
+    },
+}
+
 /// A publish request read from a plaintext body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UdpPublish<'a> {
@@ -236,6 +266,35 @@ pub fn open(
         Cipher::Aes256Gcm => open_in(&Aes256Gcm::new(key.into()), nonce, &mut plain, tag),
     }?;
     Ok(plain)
+}
+
+/// Steps 1 and 2: decodes the envelope and opens a sealed body with its
+/// login's key from `keys`. A sealed datagram whose login has no key (or
+/// when there is no key file) is [`UdpError::Auth`], like a wrong key. Pure
+/// computation: no broker, no allocation for a plain datagram.
+pub fn open_datagram<'a>(
+    d: &'a [u8],
+    max_size: usize,
+    keys: Option<&Keys>,
+) -> Result<Opened<'a>, UdpError> {
+    let frame = decode_datagram(d, max_size)?;
+    let login = frame.login;
+    match frame.auth {
+        DatagramAuth::Plain { password, body } => Ok(Opened::Plain {
+            login,
+            password,
+            body,
+        }),
+        DatagramAuth::Sealed {
+            cipher,
+            nonce,
+            sealed,
+        } => {
+            let key = keys.and_then(|k| k.key(login)).ok_or(UdpError::Auth)?;
+            let body = open(cipher, key, nonce, sealed)?;
+            Ok(Opened::Sealed { login, body })
+        }
+    }
 }
 
 /// Encrypts `plain` with the user's 32-byte key and the caller's nonce,
