@@ -533,7 +533,7 @@ mod tests {
     }
 
     /// Decodes a sealed datagram, opens it with `key` and parses the body.
-    fn open_datagram(d: &[u8], key: &[u8; 32]) -> Result<(String, Vec<u8>), UdpError> {
+    fn open_sealed(d: &[u8], key: &[u8; 32]) -> Result<(String, Vec<u8>), UdpError> {
         let dg = decode_datagram(d, MAX)?;
         let DatagramAuth::Sealed {
             cipher,
@@ -548,6 +548,49 @@ mod tests {
         assert!(!publish.ack);
         assert_eq!(publish.prio, 0x7f);
         Ok((dg.login.to_owned(), plain.clone()))
+    }
+
+    fn keys(text: &str) -> Keys {
+        Keys::parse(text, std::path::Path::new("keys")).unwrap()
+    }
+
+    #[test]
+    fn open_datagram_opens_with_the_logins_key() {
+        let hex: String = KEY.iter().map(|b| format!("{b:02x}")).collect();
+        let table = keys(&format!("user1: {hex}\n"));
+        for cipher in [Cipher::Aes128Gcm, Cipher::Aes256Gcm] {
+            let d = sealed_datagram(cipher);
+            assert_eq!(
+                open_datagram(&d, MAX, Some(&table)),
+                Ok(Opened::Sealed {
+                    login: "user1",
+                    body: b"\x21\x7fx/y\0data".to_vec()
+                })
+            );
+            let other = keys(&format!("user2: {hex}\n"));
+            assert_eq!(
+                open_datagram(&d, MAX, Some(&other)),
+                Err(UdpError::Auth),
+                "no key for the login"
+            );
+            assert_eq!(open_datagram(&d, MAX, None), Err(UdpError::Auth));
+            assert_eq!(
+                open_datagram(&d, d.len() - 1, Some(&table)),
+                Err(UdpError::TooLarge {
+                    len: d.len(),
+                    max: d.len() - 1
+                })
+            );
+        }
+        let d = plain_datagram();
+        assert_eq!(
+            open_datagram(&d, MAX, None),
+            Ok(Opened::Plain {
+                login: "user1",
+                password: b"secret",
+                body: b"\x01\x7fa/b\0hello"
+            })
+        );
     }
 
     #[test]
@@ -579,7 +622,7 @@ mod tests {
             let d = sealed_datagram(cipher);
             assert_eq!(d[4], cipher.enc_byte());
             assert_eq!(&d[11..23], &NONCE, "nonce follows `login 00`");
-            let (login, plain) = open_datagram(&d, &KEY).unwrap();
+            let (login, plain) = open_sealed(&d, &KEY).unwrap();
             assert_eq!(login, "user1");
             assert_eq!(plain, b"\x21\x7fx/y\0data");
         }
@@ -590,9 +633,9 @@ mod tests {
         let mut other = KEY;
         other[16..].fill(0);
         let d = sealed_datagram(Cipher::Aes128Gcm);
-        assert!(open_datagram(&d, &other).is_ok());
+        assert!(open_sealed(&d, &other).is_ok());
         let d = sealed_datagram(Cipher::Aes256Gcm);
-        assert_eq!(open_datagram(&d, &other), Err(UdpError::Auth));
+        assert_eq!(open_sealed(&d, &other), Err(UdpError::Auth));
     }
 
     #[test]
@@ -622,7 +665,7 @@ mod tests {
             for i in 11..d.len() {
                 let mut bad = d.clone();
                 bad[i] ^= 0x01;
-                assert_eq!(open_datagram(&bad, &KEY), Err(UdpError::Auth), "byte {i}");
+                assert_eq!(open_sealed(&bad, &KEY), Err(UdpError::Auth), "byte {i}");
             }
         }
     }
@@ -633,7 +676,7 @@ mod tests {
         wrong[0] ^= 0x80;
         for cipher in [Cipher::Aes128Gcm, Cipher::Aes256Gcm] {
             let d = sealed_datagram(cipher);
-            assert_eq!(open_datagram(&d, &wrong), Err(UdpError::Auth));
+            assert_eq!(open_sealed(&d, &wrong), Err(UdpError::Auth));
         }
     }
 
