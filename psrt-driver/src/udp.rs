@@ -1,4 +1,6 @@
-//! UDP publishing: one task per socket. A datagram whose password must be
+//! UDP publishing: one task per socket. Each datagram is decoded and
+//! AES-GCM-opened outside the broker lock, which is then taken once to
+//! check and route it ([`UdpTask`]). A datagram whose password must be
 //! checked goes to the idle-priority check pool, and the task finishes it
 //! when the answer comes back, so a flood of datagrams with wrong
 //! passwords never stalls routing and no task shares the socket.
@@ -11,8 +13,7 @@ use std::task::Poll;
 use std::time::Instant;
 
 use futures_lite::Stream as _;
-use psrt_proto::broker::{UdpCheck, UdpOutcome};
-use psrt_proto::conn::BrokerLock;
+use psrt_proto::broker::{UdpCheck, UdpOutcome, UdpTask};
 
 use crate::runtime::{Runtime, Udp};
 use crate::shared::Shared;
@@ -50,7 +51,8 @@ impl<R: Runtime> UdpJob<R> {
         let mut stop = pin!(shared.stopped());
         // One byte more than the limit, so an oversized datagram is seen as
         // such instead of being silently truncated by the OS.
-        let capacity = shared.lock().limits().udp_frame_size + 1;
+        let mut udp = UdpTask::new(shared.lock().udp_keys().clone());
+        let capacity = udp.max_datagram() + 1;
         let mut buf = Vec::with_capacity(capacity);
         loop {
             let mut receive = pin!(socket.recv_from(buf));
@@ -71,8 +73,7 @@ impl<R: Runtime> UdpJob<R> {
                     Event::Stopped => return,
                     Event::Received(received, filled) => break (received, filled),
                     Event::Checked((pending, ok, peer)) => {
-                        let now = Instant::now();
-                        let outcome = shared.with_broker(|b| b.finish_datagram(pending, ok, now));
+                        let outcome = udp.finish(&*shared, pending, ok, Instant::now());
                         reply(&socket, outcome, peer).await;
                     }
                 }
@@ -82,7 +83,7 @@ impl<R: Runtime> UdpJob<R> {
                 continue;
             };
             let datagram = buf.get(..len).unwrap_or_default();
-            match shared.with_broker(|b| b.handle_datagram(datagram, Instant::now())) {
+            match udp.receive(&*shared, datagram, Instant::now()) {
                 UdpOutcome::Verify(pending) => {
                     let answer = answer.clone();
                     shared.submit(pending.check.clone(), move |ok| {

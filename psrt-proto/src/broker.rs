@@ -38,8 +38,10 @@ use crate::wire::{Token, push, request, status};
 
 mod creds;
 mod udp_publish;
+mod udp_task;
 
-pub use udp_publish::{UdpCheck, UdpOutcome};
+pub use udp_publish::{OpenedDatagram, UdpCheck, UdpKeys, UdpOutcome};
+pub use udp_task::UdpTask;
 
 use creds::CredentialCache;
 
@@ -335,7 +337,11 @@ struct Session {
 pub struct Broker {
     limits: Limits,
     latency_warn: Option<Duration>,
+    /// The rules; their `keys` are moved to `udp_keys`.
     auth: AuthConfig,
+    /// The UDP key table, shared with drivers that open datagrams outside
+    /// the broker lock; replaced (next generation) on every reload.
+    udp_keys: Arc<UdpKeys>,
     full_rights: Arc<UserRights>,
     sessions: Vec<Option<Session>>,
     free_slots: Vec<u32>,
@@ -366,10 +372,11 @@ impl Broker {
     /// A broker with these limits and access rules. `rng` makes session
     /// tokens and the credential-cache salt: pass an OS-seeded CSPRNG in
     /// production and a seeded one in simulations.
-    pub fn new(limits: Limits, auth: AuthConfig, mut rng: Box<dyn RngCore + Send>) -> Self {
+    pub fn new(limits: Limits, mut auth: AuthConfig, mut rng: Box<dyn RngCore + Send>) -> Self {
         let mut salt = [0u8; 32];
         rng.fill_bytes(&mut salt);
         Self {
+            udp_keys: Arc::new(UdpKeys::new(0, auth.keys.take(), limits.udp_frame_size)),
             creds: CredentialCache::new(limits.credential_cache, salt),
             top: TopTopics::new(limits.top_topics),
             limits,
@@ -880,8 +887,13 @@ impl Broker {
 
     /// Replaces the access rules. Live sessions are governed by the new
     /// rules from their next operation on; subscriptions the new rules no
-    /// longer allow are removed at once; cached credentials are forgotten.
-    pub fn reload(&mut self, auth: AuthConfig) {
+    /// longer allow are removed at once; cached credentials are forgotten;
+    /// the UDP keys apply from the next datagram on, even one already
+    /// opened with the old keys (see [`Broker::apply_datagram`]).
+    pub fn reload(&mut self, mut auth: AuthConfig) {
+        let generation = self.udp_keys.generation() + 1;
+        let max_size = self.limits.udp_frame_size;
+        self.udp_keys = Arc::new(UdpKeys::new(generation, auth.keys.take(), max_size));
         self.auth = auth;
         self.creds.clear();
         let deny_all = Arc::new(UserRights::none());

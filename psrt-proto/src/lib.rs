@@ -25,8 +25,12 @@
 //! ([`conn::BrokerLock`]) and takes that lock only for `handle_broker`, at
 //! most once per turn and only when [`conn::Connection::wants_broker`]:
 //! TLS, framing, decoding and socket writes run outside it. UDP datagrams
-//! are the exception: [`broker::Broker::handle_datagram`] decrypts them
-//! with the broker borrowed.
+//! follow the same split through [`broker::UdpTask`]: each is decoded and
+//! AES-GCM-opened with a snapshot of the key table
+//! ([`broker::UdpKeys::open`], no broker needed), then
+//! [`broker::Broker::apply_datagram`] checks password and ACL and routes it
+//! under one lock acquisition. A reload of the keys is seen by the next
+//! datagram: one opened with an outdated snapshot is opened again there.
 //!
 //! Peer input never panics: decoders return typed errors and a fatal one
 //! closes that peer only.

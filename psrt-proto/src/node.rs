@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Wake, Waker};
 use std::time::{Duration, Instant};
 
-use crate::broker::{Broker, UdpOutcome};
+use crate::broker::{Broker, UdpOutcome, UdpTask};
 use crate::conn::{
     Action, BrokerLock, CloseReason, ConnConfig, Connection, SocketTask, Transport, Turn, Wakeup,
 };
@@ -152,6 +152,8 @@ pub struct Node {
     broker: Broker,
     config: Arc<ConnConfig>,
     slots: Vec<Option<Slot>>,
+    /// The node's one UDP socket.
+    udp: UdpTask,
     manual_checks: bool,
     /// The latest time a call passed in, for calls that take none.
     clock: Option<Instant>,
@@ -171,6 +173,7 @@ impl Node {
     /// are asked for, unless [`Node::set_manual_checks`] says otherwise.
     pub fn new(broker: Broker, config: ConnConfig) -> Self {
         Self {
+            udp: UdpTask::new(broker.udp_keys().clone()),
             broker,
             config: Arc::new(config),
             slots: Vec::new(),
@@ -334,18 +337,20 @@ impl Node {
     }
 
     /// A UDP datagram arrives; returns the acknowledgement to send, if
-    /// any. Password checks run inline.
+    /// any. It goes through [`UdpTask`] as in the runtimes (opened, then
+    /// the broker lent once); password checks run inline.
     pub fn datagram(&mut self, bytes: &[u8], now: Instant) -> Option<[u8; 5]> {
-        match self.broker.handle_datagram(bytes, now) {
-            UdpOutcome::Reply(ack) => Some(ack),
-            UdpOutcome::Silent => None,
+        let lent = Lent(RefCell::new(&mut self.broker));
+        let outcome = match self.udp.receive(&lent, bytes, now) {
             UdpOutcome::Verify(pending) => {
                 let ok = pending.check.verify();
-                match self.broker.finish_datagram(pending, ok, now) {
-                    UdpOutcome::Reply(ack) => Some(ack),
-                    _ => None,
-                }
+                self.udp.finish(&lent, pending, ok, now)
             }
+            outcome => outcome,
+        };
+        match outcome {
+            UdpOutcome::Reply(ack) => Some(ack),
+            _ => None,
         }
     }
 

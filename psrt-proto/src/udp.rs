@@ -1,17 +1,22 @@
 //! UDP publish: datagram decoding, AES-GCM open/seal and the ack datagram.
 //!
 //! A datagram is `EE AA 01 00 ENC login 00 BODY` (see PROTOCOL.md, "UDP
-//! publish"). Decoding happens in three steps so the broker can do the
-//! expensive or policy-dependent parts itself:
+//! publish"). Decoding happens in three steps, none of which needs the
+//! broker:
 //!
 //! 1. [`decode_datagram`] splits the envelope: login plus either a plain
 //!    password and body, or a nonce and a sealed body. It borrows from the
 //!    datagram and never allocates.
-//! 2. For a sealed datagram the broker looks the user's key up and calls
-//!    [`open`]; a failure there is an authentication failure.
+//! 2. For a sealed datagram the user's key is looked up and [`open`]
+//!    decrypts the body; a failure there (no key, wrong key, tampering) is
+//!    an authentication failure. [`open_datagram`] does steps 1 and 2.
 //! 3. [`parse_publish`] reads `OP PRIO topic 00 payload` from the plaintext
 //!    body. The raw topic is validated later with
 //!    [`crate::topic::parse_topic`].
+//!
+//! What stays for the broker is what depends on its state: the password
+//! check, the ACL and routing ([`crate::broker::UdpTask`] runs the whole
+//! path with the broker borrowed for that part only).
 //!
 //! Whether an error deserves an ack datagram is answered by
 //! [`UdpError::ack_wanted`]: only a body whose OP byte could be read and
@@ -23,6 +28,8 @@
 use aes_gcm::aead::consts::U12;
 use aes_gcm::aead::{AeadInOut, KeyInit, Nonce};
 use aes_gcm::{Aes128Gcm, Aes256Gcm};
+
+use crate::auth::Keys;
 
 /// First two bytes of every datagram, both directions (the control header).
 const HEADER: [u8; 2] = [0xEE, 0xAA];
@@ -185,6 +192,29 @@ pub enum DatagramAuth<'a> {
     },
 }
 
+/// A datagram whose envelope was read and whose body, if sealed, was
+/// decrypted: what is left to check is policy (password, ACL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opened<'a> {
+    /// ENC `00`: the password still has to be checked.
+    Plain {
+        /// The login (empty for anonymous).
+        login: &'a str,
+        /// The password bytes.
+        password: &'a [u8],
+        /// The plaintext body, not yet parsed.
+        body: &'a [u8],
+    },
+    /// ENC `02`/`03`: the user's key opened the body, which authenticates
+    /// the sender.
+    Sealed {
+        /// The login (empty for anonymous, whose key is `_`).
+        login: &'a str,
+        /// The decrypted body, not yet parsed.
+        body: Vec<u8>,
+    },
+}
+
 /// A publish request read from a plaintext body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UdpPublish<'a> {
@@ -236,6 +266,35 @@ pub fn open(
         Cipher::Aes256Gcm => open_in(&Aes256Gcm::new(key.into()), nonce, &mut plain, tag),
     }?;
     Ok(plain)
+}
+
+/// Steps 1 and 2: decodes the envelope and opens a sealed body with its
+/// login's key from `keys`. A sealed datagram whose login has no key (or
+/// when there is no key file) is [`UdpError::Auth`], like a wrong key. Pure
+/// computation: no broker, no allocation for a plain datagram.
+pub fn open_datagram<'a>(
+    d: &'a [u8],
+    max_size: usize,
+    keys: Option<&Keys>,
+) -> Result<Opened<'a>, UdpError> {
+    let frame = decode_datagram(d, max_size)?;
+    let login = frame.login;
+    match frame.auth {
+        DatagramAuth::Plain { password, body } => Ok(Opened::Plain {
+            login,
+            password,
+            body,
+        }),
+        DatagramAuth::Sealed {
+            cipher,
+            nonce,
+            sealed,
+        } => {
+            let key = keys.and_then(|k| k.key(login)).ok_or(UdpError::Auth)?;
+            let body = open(cipher, key, nonce, sealed)?;
+            Ok(Opened::Sealed { login, body })
+        }
+    }
 }
 
 /// Encrypts `plain` with the user's 32-byte key and the caller's nonce,
@@ -474,7 +533,7 @@ mod tests {
     }
 
     /// Decodes a sealed datagram, opens it with `key` and parses the body.
-    fn open_datagram(d: &[u8], key: &[u8; 32]) -> Result<(String, Vec<u8>), UdpError> {
+    fn open_sealed(d: &[u8], key: &[u8; 32]) -> Result<(String, Vec<u8>), UdpError> {
         let dg = decode_datagram(d, MAX)?;
         let DatagramAuth::Sealed {
             cipher,
@@ -489,6 +548,49 @@ mod tests {
         assert!(!publish.ack);
         assert_eq!(publish.prio, 0x7f);
         Ok((dg.login.to_owned(), plain.clone()))
+    }
+
+    fn keys(text: &str) -> Keys {
+        Keys::parse(text, std::path::Path::new("keys")).unwrap()
+    }
+
+    #[test]
+    fn open_datagram_opens_with_the_logins_key() {
+        let hex: String = KEY.iter().map(|b| format!("{b:02x}")).collect();
+        let table = keys(&format!("user1: {hex}\n"));
+        for cipher in [Cipher::Aes128Gcm, Cipher::Aes256Gcm] {
+            let d = sealed_datagram(cipher);
+            assert_eq!(
+                open_datagram(&d, MAX, Some(&table)),
+                Ok(Opened::Sealed {
+                    login: "user1",
+                    body: b"\x21\x7fx/y\0data".to_vec()
+                })
+            );
+            let other = keys(&format!("user2: {hex}\n"));
+            assert_eq!(
+                open_datagram(&d, MAX, Some(&other)),
+                Err(UdpError::Auth),
+                "no key for the login"
+            );
+            assert_eq!(open_datagram(&d, MAX, None), Err(UdpError::Auth));
+            assert_eq!(
+                open_datagram(&d, d.len() - 1, Some(&table)),
+                Err(UdpError::TooLarge {
+                    len: d.len(),
+                    max: d.len() - 1
+                })
+            );
+        }
+        let d = plain_datagram();
+        assert_eq!(
+            open_datagram(&d, MAX, None),
+            Ok(Opened::Plain {
+                login: "user1",
+                password: b"secret",
+                body: b"\x01\x7fa/b\0hello"
+            })
+        );
     }
 
     #[test]
@@ -520,7 +622,7 @@ mod tests {
             let d = sealed_datagram(cipher);
             assert_eq!(d[4], cipher.enc_byte());
             assert_eq!(&d[11..23], &NONCE, "nonce follows `login 00`");
-            let (login, plain) = open_datagram(&d, &KEY).unwrap();
+            let (login, plain) = open_sealed(&d, &KEY).unwrap();
             assert_eq!(login, "user1");
             assert_eq!(plain, b"\x21\x7fx/y\0data");
         }
@@ -531,9 +633,9 @@ mod tests {
         let mut other = KEY;
         other[16..].fill(0);
         let d = sealed_datagram(Cipher::Aes128Gcm);
-        assert!(open_datagram(&d, &other).is_ok());
+        assert!(open_sealed(&d, &other).is_ok());
         let d = sealed_datagram(Cipher::Aes256Gcm);
-        assert_eq!(open_datagram(&d, &other), Err(UdpError::Auth));
+        assert_eq!(open_sealed(&d, &other), Err(UdpError::Auth));
     }
 
     #[test]
@@ -563,7 +665,7 @@ mod tests {
             for i in 11..d.len() {
                 let mut bad = d.clone();
                 bad[i] ^= 0x01;
-                assert_eq!(open_datagram(&bad, &KEY), Err(UdpError::Auth), "byte {i}");
+                assert_eq!(open_sealed(&bad, &KEY), Err(UdpError::Auth), "byte {i}");
             }
         }
     }
@@ -574,7 +676,7 @@ mod tests {
         wrong[0] ^= 0x80;
         for cipher in [Cipher::Aes128Gcm, Cipher::Aes256Gcm] {
             let d = sealed_datagram(cipher);
-            assert_eq!(open_datagram(&d, &wrong), Err(UdpError::Auth));
+            assert_eq!(open_sealed(&d, &wrong), Err(UdpError::Auth));
         }
     }
 

@@ -309,3 +309,23 @@ fn an_ack_is_sent_for_a_readable_op_with_a_broken_rest() {
     let datagram = vec![0xEE, 0xAA, 0x01, 0x00, 0x00, 0x00, 0x00, 0x01, PRIO, b't'];
     assert_eq!(server.node.datagram(&datagram, server.now), ack(ERR));
 }
+
+#[test]
+fn a_key_reload_applies_to_the_next_datagram() {
+    let (mut server, d) = server();
+    let alice = sealed("alice", ALICE_KEY, Cipher::Aes256Gcm, true, "a/r", b"1");
+    let bob = sealed("bob", ANON_KEY, Cipher::Aes256Gcm, true, "a/r", b"2");
+    assert_eq!(server.node.datagram(&alice, server.now), ack(OK));
+    assert_eq!(server.node.datagram(&bob, server.now), None);
+
+    // alice's key is withdrawn and bob gets one (and the right to publish).
+    let mut rules = auth(&format!("{ACL}bob: {{pub: ['a/#']}}\n"), &[], true);
+    rules.keys = Some(keys(&format!("bob: {ANON_KEY}\n")));
+    server.node.broker_mut().reload(rules);
+    assert_eq!(server.node.datagram(&alice, server.now), None);
+    assert_eq!(server.node.datagram(&bob, server.now), ack(OK));
+    assert_eq!(
+        server.recv(d),
+        [pushed("a/r", b"1"), pushed("a/r", b"2")].concat()
+    );
+}

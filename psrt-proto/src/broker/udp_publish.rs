@@ -1,14 +1,28 @@
-//! UDP publish: authentication (plain password or AES-GCM key), ACL check
-//! and routing of one datagram, with the bcrypt check deferred to the
-//! driver like a TCP login.
+//! UDP publish, in two steps like a TCP request:
+//!
+//! 1. [`UdpKeys::open`] decodes a datagram and AES-GCM-opens a sealed body
+//!    with a snapshot of the broker's key table. It needs no broker, so a
+//!    driver runs it outside the broker lock.
+//! 2. [`Broker::apply_datagram`] does what depends on the broker's state:
+//!    the plain password (its bcrypt check deferred to the driver like a TCP
+//!    login), the ACL and routing.
+//!
+//! The key table is reloadable ([`Broker::reload`]). Each reload makes a new
+//! snapshot with the next generation number; an opened datagram carries the
+//! generation it was opened with, and step 2 opens it again under the
+//! current keys when they differ. So a reload is observed from the very
+//! next datagram, and only that datagram pays for a second open, under the
+//! lock. [`super::UdpTask`] keeps a driver's snapshot current.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 
 use super::{Broker, PasswordCheck};
+use crate::auth::Keys;
 use crate::topic;
-use crate::udp::{self, DatagramAuth, UdpError};
+use crate::udp::{self, Opened, UdpError};
 use crate::wire::status;
 
 /// What to do with a datagram.
@@ -32,28 +46,100 @@ pub struct UdpCheck {
     body: Bytes,
 }
 
+/// The broker's UDP keys (and datagram size limit) as of one generation:
+/// everything step 1 needs. Shared behind an [`Arc`], so a driver holds
+/// one without holding the broker; `Debug` shows logins only.
+#[derive(Debug)]
+pub struct UdpKeys {
+    generation: u64,
+    keys: Option<Keys>,
+    max_size: usize,
+}
+
+impl UdpKeys {
+    pub(super) fn new(generation: u64, keys: Option<Keys>, max_size: usize) -> Self {
+        Self {
+            generation,
+            keys,
+            max_size,
+        }
+    }
+
+    /// Which reload of the broker's rules this snapshot belongs to.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The largest datagram accepted (`udp_frame_size`), for sizing a
+    /// receive buffer.
+    pub fn max_size(&self) -> usize {
+        self.max_size
+    }
+
+    /// Step 1: decodes `datagram` and opens its body if sealed, without the
+    /// broker. Never fails: a datagram that does not decode or open is
+    /// carried along to be dropped by [`Broker::apply_datagram`] (or opened
+    /// again there, if the keys changed meanwhile).
+    pub fn open<'a>(&self, datagram: &'a [u8]) -> OpenedDatagram<'a> {
+        OpenedDatagram {
+            raw: datagram,
+            generation: self.generation,
+            opened: udp::open_datagram(datagram, self.max_size, self.keys.as_ref()),
+        }
+    }
+}
+
+/// A datagram after step 1, waiting for [`Broker::apply_datagram`].
+#[derive(Debug)]
+pub struct OpenedDatagram<'a> {
+    /// The datagram as received, to open again after a reload.
+    raw: &'a [u8],
+    /// The key generation it was opened with.
+    generation: u64,
+    /// The result of decoding and opening.
+    opened: Result<Opened<'a>, UdpError>,
+}
+
+impl OpenedDatagram<'_> {
+    /// The decoded and opened datagram, or why it will be dropped.
+    pub fn opened(&self) -> Result<&Opened<'_>, UdpError> {
+        self.opened.as_ref().map_err(|err| *err)
+    }
+}
+
 impl Broker {
-    /// Handles one received datagram.
+    /// The current UDP key snapshot, for [`UdpKeys::open`] outside the
+    /// broker lock.
+    pub fn udp_keys(&self) -> &Arc<UdpKeys> {
+        &self.udp_keys
+    }
+
+    /// Handles one received datagram, both steps at once: for a caller that
+    /// owns the broker. A driver sharing the broker uses
+    /// [`super::UdpTask`], which opens the datagram before taking the lock.
     pub fn handle_datagram(&mut self, datagram: &[u8], now: Instant) -> UdpOutcome {
-        let Ok(frame) = udp::decode_datagram(datagram, self.limits.udp_frame_size) else {
-            return UdpOutcome::Silent;
+        let opened = self.udp_keys.open(datagram);
+        self.apply_datagram(opened, now)
+    }
+
+    /// Step 2: checks the password and ACL of a datagram opened by
+    /// [`UdpKeys::open`] and publishes it. A datagram opened with keys older
+    /// than the current ones is opened again first, so a reload is never
+    /// missed.
+    pub fn apply_datagram(&mut self, opened: OpenedDatagram<'_>, now: Instant) -> UdpOutcome {
+        let opened = if opened.generation == self.udp_keys.generation {
+            opened.opened
+        } else {
+            self.udp_keys.open(opened.raw).opened
         };
-        let login = frame.login;
-        match frame.auth {
-            DatagramAuth::Plain { password, body } => {
-                self.plain_datagram(login, password, body, now)
-            }
-            DatagramAuth::Sealed {
-                cipher,
-                nonce,
-                sealed,
-            } => {
-                let Some(key) = self.auth.keys.as_ref().and_then(|keys| keys.key(login)) else {
-                    return UdpOutcome::Silent;
-                };
-                let Ok(body) = udp::open(cipher, key, nonce, sealed) else {
-                    return UdpOutcome::Silent;
-                };
+        match opened {
+            Err(_) => UdpOutcome::Silent,
+            Ok(Opened::Plain {
+                login,
+                password,
+                body,
+            }) => self.plain_datagram(login, password, body, now),
+            Ok(Opened::Sealed { login, body }) => {
                 let rights = if login.is_empty() {
                     self.anonymous_rights()
                 } else {
