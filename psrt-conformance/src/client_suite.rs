@@ -32,6 +32,7 @@ pub use smoke::publish_over_raw_sockets;
 pub use udp::{ACK_WAIT, udp_spec, udp_test_key};
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -51,9 +52,6 @@ const QUIET: Duration = Duration::from_millis(300);
 /// What the client suite needs from an executor, besides the client API
 /// it calls by name.
 pub trait ClientRuntime {
-    /// The receiver `Client::take_messages` hands out.
-    type Messages;
-
     /// Runs `future` to completion on a fresh runtime on this thread, with
     /// timers and I/O enabled.
     fn block_on<T>(future: impl Future<Output = T>) -> T;
@@ -64,9 +62,6 @@ pub trait ClientRuntime {
     /// Runs `task` concurrently on the current runtime; the returned future
     /// completes with it (and panics if it panicked).
     fn spawn(task: impl Future<Output = ()> + Send + 'static) -> impl Future<Output = ()>;
-
-    /// The next pushed message, or `None` once the stream has ended.
-    fn recv(messages: &mut Self::Messages) -> impl Future<Output = Option<Message>>;
 
     /// Binds `spec` and runs the runtime's server on threads of its own
     /// until stopped; the same contract as [`crate::Start`].
@@ -134,23 +129,32 @@ pub async fn on_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'sta
     done_rx.recv_async().await.expect("the thread reports")
 }
 
-/// A client's message stream with bounded waits.
+/// A client's message stream (what `Client::take_messages` hands out:
+/// every runtime's client is `psrt_driver::client`'s, over the same
+/// channel) with bounded waits on `R`'s timers.
 pub struct Inbox<R: ClientRuntime> {
-    messages: R::Messages,
+    messages: async_channel::Receiver<Message>,
+    runtime: PhantomData<R>,
 }
 
 impl<R: ClientRuntime> Inbox<R> {
     /// Wraps what `Client::take_messages` returned; panics if it returned
     /// `None`.
-    pub fn new(messages: Option<R::Messages>) -> Inbox<R> {
+    pub fn new(messages: Option<async_channel::Receiver<Message>>) -> Inbox<R> {
         Inbox {
             messages: messages.expect("the message receiver"),
+            runtime: PhantomData,
         }
+    }
+
+    /// The next message, or `None` once the stream has ended.
+    async fn recv(&self) -> Option<Message> {
+        self.messages.recv().await.ok()
     }
 
     /// The next message, within [`RECV_LIMIT`].
     pub async fn next(&mut self) -> Message {
-        within::<R, _>(RECV_LIMIT, R::recv(&mut self.messages))
+        within::<R, _>(RECV_LIMIT, self.recv())
             .await
             .expect("a message in time")
             .expect("the stream is open")
@@ -158,14 +162,14 @@ impl<R: ClientRuntime> Inbox<R> {
 
     /// Asserts that no message arrives for a short while.
     pub async fn assert_quiet(&mut self) {
-        let got = within::<R, _>(QUIET, R::recv(&mut self.messages)).await;
+        let got = within::<R, _>(QUIET, self.recv()).await;
         assert!(got.is_none(), "unexpected message: {got:?}");
     }
 
     /// Asserts that the stream ends (within [`RECV_LIMIT`]) with no
     /// further message.
     pub async fn assert_ends(&mut self) {
-        let end = within::<R, _>(RECV_LIMIT, R::recv(&mut self.messages)).await;
+        let end = within::<R, _>(RECV_LIMIT, self.recv()).await;
         assert!(matches!(end, Some(None)), "stream ends: {end:?}");
     }
 }

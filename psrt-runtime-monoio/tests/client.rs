@@ -12,16 +12,12 @@ use monoio::{FusionDriver, RuntimeBuilder};
 use psrt_conformance::RunningServer;
 use psrt_conformance::client_suite;
 use psrt_conformance::client_suite::ClientRuntime;
-use psrt_proto::client::Message;
 use psrt_proto::spec::ServerSpec;
-use psrt_runtime_monoio::client::Messages;
 
 /// The monoio adapter of the client suite.
 struct Monoio;
 
 impl ClientRuntime for Monoio {
-    type Messages = Messages;
-
     fn block_on<T>(future: impl Future<Output = T>) -> T {
         RuntimeBuilder::<FusionDriver>::new()
             .enable_timer()
@@ -36,10 +32,6 @@ impl ClientRuntime for Monoio {
 
     fn spawn(task: impl Future<Output = ()> + Send + 'static) -> impl Future<Output = ()> {
         monoio::spawn(task)
-    }
-
-    async fn recv(messages: &mut Self::Messages) -> Option<Message> {
-        messages.recv().await
     }
 
     fn start(spec: ServerSpec) -> Box<dyn RunningServer> {

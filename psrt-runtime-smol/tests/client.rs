@@ -10,16 +10,12 @@ use std::time::Duration;
 use psrt_conformance::RunningServer;
 use psrt_conformance::client_suite;
 use psrt_conformance::client_suite::ClientRuntime;
-use psrt_proto::client::Message;
 use psrt_proto::spec::ServerSpec;
-use smol::channel::Receiver;
 
 /// The smol adapter of the client suite.
 struct Smol;
 
 impl ClientRuntime for Smol {
-    type Messages = Receiver<Message>;
-
     fn block_on<T>(future: impl Future<Output = T>) -> T {
         smol::block_on(future)
     }
@@ -30,10 +26,6 @@ impl ClientRuntime for Smol {
 
     fn spawn(task: impl Future<Output = ()> + Send + 'static) -> impl Future<Output = ()> {
         smol::spawn(task)
-    }
-
-    async fn recv(messages: &mut Self::Messages) -> Option<Message> {
-        messages.recv().await.ok()
     }
 
     fn start(spec: ServerSpec) -> Box<dyn RunningServer> {

@@ -10,16 +10,12 @@ use std::time::Duration;
 use psrt_conformance::RunningServer;
 use psrt_conformance::client_suite;
 use psrt_conformance::client_suite::ClientRuntime;
-use psrt_proto::client::Message;
 use psrt_proto::spec::ServerSpec;
-use tokio::sync::mpsc;
 
 /// The tokio adapter of the client suite.
 struct Tokio;
 
 impl ClientRuntime for Tokio {
-    type Messages = mpsc::Receiver<Message>;
-
     fn block_on<T>(future: impl Future<Output = T>) -> T {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -36,10 +32,6 @@ impl ClientRuntime for Tokio {
     fn spawn(task: impl Future<Output = ()> + Send + 'static) -> impl Future<Output = ()> {
         let task = tokio::spawn(task);
         async { task.await.expect("task ran") }
-    }
-
-    async fn recv(messages: &mut Self::Messages) -> Option<Message> {
-        messages.recv().await
     }
 
     fn start(spec: ServerSpec) -> Box<dyn RunningServer> {

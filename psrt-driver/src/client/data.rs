@@ -1,0 +1,134 @@
+//! The data-socket task: drives a [`DataSession`] over one stream and hands
+//! every pushed message to the bounded channel the application reads.
+//!
+//! Back-pressure: while the channel is full the task reads at most one
+//! more chunk, so the server's per-client queue fills and, past its
+//! bound, the server drops this data socket (slow consumer) instead of
+//! the client buffering without limit. That one read stays in flight
+//! while the task waits: the server's beacons land in it meanwhile, so a
+//! long wait on the application is not mistaken for a silent server (with
+//! completion I/O a read started only after the wait would still be in
+//! flight when the overdue deadline is checked).
+
+use std::future::poll_fn;
+use std::pin::pin;
+use std::task::Poll;
+use std::time::Instant;
+
+use async_channel::Sender;
+use psrt_proto::TxBuf;
+use psrt_proto::client::{DataSession, Message, ReadOutcome};
+
+use super::ClientError;
+use super::waiters::Channels;
+use crate::runtime::{Runtime, Stream, Timer};
+
+/// The data socket of one session, with the application's channel.
+pub(super) struct DataTask<R: Runtime> {
+    stream: R::Stream,
+    session: DataSession<Channels>,
+    messages: Sender<Message>,
+}
+
+/// What woke the data task.
+enum Event {
+    Read(ReadOutcome),
+    Wrote(std::io::Result<usize>),
+    Timeout,
+}
+
+impl<R: Runtime> DataTask<R> {
+    /// The task driving `session` over `stream`, sending to `messages`.
+    pub(super) fn new(
+        stream: R::Stream,
+        session: DataSession<Channels>,
+        messages: Sender<Message>,
+    ) -> Self {
+        Self {
+            stream,
+            session,
+            messages,
+        }
+    }
+
+    /// Runs the data socket until the server ends it or the application
+    /// drops its receiver.
+    pub(super) async fn run(mut self) {
+        let outcome = self.drive().await;
+        if let Some(err) = self.session.end(outcome) {
+            tracing::warn!(%err, "PSRT data connection failed");
+        }
+    }
+
+    /// The event loop; returns when the stream ends or nobody reads
+    /// messages.
+    async fn drive(&mut self) -> Result<(), ClientError> {
+        let mut tx = TxBuf::new();
+        let mut timer = R::Timer::default();
+        // A read that completed while the task waited on the channel.
+        let mut early = None;
+        loop {
+            self.session.poll_transmit(&mut tx);
+            while let Some(message) = self.session.poll_message() {
+                if !self.deliver(message, &mut early).await {
+                    return Ok(());
+                }
+            }
+            if let Some(read) = early.take() {
+                self.session.handle_read(read, Instant::now())?;
+                continue;
+            }
+            if self.session.is_closed() {
+                return Ok(());
+            }
+            timer.set(self.session.poll_timeout());
+            let Self {
+                stream, session, ..
+            } = self;
+            // Reading first: after a wait on a full channel the server's
+            // beacons are already buffered and must count before the
+            // silence deadline is checked.
+            let event = poll_fn(|cx| {
+                if let Poll::Ready(read) = stream.poll_read(cx, session.read_buf()) {
+                    return Poll::Ready(Event::Read(ReadOutcome::of(&read)));
+                }
+                if !tx.is_empty()
+                    && let Poll::Ready(written) = stream.poll_write(cx, &tx)
+                {
+                    return Poll::Ready(Event::Wrote(written));
+                }
+                timer.poll_fired(cx).map(|()| Event::Timeout)
+            })
+            .await;
+            match event {
+                Event::Read(read) => session.handle_read(read, Instant::now())?,
+                Event::Wrote(written) => tx.advance(written?),
+                Event::Timeout => session.handle_timeout(Instant::now())?,
+            }
+        }
+    }
+
+    /// Sends `message` to the application, waiting while the channel is
+    /// full and reading once meanwhile (into `early`, unless a read is
+    /// already there); false when nobody reads messages any more.
+    async fn deliver(&mut self, message: Message, early: &mut Option<ReadOutcome>) -> bool {
+        let Self {
+            stream,
+            session,
+            messages,
+        } = self;
+        let mut send = pin!(messages.send(message));
+        poll_fn(|cx| {
+            if let Poll::Ready(sent) = send.as_mut().poll(cx) {
+                return Poll::Ready(sent.is_ok());
+            }
+            if early.is_none()
+                && let Poll::Ready(read) = stream.poll_read(cx, session.read_buf())
+            {
+                *early = Some(ReadOutcome::of(&read));
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
