@@ -4,20 +4,21 @@
 //! Back-pressure: while the channel is full the task reads at most one
 //! more chunk, so the server's per-client queue fills and, past its
 //! bound, the server drops this data socket (slow consumer) instead of
-//! the client buffering without limit. That one read stays in flight
-//! while the task waits: the server's beacons land in it meanwhile, so a
-//! long wait on the application is not mistaken for a silent server (with
-//! completion I/O a read started only after the wait would still be in
-//! flight when the overdue deadline is checked).
+//! the client buffering without limit. That one read ([`ReadAhead`])
+//! stays in flight while the task waits: the server's beacons land in it
+//! meanwhile, and count once the wait is over, so a long wait on the
+//! application is not mistaken for a silent server (with completion I/O a
+//! read started only after the wait would still be in flight when the
+//! overdue deadline is checked).
 
 use std::future::poll_fn;
 use std::pin::pin;
-use std::task::Poll;
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use async_channel::Sender;
-use psrt_proto::TxBuf;
 use psrt_proto::client::{DataSession, Message, ReadOutcome};
+use psrt_proto::{BytesMut, TxBuf};
 
 use super::ClientError;
 use super::waiters::Channels;
@@ -33,6 +34,8 @@ pub(super) struct DataTask<R: Runtime> {
 /// What woke the data task.
 enum Event {
     Read(ReadOutcome),
+    /// The read ahead completed.
+    ReadAhead,
     Wrote(std::io::Result<usize>),
     Timeout,
 }
@@ -65,16 +68,15 @@ impl<R: Runtime> DataTask<R> {
     async fn drive(&mut self) -> Result<(), ClientError> {
         let mut tx = TxBuf::new();
         let mut timer = R::Timer::default();
-        // A read that completed while the task waited on the channel.
-        let mut early = None;
+        let mut ahead = ReadAhead::default();
         loop {
             self.session.poll_transmit(&mut tx);
             while let Some(message) = self.session.poll_message() {
-                if !self.deliver(message, &mut early).await {
+                if !self.deliver(message, &mut ahead).await {
                     return Ok(());
                 }
             }
-            if let Some(read) = early.take() {
+            if let Some(read) = ahead.finish(self.session.read_buf()) {
                 self.session.handle_read(read, Instant::now())?;
                 continue;
             }
@@ -89,7 +91,11 @@ impl<R: Runtime> DataTask<R> {
             // beacons are already buffered and must count before the
             // silence deadline is checked.
             let event = poll_fn(|cx| {
-                if let Poll::Ready(read) = stream.poll_read(cx, session.read_buf()) {
+                if ahead.started {
+                    if ahead.poll(stream, cx).is_ready() {
+                        return Poll::Ready(Event::ReadAhead);
+                    }
+                } else if let Poll::Ready(read) = stream.poll_read(cx, session.read_buf()) {
                     return Poll::Ready(Event::Read(ReadOutcome::of(&read)));
                 }
                 if !tx.is_empty()
@@ -102,6 +108,7 @@ impl<R: Runtime> DataTask<R> {
             .await;
             match event {
                 Event::Read(read) => session.handle_read(read, Instant::now())?,
+                Event::ReadAhead => {}
                 Event::Wrote(written) => tx.advance(written?),
                 Event::Timeout => session.handle_timeout(Instant::now())?,
             }
@@ -109,26 +116,58 @@ impl<R: Runtime> DataTask<R> {
     }
 
     /// Sends `message` to the application, waiting while the channel is
-    /// full and reading once meanwhile (into `early`, unless a read is
-    /// already there); false when nobody reads messages any more.
-    async fn deliver(&mut self, message: Message, early: &mut Option<ReadOutcome>) -> bool {
+    /// full and reading `ahead` meanwhile (unless it already read); false
+    /// when nobody reads messages any more.
+    async fn deliver(&mut self, message: Message, ahead: &mut ReadAhead) -> bool {
         let Self {
-            stream,
-            session,
-            messages,
+            stream, messages, ..
         } = self;
         let mut send = pin!(messages.send(message));
         poll_fn(|cx| {
             if let Poll::Ready(sent) = send.as_mut().poll(cx) {
                 return Poll::Ready(sent.is_ok());
             }
-            if early.is_none()
-                && let Poll::Ready(read) = stream.poll_read(cx, session.read_buf())
-            {
-                *early = Some(ReadOutcome::of(&read));
+            if ahead.done.is_none() {
+                ahead.started = true;
+                let _ = ahead.poll(stream, cx);
             }
             Poll::Pending
         })
         .await
+    }
+}
+
+/// The read the task keeps in flight while it waits on a full channel.
+/// Its bytes are kept aside until the wait is over and only then handed
+/// to the session, which then counts them as the latest sign of life
+/// (and decodes the messages in them).
+#[derive(Default)]
+struct ReadAhead {
+    /// What the read brought; empty (no memory held) between reads.
+    buf: BytesMut,
+    /// A read into `buf` was polled: poll it again, with `buf`, until it
+    /// completes.
+    started: bool,
+    /// The read completed with this.
+    done: Option<ReadOutcome>,
+}
+
+impl ReadAhead {
+    /// Polls the read into [`ReadAhead::buf`]; `Ready` once it is done.
+    fn poll<S: Stream>(&mut self, stream: &mut S, cx: &mut Context<'_>) -> Poll<()> {
+        if self.done.is_none() {
+            let read = ready!(stream.poll_read(cx, &mut self.buf));
+            self.done = Some(ReadOutcome::of(&read));
+        }
+        Poll::Ready(())
+    }
+
+    /// Once the read is done: moves its bytes to `input` and returns its
+    /// outcome.
+    fn finish(&mut self, input: &mut BytesMut) -> Option<ReadOutcome> {
+        let read = self.done.take()?;
+        self.started = false;
+        input.extend_from_slice(&std::mem::take(&mut self.buf));
+        Some(read)
     }
 }
