@@ -1,20 +1,24 @@
 //! One test suite for every runtime's async client.
 //!
-//! The three runtime crates expose the same client API
-//! (`client::{Client, UdpClient, ...}`, same names and signatures) as
-//! inherent methods of distinct types with no shared trait, over executors
-//! with different spawn and timer APIs, so the cases cannot be generic
-//! functions here. Instead [`client_suite!`] expands each case,
-//! written once in this module's submodules, inside the runtime's own test
-//! crate, against `$runtime_crate::client::*`. What differs between
-//! executors (running a future, sleeping, spawning, reading the message
-//! channel, starting a server) comes from a small [`ClientRuntime`]
-//! adapter:
+//! Every runtime crate's `client` module names `psrt_driver::client`'s
+//! types on its own runtime (same names and signatures), but the
+//! executors that run a test differ in how they run a future, sleep and
+//! spawn, so the cases are not generic functions here. Instead
+//! [`client_suite!`] expands each case, written once in this module's
+//! submodules, inside the runtime's own test crate, against
+//! `$runtime_crate::client::*`, with a [`ClientRuntime`] adapter it builds
+//! from the executor's few lines:
 //!
 //! ```ignore
-//! struct Tokio;
-//! impl psrt_conformance::client_suite::ClientRuntime for Tokio { /* ... */ }
-//! psrt_conformance::client_suite!(psrt_runtime_tokio, Tokio);
+//! mod support;
+//!
+//! psrt_conformance::client_suite! {
+//!     crate: psrt_runtime_smol,
+//!     block_on: |future| smol::block_on(future),
+//!     sleep: |duration| smol::Timer::after(duration),
+//!     spawn: |task| smol::spawn(task),
+//!     start: support::start,
+//! }
 //! ```
 //!
 //! The cases are grouped in modules `client_pubsub`, `client_auth`,
@@ -175,11 +179,47 @@ impl<R: ClientRuntime> Inbox<R> {
 }
 
 /// Expands to the client suite, one `#[test]` per case, against the client
-/// of the runtime crate `$rt` driven by `$runtime` (a type implementing
-/// [`ClientRuntime`], in scope where the macro is invoked).
+/// of the runtime crate `crate`, with a [`ClientRuntime`] adapter made of
+/// the given pieces: `block_on` runs `future` on a fresh runtime, `sleep`
+/// is a future that waits `duration`, `spawn` starts `task` and is a
+/// future of its end, `start` is a [`crate::Start`].
 #[macro_export]
 macro_rules! client_suite {
-    ($rt:ident, $runtime:ty) => {
+    (
+        crate: $rt:ident,
+        block_on: |$future:ident| $block_on:expr,
+        sleep: |$duration:ident| $sleep:expr,
+        spawn: |$task:ident| $spawn:expr,
+        start: $start:path $(,)?
+    ) => {
+        /// The client suite's adapter to this runtime.
+        struct Adapter;
+
+        impl $crate::client_suite::ClientRuntime for Adapter {
+            fn block_on<T>($future: impl ::std::future::Future<Output = T>) -> T {
+                $block_on
+            }
+
+            async fn sleep($duration: ::std::time::Duration) {
+                $sleep.await;
+            }
+
+            fn spawn(
+                $task: impl ::std::future::Future<Output = ()> + Send + 'static,
+            ) -> impl ::std::future::Future<Output = ()> {
+                $spawn
+            }
+
+            fn start(
+                spec: ::psrt_proto::spec::ServerSpec,
+            ) -> Box<dyn $crate::RunningServer> {
+                $start(spec)
+            }
+        }
+
+        $crate::client_suite!(@cases $rt, Adapter);
+    };
+    (@cases $rt:ident, $runtime:ty) => {
         /// Publishing, subscribing and session handling.
         mod client_pubsub {
             use super::*;
