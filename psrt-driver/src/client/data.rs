@@ -171,3 +171,65 @@ impl ReadAhead {
         Some(read)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::task::Waker;
+
+    use super::*;
+
+    /// A stream whose reads bring the queued chunks, one per read, then
+    /// stay pending.
+    struct Chunks(Vec<&'static [u8]>);
+
+    impl Stream for Chunks {
+        fn poll_read(
+            &mut self,
+            _: &mut Context<'_>,
+            buf: &mut BytesMut,
+        ) -> Poll<io::Result<usize>> {
+            match self.0.pop() {
+                Some(chunk) => {
+                    buf.extend_from_slice(chunk);
+                    Poll::Ready(Ok(chunk.len()))
+                }
+                None => Poll::Pending,
+            }
+        }
+
+        fn poll_write(&mut self, _: &mut Context<'_>, tx: &TxBuf) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(tx.len()))
+        }
+
+        async fn shutdown(self) {}
+    }
+
+    #[test]
+    fn the_read_ahead_reads_once_and_hands_its_bytes_over_when_finished() {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut stream = Chunks(vec![b"second", b"first"]);
+        let mut ahead = ReadAhead::default();
+        let mut input = BytesMut::from(&b"queued "[..]);
+        assert_eq!(ahead.finish(&mut input), None, "nothing read yet");
+
+        assert!(ahead.poll(&mut stream, &mut cx).is_ready());
+        assert!(ahead.poll(&mut stream, &mut cx).is_ready(), "one read only");
+        assert_eq!(stream.0.len(), 1);
+        assert_eq!(&input[..], b"queued ", "kept aside until finished");
+
+        assert_eq!(ahead.finish(&mut input), Some(ReadOutcome::Data));
+        assert_eq!(&input[..], b"queued first");
+        assert_eq!(ahead.buf.capacity(), 0, "no buffer held between reads");
+        assert!(!ahead.started);
+
+        assert!(ahead.poll(&mut stream, &mut cx).is_ready());
+        assert!(ahead.poll(&mut stream, &mut cx).is_ready());
+        assert_eq!(ahead.finish(&mut input), Some(ReadOutcome::Data));
+        assert_eq!(&input[..], b"queued firstsecond");
+        assert!(
+            ahead.poll(&mut stream, &mut cx).is_pending(),
+            "no more input"
+        );
+    }
+}
