@@ -4,10 +4,10 @@
 //! types on its own runtime (same names and signatures), but the
 //! executors that run a test differ in how they run a future, sleep and
 //! spawn, so the cases are not generic functions here. Instead
-//! [`client_suite!`] expands each case, written once in this module's
-//! submodules, inside the runtime's own test crate, against
-//! `$runtime_crate::client::*`, with a [`ClientRuntime`] adapter it builds
-//! from the executor's few lines:
+//! [`client_suite!`](crate::client_suite!) expands each case, written once
+//! in this module's submodules, inside the runtime's own test crate,
+//! against `$runtime_crate::client::*`, with a [`ClientRuntime`] adapter
+//! it builds from the executor's few lines:
 //!
 //! ```ignore
 //! mod support;

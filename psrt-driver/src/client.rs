@@ -14,7 +14,7 @@
 //!   in flight ([`Client::publish_nowait`]).
 //! * [`UdpClient`]: publishing over UDP, plain or AES-GCM sealed.
 //!
-//! The tasks are spawned as a [`Job`](crate::Job) on the runtime given to
+//! The tasks are spawned as a [`Job`] on the runtime given to
 //! [`Client::connect_on`] ([`Client::connect`] takes the runtime's
 //! default: the ambient tokio runtime, smol's global executor, the monoio
 //! runtime of the current thread). Their timers are the runtime's.
