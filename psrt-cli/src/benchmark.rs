@@ -24,8 +24,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use psrt_runtime_tokio::client::{Client, ClientError, Message, Ticket};
-use tokio::sync::mpsc;
+use psrt_runtime_tokio::client::{Client, ClientError, Messages, Ticket};
 use tokio::task::JoinSet;
 
 use super::args::{Args, MessageArg};
@@ -170,7 +169,7 @@ pub fn format_table(results: &[StageResult]) -> String {
 struct Worker {
     id: usize,
     client: Client,
-    messages: mpsc::Receiver<Message>,
+    messages: Messages,
 }
 
 /// What each worker does in a stage.
@@ -416,9 +415,9 @@ struct Receipts<'a> {
 impl Receipts<'_> {
     /// Receives the next message and checks it is the one published; the
     /// stream ending or `timeout` passing first means it went missing.
-    async fn receive(&mut self, messages: &mut mpsc::Receiver<Message>) -> Result<(), Failure> {
+    async fn receive(&mut self, messages: &mut Messages) -> Result<(), Failure> {
         let next = tokio::time::timeout(self.timeout, messages.recv()).await;
-        let Ok(Some(message)) = next else {
+        let Ok(Ok(message)) = next else {
             return Err(Failure::Missing {
                 expected: self.expected,
                 received: self.received,

@@ -16,7 +16,7 @@ const ALL_TOPICS: &str = "#";
 /// Ctrl-C ends the session cleanly; the server closing it is an error.
 pub async fn subscribe(args: &Args) -> Result<(), CliError> {
     let client = Client::connect(&args.target, connect_options(args)?).await?;
-    let mut messages = client.take_messages().ok_or(CliError::StreamEnded)?;
+    let messages = client.take_messages().ok_or(CliError::StreamEnded)?;
     let topics: Vec<&str> = if args.topics.is_empty() {
         vec![ALL_TOPICS]
     } else {
@@ -32,7 +32,7 @@ pub async fn subscribe(args: &Args) -> Result<(), CliError> {
     let mut stdout = std::io::stdout().lock();
     loop {
         let message = tokio::select! {
-            message = messages.recv() => message.ok_or(CliError::StreamEnded)?,
+            message = messages.recv() => message.map_err(|_| CliError::StreamEnded)?,
             _ = tokio::signal::ctrl_c() => break,
         };
         let topic = String::from_utf8_lossy(&message.topic);

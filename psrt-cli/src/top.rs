@@ -48,7 +48,7 @@ pub async fn top(args: &Args) -> Result<(), CliError> {
         args.topics.clone()
     };
     let client = Client::connect(&args.target, connect_options(args)?).await?;
-    let mut messages = client.take_messages().ok_or(CliError::StreamEnded)?;
+    let messages = client.take_messages().ok_or(CliError::StreamEnded)?;
     let refs: Vec<&str> = filters.iter().map(String::as_str).collect();
     client
         .subscribe_bulk(&refs)
@@ -65,7 +65,7 @@ pub async fn top(args: &Args) -> Result<(), CliError> {
     loop {
         tokio::select! {
             message = messages.recv() => {
-                let message = message.ok_or(CliError::StreamEnded)?;
+                let message = message.map_err(|_| CliError::StreamEnded)?;
                 let topic = String::from_utf8_lossy(&message.topic);
                 state.record(&topic, message.payload.len() as u64);
             }

@@ -1,20 +1,24 @@
 //! One test suite for every runtime's async client.
 //!
-//! The three runtime crates expose the same client API
-//! (`client::{Client, UdpClient, ...}`, same names and signatures) as
-//! inherent methods of distinct types with no shared trait, over executors
-//! with different spawn and timer APIs, so the cases cannot be generic
-//! functions here. Instead [`client_suite!`] expands each case,
-//! written once in this module's submodules, inside the runtime's own test
-//! crate, against `$runtime_crate::client::*`. What differs between
-//! executors (running a future, sleeping, spawning, reading the message
-//! channel, starting a server) comes from a small [`ClientRuntime`]
-//! adapter:
+//! Every runtime crate's `client` module names `psrt_driver::client`'s
+//! types on its own runtime (same names and signatures), but the
+//! executors that run a test differ in how they run a future, sleep and
+//! spawn, so the cases are not generic functions here. Instead
+//! [`client_suite!`](crate::client_suite!) expands each case, written once
+//! in this module's submodules, inside the runtime's own test crate,
+//! against `$runtime_crate::client::*`, with a [`ClientRuntime`] adapter
+//! it builds from the executor's few lines:
 //!
 //! ```ignore
-//! struct Tokio;
-//! impl psrt_conformance::client_suite::ClientRuntime for Tokio { /* ... */ }
-//! psrt_conformance::client_suite!(psrt_runtime_tokio, Tokio);
+//! mod support;
+//!
+//! psrt_conformance::client_suite! {
+//!     crate: psrt_runtime_smol,
+//!     block_on: |future| smol::block_on(future),
+//!     sleep: |duration| smol::Timer::after(duration),
+//!     spawn: |task| smol::spawn(task),
+//!     start: support::start,
+//! }
 //! ```
 //!
 //! The cases are grouped in modules `client_pubsub`, `client_auth`,
@@ -32,6 +36,7 @@ pub use smoke::publish_over_raw_sockets;
 pub use udp::{ACK_WAIT, udp_spec, udp_test_key};
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -51,9 +56,6 @@ const QUIET: Duration = Duration::from_millis(300);
 /// What the client suite needs from an executor, besides the client API
 /// it calls by name.
 pub trait ClientRuntime {
-    /// The receiver `Client::take_messages` hands out.
-    type Messages;
-
     /// Runs `future` to completion on a fresh runtime on this thread, with
     /// timers and I/O enabled.
     fn block_on<T>(future: impl Future<Output = T>) -> T;
@@ -64,9 +66,6 @@ pub trait ClientRuntime {
     /// Runs `task` concurrently on the current runtime; the returned future
     /// completes with it (and panics if it panicked).
     fn spawn(task: impl Future<Output = ()> + Send + 'static) -> impl Future<Output = ()>;
-
-    /// The next pushed message, or `None` once the stream has ended.
-    fn recv(messages: &mut Self::Messages) -> impl Future<Output = Option<Message>>;
 
     /// Binds `spec` and runs the runtime's server on threads of its own
     /// until stopped; the same contract as [`crate::Start`].
@@ -134,23 +133,32 @@ pub async fn on_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'sta
     done_rx.recv_async().await.expect("the thread reports")
 }
 
-/// A client's message stream with bounded waits.
+/// A client's message stream (what `Client::take_messages` hands out:
+/// every runtime's client is `psrt_driver::client`'s, over the same
+/// channel) with bounded waits on `R`'s timers.
 pub struct Inbox<R: ClientRuntime> {
-    messages: R::Messages,
+    messages: async_channel::Receiver<Message>,
+    runtime: PhantomData<R>,
 }
 
 impl<R: ClientRuntime> Inbox<R> {
     /// Wraps what `Client::take_messages` returned; panics if it returned
     /// `None`.
-    pub fn new(messages: Option<R::Messages>) -> Inbox<R> {
+    pub fn new(messages: Option<async_channel::Receiver<Message>>) -> Inbox<R> {
         Inbox {
             messages: messages.expect("the message receiver"),
+            runtime: PhantomData,
         }
+    }
+
+    /// The next message, or `None` once the stream has ended.
+    async fn recv(&self) -> Option<Message> {
+        self.messages.recv().await.ok()
     }
 
     /// The next message, within [`RECV_LIMIT`].
     pub async fn next(&mut self) -> Message {
-        within::<R, _>(RECV_LIMIT, R::recv(&mut self.messages))
+        within::<R, _>(RECV_LIMIT, self.recv())
             .await
             .expect("a message in time")
             .expect("the stream is open")
@@ -158,24 +166,60 @@ impl<R: ClientRuntime> Inbox<R> {
 
     /// Asserts that no message arrives for a short while.
     pub async fn assert_quiet(&mut self) {
-        let got = within::<R, _>(QUIET, R::recv(&mut self.messages)).await;
+        let got = within::<R, _>(QUIET, self.recv()).await;
         assert!(got.is_none(), "unexpected message: {got:?}");
     }
 
     /// Asserts that the stream ends (within [`RECV_LIMIT`]) with no
     /// further message.
     pub async fn assert_ends(&mut self) {
-        let end = within::<R, _>(RECV_LIMIT, R::recv(&mut self.messages)).await;
+        let end = within::<R, _>(RECV_LIMIT, self.recv()).await;
         assert!(matches!(end, Some(None)), "stream ends: {end:?}");
     }
 }
 
 /// Expands to the client suite, one `#[test]` per case, against the client
-/// of the runtime crate `$rt` driven by `$runtime` (a type implementing
-/// [`ClientRuntime`], in scope where the macro is invoked).
+/// of the runtime crate `crate`, with a [`ClientRuntime`] adapter made of
+/// the given pieces: `block_on` runs `future` on a fresh runtime, `sleep`
+/// is a future that waits `duration`, `spawn` starts `task` and is a
+/// future of its end, `start` is a [`crate::Start`].
 #[macro_export]
 macro_rules! client_suite {
-    ($rt:ident, $runtime:ty) => {
+    (
+        crate: $rt:ident,
+        block_on: |$future:ident| $block_on:expr,
+        sleep: |$duration:ident| $sleep:expr,
+        spawn: |$task:ident| $spawn:expr,
+        start: $start:path $(,)?
+    ) => {
+        /// The client suite's adapter to this runtime.
+        struct Adapter;
+
+        impl $crate::client_suite::ClientRuntime for Adapter {
+            fn block_on<T>($future: impl ::std::future::Future<Output = T>) -> T {
+                $block_on
+            }
+
+            async fn sleep($duration: ::std::time::Duration) {
+                $sleep.await;
+            }
+
+            fn spawn(
+                $task: impl ::std::future::Future<Output = ()> + Send + 'static,
+            ) -> impl ::std::future::Future<Output = ()> {
+                $spawn
+            }
+
+            fn start(
+                spec: ::psrt_proto::spec::ServerSpec,
+            ) -> Box<dyn $crate::RunningServer> {
+                $start(spec)
+            }
+        }
+
+        $crate::client_suite!(@cases $rt, Adapter);
+    };
+    (@cases $rt:ident, $runtime:ty) => {
         /// Publishing, subscribing and session handling.
         mod client_pubsub {
             use super::*;

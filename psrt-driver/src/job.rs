@@ -1,7 +1,7 @@
-//! [`Job`]: every kind of task a server spawns, as one closed set, so the
-//! generic code never names a spawner's bounds: a runtime crate spawns
-//! `job.run()` with its own spawner, and the compiler checks there, on
-//! concrete types, whether the task is `Send`.
+//! [`Job`]: every kind of task a server (or a client) spawns, as one
+//! closed set, so the generic code never names a spawner's bounds: a
+//! runtime crate spawns `job.run()` with its own spawner, and the compiler
+//! checks there, on concrete types, whether the task is `Send`.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -13,6 +13,7 @@ use pin_project_lite::pin_project;
 use psrt_proto::conn::Transport;
 
 use crate::accept::AcceptJob;
+use crate::client::ClientJob;
 use crate::runtime::Runtime;
 use crate::shared::Shared;
 use crate::socket_loop::SocketJob;
@@ -31,6 +32,8 @@ pub enum Job<R: Runtime> {
     Udp(Box<UdpJob<R>>),
     /// Answers one stats HTTP request.
     Stats(Box<StatsJob<R>>),
+    /// Drives one socket of a [`crate::client::Client`].
+    Client(Box<ClientJob<R>>),
 }
 
 impl<R: Runtime> Job<R> {
@@ -69,6 +72,7 @@ impl<R: Runtime> Job<R> {
             Job::Accept(job) => job.run().await,
             Job::Udp(job) => job.run().await,
             Job::Stats(job) => job.run().await,
+            Job::Client(job) => job.run().await,
         }
     }
 }
@@ -91,7 +95,7 @@ impl<S: Future<Output = ()>, O: Future<Output = ()>> Future for JobRun<S, O> {
             JobRunProj::Other { other } => other.poll(cx),
         }));
         polled.unwrap_or_else(|_| {
-            tracing::error!("a server task panicked; it was dropped");
+            tracing::error!("a PSRT task panicked; it was dropped");
             Poll::Ready(())
         })
     }

@@ -1,7 +1,8 @@
-//! Everything a PSRT server driver does that is not specific to an async
-//! runtime, written once over the small [`Runtime`] trait; the crates
-//! `psrt-runtime-tokio`, `-smol` and `-monoio` only implement that trait
-//! and start their runtime.
+//! Everything a PSRT server driver and the async client do that is not
+//! specific to an async runtime, written once over the small [`Runtime`]
+//! trait; the crates `psrt-runtime-tokio`, `-smol` and `-monoio` only
+//! implement that trait, start their runtime and name the client's types
+//! on it.
 //!
 //! * [`runtime`]: the trait (streams, listeners, UDP, timers, spawning,
 //!   connecting); [`ready`] implements its socket parts once for the
@@ -13,6 +14,9 @@
 //!   [`ServerHandle`], [`serve_listeners`]); [`shared`]: the state every
 //!   task holds, with the broker lock that logs events after release;
 //!   [`core`]: the runtime-free part of that state ([`ServerCore`]).
+//! * [`client`]: the async PSRT client ([`client::Client`],
+//!   [`client::UdpClient`]), its control and data tasks spawned as a
+//!   [`Job`] too.
 //! * [`bind`]: the listener plan of a spec, bound as std sockets;
 //!   [`checks`]: bcrypt on idle-priority threads; [`events`]: logging and
 //!   reload; [`signals`]: SIGHUP reload, SIGTERM/SIGINT stop.
@@ -24,6 +28,7 @@
 pub mod accept;
 pub mod bind;
 pub mod checks;
+pub mod client;
 pub mod core;
 pub mod events;
 pub mod job;

@@ -1,5 +1,5 @@
-//! The two halves of a stream socket under monoio's completion I/O: the
-//! [`crate::runtime::MonoioStream`] the driver's socket loop polls, and
+//! The two halves of a stream socket under monoio's completion I/O, which
+//! [`crate::runtime::MonoioStream`] polls for the driver's socket loop and
 //! the client's tasks.
 //!
 //! monoio's I/O takes owned buffers, and with io_uring a read or write
@@ -14,7 +14,7 @@
 //! and a full-size one only while the previous read brought more than
 //! that.
 
-use std::future::{Future, poll_fn};
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker, ready};
@@ -22,7 +22,7 @@ use std::task::{Context, Poll, Waker, ready};
 use bytes::{Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Split, Splitable};
 use psrt_proto::TxBuf;
-use psrt_proto::client::{MAX_IOV, READ_CHUNK, ReadOutcome};
+use psrt_proto::client::{MAX_IOV, READ_CHUNK};
 use psrt_proto::conn::reserve_input;
 
 /// The buffer of a read after a quiet spell (the last read brought less):
@@ -60,7 +60,7 @@ pub(crate) struct Reader<S: Stream> {
 impl<S: Stream> Reader<S> {
     /// Starts a read unless one is in flight, so the kernel fills its
     /// buffer while the task waits on something else.
-    pub(crate) fn start(&mut self) {
+    fn start(&mut self) {
         self.slot.start(read_some);
     }
 
@@ -81,14 +81,6 @@ impl<S: Stream> Reader<S> {
         }
         Poll::Ready(result)
     }
-
-    /// [`Reader::poll_read`] as a future, for `select!`: cancel-safe.
-    pub(crate) async fn read_into(&mut self, into: &mut BytesMut) -> ReadOutcome {
-        match poll_fn(|cx| self.poll_read(cx, into)).await {
-            Ok(n) if n > 0 => ReadOutcome::Data,
-            _ => ReadOutcome::Eof,
-        }
-    }
 }
 
 /// The write half of a socket.
@@ -100,7 +92,7 @@ impl<S: Stream> Writer<S> {
     /// Starts writing the front of `tx` unless a write is in flight or
     /// `tx` is empty. `tx` must stay unchanged at its front until the
     /// write's completion reports how much went out.
-    pub(crate) fn start(&mut self, tx: &TxBuf) {
+    fn start(&mut self, tx: &TxBuf) {
         if tx.is_empty() || self.slot.is_busy() {
             return;
         }
@@ -108,14 +100,9 @@ impl<S: Stream> Writer<S> {
         self.slot.start(|half| write_some(half, batch));
     }
 
-    /// Whether a write is in flight.
-    pub(crate) fn is_busy(&self) -> bool {
-        self.slot.is_busy()
-    }
-
     /// The bytes the write in flight wrote, once it completes (never
     /// without one).
-    pub(crate) fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         self.slot.poll_finish(cx)
     }
 
@@ -128,11 +115,6 @@ impl<S: Stream> Writer<S> {
     ) -> Poll<io::Result<usize>> {
         self.start(tx);
         self.poll_finish(cx)
-    }
-
-    /// [`Writer::poll_finish`] as a future, for `select!`: cancel-safe.
-    pub(crate) async fn finish(&mut self) -> io::Result<usize> {
-        poll_fn(|cx| self.poll_finish(cx)).await
     }
 
     /// Half-closes the stream if no write is in flight; errors are moot at

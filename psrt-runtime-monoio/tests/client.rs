@@ -5,46 +5,18 @@
 
 mod support;
 
-use std::future::Future;
-use std::time::Duration;
-
 use monoio::{FusionDriver, RuntimeBuilder};
-use psrt_conformance::RunningServer;
-use psrt_conformance::client_suite;
-use psrt_conformance::client_suite::ClientRuntime;
-use psrt_proto::client::Message;
-use psrt_proto::spec::ServerSpec;
-use psrt_runtime_monoio::client::Messages;
 
-/// The monoio adapter of the client suite.
-struct Monoio;
-
-impl ClientRuntime for Monoio {
-    type Messages = Messages;
-
-    fn block_on<T>(future: impl Future<Output = T>) -> T {
+psrt_conformance::client_suite! {
+    crate: psrt_runtime_monoio,
+    block_on: |future| {
         RuntimeBuilder::<FusionDriver>::new()
             .enable_timer()
             .build()
             .expect("monoio runtime")
             .block_on(future)
-    }
-
-    async fn sleep(duration: Duration) {
-        monoio::time::sleep(duration).await;
-    }
-
-    fn spawn(task: impl Future<Output = ()> + Send + 'static) -> impl Future<Output = ()> {
-        monoio::spawn(task)
-    }
-
-    async fn recv(messages: &mut Self::Messages) -> Option<Message> {
-        messages.recv().await
-    }
-
-    fn start(spec: ServerSpec) -> Box<dyn RunningServer> {
-        support::start(spec)
-    }
+    },
+    sleep: |duration| monoio::time::sleep(duration),
+    spawn: |task| monoio::spawn(task),
+    start: support::start,
 }
-
-client_suite!(psrt_runtime_monoio, Monoio);

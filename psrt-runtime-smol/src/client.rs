@@ -1,17 +1,8 @@
-//! An async PSRT client over smol, on the core's client state machines
-//! ([`psrt_proto::client`]); the same API as `psrt_runtime_tokio::client`.
-//!
-//! * [`Client`]: a TCP, TLS or Unix-socket session. One background task
-//!   drives the control socket (requests, replies, keep-alive NOPs) and,
-//!   unless the client is publish-only, a second one drives the data socket
-//!   and forwards pushed [`Message`]s into a bounded channel. Requests reach
-//!   the control task over a bounded channel, each with a one-slot channel
-//!   for its reply, so a `Client` (cheap to clone) can be used from many
-//!   tasks and keep many publishes in flight ([`Client::publish_nowait`]).
-//! * [`UdpClient`]: publishing over UDP, plain or AES-GCM sealed.
-//!
-//! The background tasks run on smol's global executor (`smol::spawn`), so
-//! the client works from any executor, or from `smol::block_on`.
+//! The async PSRT client on smol: `psrt_driver::client`'s [`Client`] and
+//! [`UdpClient`] on [`Smol`]'s default, so the session's tasks run on
+//! smol's global executor (`smol::spawn`) and the client works from any
+//! executor, or from `smol::block_on`. See `psrt_driver::client` for how
+//! the client works.
 //!
 //! # Example
 //!
@@ -45,137 +36,17 @@
 //! # }
 //! ```
 
-mod control;
-mod data;
-mod io;
-mod udp;
-
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::Instant;
-
-use psrt_proto::client::{COMMAND_QUEUE, ClientHandle, ConnectPlan, Request};
-use psrt_proto::wire::Token;
-use smol::channel::{self, Receiver, Sender};
-use smol::future::FutureExt;
-use smol::stream::Stream as _;
-
-pub use psrt_proto::client::{
-    ClientOptions, DEFAULT_PORT, Message, SessionError as ClientError, TlsOptions, UdpAuth,
+pub use psrt_driver::client::{
+    Cipher, ClientError, ClientOptions, DEFAULT_PORT, Message, Messages, Ticket, TlsOptions,
+    UdpAuth,
 };
-pub use psrt_proto::udp::Cipher;
-pub use udp::UdpClient;
 
-use control::Command;
-use io::Stream;
+use crate::runtime::Smol;
 
-/// A logged-in PSRT session.
-///
-/// Clones share the session: every clone may issue requests concurrently,
-/// and replies are matched in order by the control task. The session ends
-/// with [`Client::bye`], or when the last clone is dropped (the task then
-/// says BYE itself).
-#[derive(Debug, Clone)]
-pub struct Client {
-    shared: ClientHandle<Sender<Command>, Receiver<Message>>,
-}
+/// A logged-in PSRT session with its tasks on smol's global executor
+/// (`Client::connect_on` takes another [`Smol`]).
+pub type Client = psrt_driver::client::Client<Smol>;
 
-/// The pending reply to a request sent with [`Client::publish_nowait`]:
-/// await it for the outcome. Dropping it does not cancel the request.
-#[derive(Debug)]
-#[must_use = "await the ticket to learn whether the server accepted the request"]
-pub struct Ticket {
-    /// Boxed because async-channel's receiver is `!Unpin`.
-    reply: Pin<Box<Receiver<Result<(), ClientError>>>>,
-}
-
-impl Future for Ticket {
-    type Output = Result<(), ClientError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.reply
-            .as_mut()
-            .poll_next(cx)
-            .map(|answer| answer.unwrap_or_else(|| Err(ClientError::session_ended())))
-    }
-}
-
-impl Client {
-    /// Connects to `addr` (`host:port`, `host` for the default port, or a
-    /// Unix-socket path), logs in and, unless `options.data_socket` is
-    /// false, opens the data socket. Everything must finish within
-    /// `options.timeout`.
-    pub async fn connect(addr: &str, options: ClientOptions) -> Result<Client, ClientError> {
-        let timeout = options.timeout;
-        let expired = async {
-            smol::Timer::after(timeout).await;
-            Err(ClientError::Timeout(timeout))
-        };
-        connect(ConnectPlan::new(addr, options)?).or(expired).await
-    }
-
-    /// The receiver of pushed messages; `Some` only on the first call (and
-    /// never for a publish-only client). Its `recv` fails once the data
-    /// socket has closed and every message was read.
-    pub fn take_messages(&self) -> Option<Receiver<Message>> {
-        self.shared.take_messages()
-    }
-
-    psrt_proto::client_request_methods!(Ticket, ClientError);
-
-    /// Hands a request to the control task and returns its reply ticket.
-    async fn send(&self, request: Request) -> Result<Ticket, ClientError> {
-        let (reply, ticket) = channel::bounded(1);
-        if self.shared.commands().send((request, reply)).await.is_err() {
-            return Err(self.shared.ended_error());
-        }
-        Ok(Ticket {
-            reply: Box::pin(ticket),
-        })
-    }
-}
-
-/// The connection steps of [`Client::connect`], without the overall
-/// timeout.
-async fn connect(mut plan: ConnectPlan) -> Result<Client, ClientError> {
-    let (token, commands) = start_control(&mut plan).await?;
-    let messages = start_data(&mut plan, token).await?;
-    let shared = plan.into_handle(commands, messages);
-    Ok(Client { shared })
-}
-
-/// Opens the control socket, spawns its task and waits for the login.
-async fn start_control(plan: &mut ConnectPlan) -> Result<(Token, Sender<Command>), ClientError> {
-    let stream = plan.opened(Stream::open(plan.target()).await)?;
-    let (login, login_rx) = channel::bounded(1);
-    let session = plan.control_session(login, Instant::now())?;
-    let (commands, command_rx) = channel::bounded(COMMAND_QUEUE);
-    smol::spawn(control::run(stream, session, command_rx)).detach();
-    let token = login_rx
-        .recv()
-        .await
-        .map_err(|_| ClientError::session_ended())??;
-    Ok((token, commands))
-}
-
-/// Opens the data socket, spawns its task and waits for the server's OK;
-/// `None` for a publish-only client.
-async fn start_data(
-    plan: &mut ConnectPlan,
-    token: Token,
-) -> Result<Option<Receiver<Message>>, ClientError> {
-    if !plan.wants_data_socket() {
-        return Ok(None);
-    }
-    let stream = plan.opened(Stream::open(plan.target()).await)?;
-    let (ready, ready_rx) = channel::bounded(1);
-    let session = plan.data_session(token, ready, Instant::now());
-    let (messages, message_rx) = channel::bounded(plan.queue_capacity());
-    smol::spawn(data::run(stream, session, messages)).detach();
-    ready_rx
-        .recv()
-        .await
-        .map_err(|_| ClientError::session_ended())??;
-    Ok(Some(message_rx))
-}
+/// Publishes datagrams to one PSRT server's UDP port, with async-io's
+/// timers.
+pub type UdpClient = psrt_driver::client::UdpClient<Smol>;

@@ -7,8 +7,8 @@
 //!   loop, listeners, UDP, stats, password checks on idle-priority
 //!   threads, SIGHUP reload, graceful SIGTERM/SIGINT drain are all
 //!   psrt-driver's), on an executor driven by `workers` threads.
-//! * [`client`]: an async PSRT client over the core's client state
-//!   machines, with the same API as the tokio crate's.
+//! * [`client`]: psrt-driver's async client on that runtime, its tasks
+//!   on smol's global executor; the same API as the tokio crate's.
 
 pub mod client;
 pub mod runtime;

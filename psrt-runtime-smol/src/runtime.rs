@@ -1,6 +1,7 @@
 //! [`Smol`]: psrt-driver's [`Runtime`] over smol. Sockets are registered
 //! with async-io's reactor and driven by `psrt_driver::ready`; tasks go to
-//! the server's own executor, which every worker thread drives.
+//! the server's own executor, which every worker thread drives, or (a
+//! client's) to smol's global executor.
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -17,19 +18,20 @@ use psrt_driver::runtime::{Runtime, Timer};
 use smol::future::Future;
 use smol::{Async, Executor};
 
-/// Spawns on one executor.
-#[derive(Debug, Clone)]
+/// Spawns on one executor: a server's own, or (the default, a client's)
+/// smol's global executor.
+#[derive(Debug, Clone, Default)]
 pub struct Smol {
     /// Weak: the executor owns the tasks that hold this runtime, and a
-    /// strong reference would keep them all alive.
-    executor: Weak<Executor<'static>>,
+    /// strong reference would keep them all alive. `None`: `smol::spawn`.
+    executor: Option<Weak<Executor<'static>>>,
 }
 
 impl Smol {
     /// Spawns on `executor`.
     pub fn new(executor: &Arc<Executor<'static>>) -> Self {
         Self {
-            executor: Arc::downgrade(executor),
+            executor: Some(Arc::downgrade(executor)),
         }
     }
 }
@@ -68,8 +70,13 @@ impl Runtime for Smol {
     type Timer = SmolTimer;
 
     fn spawn(&self, job: Job<Self>) {
-        if let Some(executor) = self.executor.upgrade() {
-            executor.spawn(job.run()).detach();
+        match &self.executor {
+            Some(executor) => {
+                if let Some(executor) = executor.upgrade() {
+                    executor.spawn(job.run()).detach();
+                }
+            }
+            None => smol::spawn(job.run()).detach(),
         }
     }
 

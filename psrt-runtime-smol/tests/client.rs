@@ -4,41 +4,10 @@
 
 mod support;
 
-use std::future::Future;
-use std::time::Duration;
-
-use psrt_conformance::RunningServer;
-use psrt_conformance::client_suite;
-use psrt_conformance::client_suite::ClientRuntime;
-use psrt_proto::client::Message;
-use psrt_proto::spec::ServerSpec;
-use smol::channel::Receiver;
-
-/// The smol adapter of the client suite.
-struct Smol;
-
-impl ClientRuntime for Smol {
-    type Messages = Receiver<Message>;
-
-    fn block_on<T>(future: impl Future<Output = T>) -> T {
-        smol::block_on(future)
-    }
-
-    async fn sleep(duration: Duration) {
-        smol::Timer::after(duration).await;
-    }
-
-    fn spawn(task: impl Future<Output = ()> + Send + 'static) -> impl Future<Output = ()> {
-        smol::spawn(task)
-    }
-
-    async fn recv(messages: &mut Self::Messages) -> Option<Message> {
-        messages.recv().await.ok()
-    }
-
-    fn start(spec: ServerSpec) -> Box<dyn RunningServer> {
-        support::start(spec)
-    }
+psrt_conformance::client_suite! {
+    crate: psrt_runtime_smol,
+    block_on: |future| smol::block_on(future),
+    sleep: |duration| smol::Timer::after(duration),
+    spawn: |task| smol::spawn(task),
+    start: support::start,
 }
-
-client_suite!(psrt_runtime_smol, Smol);

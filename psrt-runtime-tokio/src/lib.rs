@@ -7,8 +7,9 @@
 //!   loop, listeners, UDP, stats, password checks on idle-priority
 //!   threads, SIGHUP reload, graceful SIGTERM/SIGINT drain are all
 //!   psrt-driver's); [`server::serve`] builds the multi-threaded runtime.
-//! * [`client`]: an async PSRT client over the core's client state
-//!   machines.
+//! * [`client`]: psrt-driver's async client on that runtime (`Client`,
+//!   `UdpClient` and the types they use), its tasks on the ambient tokio
+//!   runtime.
 
 pub mod client;
 pub mod runtime;

@@ -4,47 +4,20 @@
 
 mod support;
 
-use std::future::Future;
-use std::time::Duration;
-
-use psrt_conformance::RunningServer;
-use psrt_conformance::client_suite;
-use psrt_conformance::client_suite::ClientRuntime;
-use psrt_proto::client::Message;
-use psrt_proto::spec::ServerSpec;
-use tokio::sync::mpsc;
-
-/// The tokio adapter of the client suite.
-struct Tokio;
-
-impl ClientRuntime for Tokio {
-    type Messages = mpsc::Receiver<Message>;
-
-    fn block_on<T>(future: impl Future<Output = T>) -> T {
+psrt_conformance::client_suite! {
+    crate: psrt_runtime_tokio,
+    block_on: |future| {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("tokio runtime")
             .block_on(future)
-    }
-
-    async fn sleep(duration: Duration) {
-        tokio::time::sleep(duration).await;
-    }
-
-    fn spawn(task: impl Future<Output = ()> + Send + 'static) -> impl Future<Output = ()> {
+    },
+    sleep: |duration| tokio::time::sleep(duration),
+    spawn: |task| {
         let task = tokio::spawn(task);
         async { task.await.expect("task ran") }
-    }
-
-    async fn recv(messages: &mut Self::Messages) -> Option<Message> {
-        messages.recv().await
-    }
-
-    fn start(spec: ServerSpec) -> Box<dyn RunningServer> {
-        support::start(spec)
-    }
+    },
+    start: support::start,
 }
-
-client_suite!(psrt_runtime_tokio, Tokio);

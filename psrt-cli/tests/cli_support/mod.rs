@@ -11,10 +11,9 @@ use psrt_proto::acl::Acl;
 use psrt_proto::auth::{Keys, Passwords};
 use psrt_proto::config::parse_acl;
 use psrt_proto::spec::ServerSpec;
-use psrt_runtime_tokio::client::{Client, ClientOptions, Message};
+use psrt_runtime_tokio::client::{Client, ClientOptions, Message, Messages};
 use psrt_runtime_tokio::server::{BoundAddrs, Server, ServerHandle};
 use tokio::process::Command;
-use tokio::sync::mpsc;
 
 /// Upper bound of one CLI run and of one wait for a message or a line.
 pub const LIMIT: Duration = Duration::from_secs(20);
@@ -54,7 +53,7 @@ pub async fn start(spec: ServerSpec) -> TestServer {
 }
 
 /// A library client subscribed to `filter`, with its message receiver.
-pub async fn observer(addr: &str, filter: &str) -> (Client, mpsc::Receiver<Message>) {
+pub async fn observer(addr: &str, filter: &str) -> (Client, Messages) {
     let client = Client::connect(addr, ClientOptions::default())
         .await
         .expect("observer connects");
@@ -64,7 +63,7 @@ pub async fn observer(addr: &str, filter: &str) -> (Client, mpsc::Receiver<Messa
 }
 
 /// The next message, within [`LIMIT`].
-pub async fn next(messages: &mut mpsc::Receiver<Message>) -> Message {
+pub async fn next(messages: &mut Messages) -> Message {
     tokio::time::timeout(LIMIT, messages.recv())
         .await
         .expect("a message in time")
