@@ -127,7 +127,7 @@ fn run_worker(
     let mut runtime = built.inspect_err(|_| shared.stop())?;
     let driver = match runtime {
         FusionRuntime::Uring(_) => "io_uring",
-        FusionRuntime::Legacy(_) => "legacy (epoll)",
+        FusionRuntime::Legacy(_) => "epoll fallback",
     };
     tracing::info!(worker = index, driver, "monoio worker started");
     runtime.block_on(serve_listeners(shared, listeners, index == 0))
