@@ -15,8 +15,13 @@ const HEALTHY: usize = 3;
 /// subscriber's socket buffers and queue can hold.
 const MESSAGES: u64 = 4_000;
 const PAYLOAD: usize = 4 * 1024;
-/// Per-client queue of the daemon, in messages.
-const DATA_QUEUE: usize = 64;
+/// Per-client queue of the daemon, in messages. The healthy readers are
+/// threads on the same cores as the daemon and the publisher: the queue
+/// must cover a reader descheduled for a few milliseconds at full publish
+/// rate (about 30,000 messages/s here), or a healthy reader becomes a slow
+/// consumer by the scheduler's chance. 512 messages (2 MiB) is about 17 ms
+/// of slack and still an eighth of what the stalled subscriber is sent.
+const DATA_QUEUE: usize = 512;
 
 fn read_all(mut data: DataSocket) -> Vec<u64> {
     (0..MESSAGES)
