@@ -40,6 +40,8 @@ mod task;
 mod tests;
 
 use decode::Request;
+#[cfg(test)]
+pub(crate) use task::CountingLock;
 pub use task::{BrokerLock, SocketTask, Turn, WakeFlag, Wakeup};
 
 /// The socket's bytes the connection keeps buffered for writing before it

@@ -58,7 +58,6 @@ impl UdpTask {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::{Cell, RefCell};
     use std::path::Path;
 
     use rand::SeedableRng;
@@ -67,32 +66,13 @@ mod tests {
     use crate::auth::{Keys, Passwords};
     use crate::broker::{AuthConfig, Broker};
     use crate::config::parse_acl;
+    use crate::conn::CountingLock;
     use crate::udp::{self, Cipher, Opened};
     use crate::wire::status;
 
     const ALICE_KEY: [u8; 32] = [0x11; 32];
     const BOB_KEY: [u8; 32] = [0x22; 32];
     const NONCE: [u8; udp::NONCE_LEN] = [9; udp::NONCE_LEN];
-
-    /// A broker "lock" that counts its acquisitions.
-    struct CountingLock {
-        broker: RefCell<Broker>,
-        taken: Cell<usize>,
-    }
-
-    impl BrokerLock for CountingLock {
-        fn with_broker<R>(&self, f: impl FnOnce(&mut Broker) -> R) -> R {
-            self.taken.set(self.taken.get() + 1);
-            f(&mut self.broker.borrow_mut())
-        }
-    }
-
-    impl CountingLock {
-        /// Acquisitions since the last call.
-        fn take_count(&self) -> usize {
-            self.taken.replace(0)
-        }
-    }
 
     /// A base instant; the core itself never reads the clock.
     #[allow(clippy::disallowed_methods)]
@@ -126,10 +106,7 @@ mod tests {
     fn lock(with_bob: bool) -> CountingLock {
         let rng = Box::new(rand::rngs::StdRng::seed_from_u64(1));
         let broker = Broker::new(crate::Limits::default(), rules(with_bob), rng);
-        CountingLock {
-            broker: RefCell::new(broker),
-            taken: Cell::new(0),
-        }
+        CountingLock::new(broker)
     }
 
     fn task(lock: &CountingLock) -> UdpTask {

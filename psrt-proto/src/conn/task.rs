@@ -251,3 +251,36 @@ impl Wake for WakeFlag {
         }
     }
 }
+
+/// A broker "lock" for tests that counts its acquisitions, so a test can
+/// assert how often a path takes the broker.
+#[cfg(test)]
+pub(crate) struct CountingLock {
+    /// The broker the counted closures borrow.
+    pub(crate) broker: std::cell::RefCell<Broker>,
+    taken: std::cell::Cell<usize>,
+}
+
+#[cfg(test)]
+impl BrokerLock for CountingLock {
+    fn with_broker<R>(&self, f: impl FnOnce(&mut Broker) -> R) -> R {
+        self.taken.set(self.taken.get() + 1);
+        f(&mut self.broker.borrow_mut())
+    }
+}
+
+#[cfg(test)]
+impl CountingLock {
+    /// Counts the acquisitions of `broker`'s lock from now on.
+    pub(crate) fn new(broker: Broker) -> Self {
+        Self {
+            broker: std::cell::RefCell::new(broker),
+            taken: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Acquisitions since the last call.
+    pub(crate) fn take_count(&self) -> usize {
+        self.taken.replace(0)
+    }
+}

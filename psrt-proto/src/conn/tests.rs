@@ -1,6 +1,6 @@
 //! Unit tests of the connection and its driver loop.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Wake, Waker};
@@ -235,34 +235,6 @@ fn a_wake_flag_tells_the_registered_task_once() {
     assert_eq!(count.0.load(Ordering::SeqCst), 1, "the task was woken");
     assert!(flag.take(&cx));
     assert!(!flag.take(&cx), "one wake is told once");
-}
-
-/// A broker "lock" that counts its acquisitions and knows whether it is
-/// held.
-struct CountingLock {
-    broker: RefCell<Broker>,
-    taken: Cell<usize>,
-}
-
-impl BrokerLock for CountingLock {
-    fn with_broker<R>(&self, f: impl FnOnce(&mut Broker) -> R) -> R {
-        self.taken.set(self.taken.get() + 1);
-        f(&mut self.broker.borrow_mut())
-    }
-}
-
-impl CountingLock {
-    fn new(broker: Broker) -> Self {
-        Self {
-            broker: RefCell::new(broker),
-            taken: Cell::new(0),
-        }
-    }
-
-    /// Acquisitions since the last call.
-    fn take_count(&self) -> usize {
-        self.taken.replace(0)
-    }
 }
 
 /// A server and client TLS configuration with a fresh rcgen certificate.
