@@ -2,11 +2,11 @@
 //! (publish, subscribe, the live `--top` view, `--benchmark`) is a variant
 //! of [`Mode`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
-use clap::{Parser, ValueEnum};
+use clap::{ArgGroup, Parser, ValueEnum};
 use psrt_runtime_tokio::client::Cipher;
 
 /// `psrt-cli HOST:PORT [-u USER] [-p PASSWORD] [-t TOPIC[,TOPIC...]] [-m MSG]`
@@ -22,6 +22,7 @@ use psrt_runtime_tokio::client::Cipher;
         --top shows the busiest topics of -t live; --benchmark measures \
         the server with several clients."
 )]
+#[command(group(ArgGroup::new("payload").args(["message", "file", "stdin"])))]
 pub struct Args {
     /// Server as HOST:PORT (HOST alone uses port 2873), or a Unix-socket
     /// path.
@@ -45,6 +46,16 @@ pub struct Args {
     /// publishes a generated payload of that many bytes.
     #[arg(short = 'm', long = "message", requires = "topics", value_parser = parse_message)]
     pub message: Option<MessageArg>,
+    /// Publish the contents of FILE.
+    #[arg(short = 'f', long = "file", value_name = "FILE", requires = "topics")]
+    pub file: Option<PathBuf>,
+    /// Publish what stdin holds, read to its end.
+    #[arg(short = 's', long = "stdin", requires = "topics")]
+    pub stdin: bool,
+    /// Print each message as `topic payload` on one line (like
+    /// `mosquitto_sub -v`) instead of the topic and the payload on two.
+    #[arg(short = 'v', long = "verbose")]
+    pub verbose: bool,
     /// Connect with TLS.
     #[arg(long)]
     pub tls: bool,
@@ -55,8 +66,17 @@ pub struct Args {
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_timeout)]
     pub timeout: Duration,
     /// Publish over UDP instead of TCP.
-    #[arg(long, requires = "message")]
+    #[arg(long, requires = "payload")]
     pub udp: bool,
+    /// The server's `udp_frame_size`: a datagram larger than this is
+    /// refused here with an error, since the server would drop it silently.
+    #[arg(
+        long = "udp-frame-size",
+        value_name = "BYTES",
+        default_value_t = psrt_proto::Limits::default().udp_frame_size,
+        requires = "udp"
+    )]
+    pub udp_frame_size: usize,
     /// Encrypt UDP frames with this 64-hex-digit key (from the server's
     /// key file) instead of sending the password.
     #[arg(long = "udp-key", value_name = "HEXKEY", requires = "udp", value_parser = parse_key)]
@@ -74,11 +94,11 @@ pub struct Args {
     pub udp_ack: bool,
     /// Show the busiest topics of -t (default `#`) live, with message and
     /// byte counts and rates; `s` switches the sort, `q` quits.
-    #[arg(long, conflicts_with_all = ["message", "benchmark"])]
+    #[arg(long, conflicts_with_all = ["payload", "benchmark"])]
     pub top: bool,
     /// Benchmark the server: subscribe, publish and publish-then-receive
     /// at several payload sizes, unsubscribe; prints a results table.
-    #[arg(long, conflicts_with = "message")]
+    #[arg(long, conflicts_with = "payload")]
     pub benchmark: bool,
     /// Clients the benchmark runs in parallel.
     #[arg(
@@ -109,7 +129,7 @@ const MAX_BENCHMARK_WORKERS: i64 = 4096;
 #[derive(Debug, Clone, Copy)]
 pub enum Mode<'a> {
     /// Publish the message (over TCP, or UDP with `--udp`).
-    Publish(&'a MessageArg),
+    Publish(Source<'a>),
     /// Subscribe and print messages until interrupted.
     Subscribe,
     /// Subscribe and show the busiest topics live (`--top`).
@@ -132,16 +152,53 @@ impl Args {
                 iterations: self.benchmark_iterations,
             };
         }
-        match &self.message {
-            Some(message) => Mode::Publish(message),
-            None if self.top => Mode::Top,
-            None => Mode::Subscribe,
+        if let Some(message) = &self.message {
+            return Mode::Publish(Source::Message(message));
         }
+        if let Some(file) = &self.file {
+            return Mode::Publish(Source::File(file));
+        }
+        if self.stdin {
+            return Mode::Publish(Source::Stdin);
+        }
+        if self.top { Mode::Top } else { Mode::Subscribe }
     }
 
     /// Whether to connect with TLS (`--tls` or `--tls-ca`).
     pub fn use_tls(&self) -> bool {
         self.tls || self.tls_ca.is_some()
+    }
+}
+
+/// Where the payload to publish comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// `-m`.
+    Message(&'a MessageArg),
+    /// `-f FILE`.
+    File(&'a Path),
+    /// `-s`: stdin, read to its end.
+    Stdin,
+}
+
+impl Source<'_> {
+    /// Reads the payload.
+    pub fn load(self) -> Result<Bytes, crate::CliError> {
+        match self {
+            Source::Message(message) => Ok(message.payload()),
+            Source::File(path) => std::fs::read(path)
+                .map(Bytes::from)
+                .map_err(|source| crate::CliError::PayloadFile {
+                    path: path.to_owned(),
+                    source,
+                }),
+            Source::Stdin => {
+                let mut payload = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut payload)
+                    .map_err(crate::CliError::Stdin)?;
+                Ok(payload.into())
+            }
+        }
     }
 }
 
@@ -278,7 +335,24 @@ mod tests {
     fn command_line_selects_the_mode() {
         let args = Args::try_parse_from(["psrt-cli", "h:1", "-t", "a,b", "-m", "x"]).unwrap();
         assert_eq!(args.topics, ["a", "b"]);
-        assert!(matches!(args.mode(), Mode::Publish(MessageArg::Text(t)) if t == "x"));
+        assert!(
+            matches!(args.mode(), Mode::Publish(Source::Message(MessageArg::Text(t))) if t == "x")
+        );
+        let args = Args::try_parse_from(["psrt-cli", "-t", "a", "-f", "p.bin"]).unwrap();
+        assert!(matches!(args.mode(), Mode::Publish(Source::File(f)) if f == Path::new("p.bin")));
+        let args = Args::try_parse_from(["psrt-cli", "-t", "a", "-s", "--udp"]).unwrap();
+        assert!(matches!(args.mode(), Mode::Publish(Source::Stdin)));
+        assert_eq!(args.udp_frame_size, 4096);
+        assert!(
+            Args::try_parse_from(["psrt-cli", "-t", "a", "-m", "x", "-s"]).is_err(),
+            "one payload source"
+        );
+        assert!(
+            Args::try_parse_from(["psrt-cli", "-s"]).is_err(),
+            "-s needs -t"
+        );
+        let args = Args::try_parse_from(["psrt-cli", "-v", "-t", "a"]).unwrap();
+        assert!(args.verbose && matches!(args.mode(), Mode::Subscribe));
         let args = Args::try_parse_from(["psrt-cli"]).unwrap();
         assert_eq!(args.target, "127.0.0.1:2873");
         assert!(matches!(args.mode(), Mode::Subscribe));

@@ -16,7 +16,8 @@ pub mod top;
 
 use std::path::PathBuf;
 
-use psrt_runtime_tokio::client::{ClientError, ClientOptions, TlsOptions};
+use psrt_proto::client::ClientError as ProtocolError;
+use psrt_runtime_tokio::client::{Client, ClientError, ClientOptions, DEFAULT_PORT, TlsOptions};
 
 pub use args::{Args, Mode};
 
@@ -27,6 +28,50 @@ pub enum CliError {
     /// Connecting, logging in or talking to the server failed.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// The socket could not be opened.
+    #[error("cannot connect to {tried}: {reason}")]
+    Connect {
+        /// The address tried (with the default port when none was given).
+        tried: String,
+        /// The operating system's reason.
+        reason: std::io::Error,
+    },
+    /// A plain client was closed at the greeting: the server most likely
+    /// requires TLS.
+    #[error(
+        "{tried} closed the connection at the greeting: the server probably requires TLS; \
+         try --tls (with --tls-ca FILE for a private CA)"
+    )]
+    TlsRequired {
+        /// The address tried.
+        tried: String,
+    },
+    /// The `-f` file could not be read.
+    #[error("cannot read the payload file {path}: {source}")]
+    PayloadFile {
+        /// The file.
+        path: PathBuf,
+        /// The reason.
+        source: std::io::Error,
+    },
+    /// Stdin (`-s`) could not be read.
+    #[error("cannot read the payload from stdin: {0}")]
+    Stdin(std::io::Error),
+    /// A UDP datagram would exceed the server's frame size, which would
+    /// drop it without a word.
+    #[error(
+        "the UDP datagram for {topic} would be {len} bytes, above the frame size of {max} \
+         (the server drops larger ones silently); publish over TCP or raise --udp-frame-size \
+         to the server's udp_frame_size"
+    )]
+    UdpTooLarge {
+        /// The topic.
+        topic: String,
+        /// The datagram's size.
+        len: usize,
+        /// The frame size.
+        max: usize,
+    },
     /// The server refused a publish (access denied, bad topic...).
     #[error("cannot publish to {topic}: {source}")]
     Publish {
@@ -36,10 +81,10 @@ pub enum CliError {
         source: ClientError,
     },
     /// The server refused a subscription.
-    #[error("cannot subscribe to {topics}: {source}")]
+    #[error("cannot subscribe to {topic}: {source}")]
     Subscribe {
-        /// The topics, comma-separated.
-        topics: String,
+        /// The topic refused (the first one of the list).
+        topic: String,
         /// The refusal.
         source: ClientError,
     },
@@ -90,8 +135,14 @@ pub enum CliError {
 /// Runs the mode the command line selects.
 pub async fn run(args: Args) -> Result<(), CliError> {
     match args.mode() {
-        Mode::Publish(message) if args.udp => publish::publish_udp(&args, message).await,
-        Mode::Publish(message) => publish::publish_tcp(&args, message).await,
+        Mode::Publish(source) => {
+            let payload = source.load()?;
+            if args.udp {
+                publish::publish_udp(&args, payload).await
+            } else {
+                publish::publish_tcp(&args, payload).await
+            }
+        }
         Mode::Subscribe => subscribe::subscribe(&args).await,
         Mode::Top => top::top(&args).await,
         Mode::Benchmark {
@@ -127,6 +178,60 @@ pub fn connect_options(args: &Args) -> Result<ClientOptions, CliError> {
     })
 }
 
+/// Connects as the command line says; a failure names the address tried
+/// and, when a plain client was closed at the greeting, suggests `--tls`.
+pub async fn connect(args: &Args, options: ClientOptions) -> Result<Client, CliError> {
+    Client::connect(&args.target, options)
+        .await
+        .map_err(|err| connect_error(args, err))
+}
+
+fn connect_error(args: &Args, err: ClientError) -> CliError {
+    let tried = tried_address(&args.target);
+    match err {
+        ClientError::Connect { source, .. } => CliError::Connect {
+            tried,
+            reason: source,
+        },
+        ClientError::Protocol(ProtocolError::GreetingRefused) if !args.use_tls() => {
+            CliError::TlsRequired { tried }
+        }
+        other => CliError::Client(other),
+    }
+}
+
+/// The address a connection to `target` tries: a socket path or
+/// `HOST:PORT` as given, `HOST` with the default port.
+pub fn tried_address(target: &str) -> String {
+    if target.contains('/') {
+        return target.to_owned();
+    }
+    let has_port = target
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| port.parse::<u16>().is_ok() && (!host.contains(':') || host.ends_with(']')));
+    if has_port {
+        target.to_owned()
+    } else if target.contains(':') {
+        format!("[{target}]:{DEFAULT_PORT}")
+    } else {
+        format!("{target}:{DEFAULT_PORT}")
+    }
+}
+
+/// Subscribes to each filter in turn, so a refusal names the filter.
+pub async fn subscribe_each(client: &Client, filters: &[&str]) -> Result<(), CliError> {
+    for filter in filters {
+        client
+            .subscribe(filter)
+            .await
+            .map_err(|source| CliError::Subscribe {
+                topic: (*filter).to_owned(),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
 /// A status byte's name for messages.
 fn status_name(code: u8) -> String {
     use psrt_proto::wire::status;
@@ -134,5 +239,19 @@ fn status_name(code: u8) -> String {
         status::ERR_ACCESS => String::from("access denied (ERR_ACCESS)"),
         status::ERR => String::from("error (ERR)"),
         other => format!("status {other:#04x}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_address_tried_has_a_port() {
+        assert_eq!(tried_address("10.0.0.1:99"), "10.0.0.1:99");
+        assert_eq!(tried_address("broker"), "broker:2873");
+        assert_eq!(tried_address("[::1]:5"), "[::1]:5");
+        assert_eq!(tried_address("::1"), "[::1]:2873");
+        assert_eq!(tried_address("/run/psrt.sock"), "/run/psrt.sock");
     }
 }

@@ -11,6 +11,11 @@ pub fn format_message(topic: &str, payload: &[u8]) -> String {
     format!("{topic}\n{}", format_payload(payload))
 }
 
+/// `topic payload` on one line, like `mosquitto_sub -v` (`-v`).
+pub fn format_verbose(topic: &str, payload: &[u8]) -> String {
+    format!("{topic} {}", format_payload(payload))
+}
+
 /// The payload as text when it is UTF-8 without control characters (tabs
 /// allowed), else as `hex: ...`; big payloads are cut and end with a note
 /// of their full size.
@@ -56,6 +61,8 @@ mod tests {
     #[test]
     fn text_is_printed_as_is() {
         assert_eq!(format_message("a/b", b"hello\tworld"), "a/b\nhello\tworld");
+        assert_eq!(format_verbose("a/b", b"hello world"), "a/b hello world");
+        assert_eq!(format_verbose("a/b", &[1]), "a/b hex: 01");
         assert_eq!(format_payload(b""), "");
         assert_eq!(format_payload("žluť".as_bytes()), "žluť");
     }

@@ -3,32 +3,25 @@
 
 use std::io::Write;
 
-use psrt_runtime_tokio::client::Client;
-
 use super::args::Args;
-use super::output::format_message;
-use super::{CliError, connect_options};
+use super::output::{format_message, format_verbose};
+use super::{CliError, connect, connect_options, subscribe_each};
 
 /// Topic subscribed to when `-t` is not given.
 const ALL_TOPICS: &str = "#";
 
-/// Subscribes to the topics of `-t` (default `#`) and prints each message.
+/// Subscribes to the topics of `-t` (default `#`) one by one, so a
+/// refusal names the topic, and prints each message (`-v`: on one line).
 /// Ctrl-C ends the session cleanly; the server closing it is an error.
 pub async fn subscribe(args: &Args) -> Result<(), CliError> {
-    let client = Client::connect(&args.target, connect_options(args)?).await?;
+    let client = connect(args, connect_options(args)?).await?;
     let messages = client.take_messages().ok_or(CliError::StreamEnded)?;
     let topics: Vec<&str> = if args.topics.is_empty() {
         vec![ALL_TOPICS]
     } else {
         args.topics.iter().map(String::as_str).collect()
     };
-    client
-        .subscribe_bulk(&topics)
-        .await
-        .map_err(|source| CliError::Subscribe {
-            topics: topics.join(","),
-            source,
-        })?;
+    subscribe_each(&client, &topics).await?;
     let mut stdout = std::io::stdout().lock();
     loop {
         let message = tokio::select! {
@@ -36,7 +29,12 @@ pub async fn subscribe(args: &Args) -> Result<(), CliError> {
             _ = tokio::signal::ctrl_c() => break,
         };
         let topic = String::from_utf8_lossy(&message.topic);
-        writeln!(stdout, "{}", format_message(&topic, &message.payload))
+        let line = if args.verbose {
+            format_verbose(&topic, &message.payload)
+        } else {
+            format_message(&topic, &message.payload)
+        };
+        writeln!(stdout, "{line}")
             .and_then(|()| stdout.flush())
             .map_err(CliError::Output)?;
     }

@@ -17,7 +17,6 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{self, Event};
-use psrt_runtime_tokio::client::Client;
 use ratatui::DefaultTerminal;
 use tokio::sync::mpsc;
 
@@ -25,7 +24,7 @@ pub use state::{KeyAction, Rates, TopRow, TopState};
 pub use view::render;
 
 use super::args::Args;
-use super::{CliError, connect_options};
+use super::{CliError, connect, connect_options, subscribe_each};
 
 /// Topic subscribed to when `-t` is not given.
 const ALL_TOPICS: &str = "#";
@@ -47,16 +46,10 @@ pub async fn top(args: &Args) -> Result<(), CliError> {
     } else {
         args.topics.clone()
     };
-    let client = Client::connect(&args.target, connect_options(args)?).await?;
+    let client = connect(args, connect_options(args)?).await?;
     let messages = client.take_messages().ok_or(CliError::StreamEnded)?;
     let refs: Vec<&str> = filters.iter().map(String::as_str).collect();
-    client
-        .subscribe_bulk(&refs)
-        .await
-        .map_err(|source| CliError::Subscribe {
-            topics: filters.join(","),
-            source,
-        })?;
+    subscribe_each(&client, &refs).await?;
     let mut state = TopState::new(&args.target, &filters, CAPACITY);
     let mut terminal = TerminalGuard::enter().map_err(CliError::Terminal)?;
     let mut keys = spawn_key_reader();

@@ -143,3 +143,54 @@ async fn publishes_over_udp_plain_and_sealed() {
     .await;
     assert_failed_with(&denied, "access denied");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_from_a_file_or_stdin() {
+    use tokio::io::AsyncWriteExt as _;
+
+    let server = start(open_spec()).await;
+    let (_observer, mut messages) = observer(&server.tcp(), "p/#").await;
+    let file = std::env::temp_dir().join(format!("psrt-cli-payload-{}", std::process::id()));
+    std::fs::write(&file, [0_u8, 1, 2, 0xFF]).expect("payload file");
+    let path = file.to_str().expect("utf-8 path");
+    assert_ok(&run_cli(&[&server.tcp(), "-t", "p/file", "-f", path]).await);
+    assert_eq!(&next(&mut messages).await.payload[..], [0, 1, 2, 0xFF]);
+    std::fs::remove_file(&file).expect("removed");
+    let missing = run_cli(&[&server.tcp(), "-t", "p/file", "-f", path]).await;
+    assert_failed_with(&missing, "cannot read the payload file");
+
+    let mut child = cli(&[&server.tcp(), "-t", "p/stdin", "-s"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin.write_all(b"line 1\nline 2\n").await.expect("written");
+    drop(stdin);
+    let output = tokio::time::timeout(LIMIT, child.wait_with_output())
+        .await
+        .expect("in time")
+        .expect("runs");
+    assert_ok(&output);
+    assert_eq!(&next(&mut messages).await.payload[..], b"line 1\nline 2\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_udp_frame_is_an_error_before_sending() {
+    let server = restricted_server().await;
+    let udp = server.addrs.udp[0].to_string();
+    let big = run_cli(&[&udp, "--udp", "-t", "ok/big", "-m", "==5000"]).await;
+    assert_failed_with(&big, "above the frame size of 4096");
+    assert_failed_with(&big, "ok/big");
+    let raised = run_cli(&[&udp, "--udp", "--udp-frame-size", "9000", "-t", "t", "-m", "==5000"]).await;
+    assert_ok(&raised);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_only_server_gets_a_hint_and_errors_name_the_port() {
+    let mut spec = open_spec();
+    spec.conn.allow_no_tls = false;
+    let server = start(spec).await;
+    let refused = run_cli(&[&server.tcp(), "-t", "a", "-m", "x"]).await;
+    assert_failed_with(&refused, "probably requires TLS; try --tls");
+    assert_failed_with(&refused, &server.tcp());
+}

@@ -92,3 +92,45 @@ async fn subscriber_exits_non_zero_when_the_server_stops() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.starts_with("psrt-cli: "), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verbose_prints_topic_and_payload_on_one_line() {
+    let server = start(open_spec()).await;
+    let mut child = cli(&[&server.tcp(), "-v", "-t", "v/#"])
+        .spawn()
+        .expect("spawns");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let publisher = Client::connect(&server.tcp(), ClientOptions::default())
+        .await
+        .expect("publisher connects");
+    let mut attempts = 0;
+    loop {
+        publisher.publish("v/ready", "probe").await.expect("probe");
+        let got = tokio::time::timeout(Duration::from_millis(200), lines.next_line()).await;
+        if let Ok(Ok(Some(first))) = got {
+            assert_eq!(first, "v/ready probe");
+            break;
+        }
+        attempts += 1;
+        assert!(attempts < 50, "subscriber never showed the probe");
+    }
+    publisher.publish("v/end", "last one").await.expect("end");
+    loop {
+        let got = line(&mut lines).await;
+        if got != "v/ready probe" {
+            assert_eq!(got, "v/end last one");
+            break;
+        }
+    }
+    child.kill().await.expect("killed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_subscription_names_its_topic() {
+    let mut spec = open_spec();
+    spec.auth.acl = acl("_: {sub: ['ok/#'], pub: ['#']}\n");
+    let server = start(spec).await;
+    let output = run_cli(&[&server.tcp(), "-t", "ok/a,no/b,ok/c"]).await;
+    assert_failed_with(&output, "cannot subscribe to no/b: access denied");
+}

@@ -13,8 +13,13 @@ use psrt_proto::broker::{AuthConfig, Broker, PasswordCheck};
 use psrt_proto::conn::{Action, ConnConfig};
 use psrt_proto::http::StatusInfo;
 use psrt_proto::spec::{Reloader, ServerSpec};
+use psrt_proto::stats::{History, RATE_TOPICS};
 use psrt_proto::stats_conn::StatsConnection;
+use psrt_proto::topk::SortBy;
 use rand::RngCore;
+
+use crate::events::AuditLog;
+use crate::metrics::{ConnMetrics, process_info};
 
 /// How much longer than the connections' own drain deadline a stopping
 /// server waits for them, so each connection ends by its own deadline
@@ -34,6 +39,11 @@ pub struct ServerCore {
     /// On shutdown, how long a connection may keep sending queued
     /// messages before it is closed anyway.
     pub drain_timeout: Duration,
+    /// The rate-limited audit log.
+    pub audit: AuditLog,
+    /// Connection counters for `/metrics`.
+    pub metrics: ConnMetrics,
+    history: Mutex<History>,
     broker: Mutex<Broker>,
     reload: Option<Reloader>,
     started: Instant,
@@ -52,6 +62,9 @@ impl ServerCore {
             conn: Arc::new(spec.conn.clone()),
             timeout: spec.limits.timeout,
             drain_timeout: spec.drain_timeout,
+            audit: AuditLog::default(),
+            metrics: ConnMetrics::default(),
+            history: Mutex::new(History::default()),
             broker: Mutex::new(broker),
             reload: spec.reload.clone(),
             started: now,
@@ -77,7 +90,8 @@ impl ServerCore {
     }
 
     /// What `/status` and `/metrics` show besides the broker's counters,
-    /// at monotonic time `now` and wall-clock time `wall`.
+    /// at monotonic time `now` and wall-clock time `wall` (the process's
+    /// memory and open files are read from `/proc/self`).
     pub fn status_info(&self, now: Instant, wall: SystemTime) -> StatusInfo {
         let time_us = wall
             .duration_since(UNIX_EPOCH)
@@ -88,7 +102,31 @@ impl ServerCore {
             host: self.host.clone(),
             version: self.version.clone(),
             build: self.build.clone(),
+            connections: self.metrics.counts(),
+            process: process_info(),
+            history: self
+                .history
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone(),
         }
+    }
+
+    /// Adds a point to the server-side history (the counters and busiest
+    /// topics at wall-clock time `wall`); the driver calls it about once a
+    /// second.
+    pub fn record_history(&self, wall: SystemTime) {
+        let time_us = wall
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        let (counters, top) = {
+            let broker = self.lock();
+            (broker.counters(), broker.top_topics(RATE_TOPICS, SortBy::Messages))
+        };
+        self.history
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .record(time_us, counters, &top);
     }
 
     /// How to re-read the access rules (on SIGHUP); `None` when the spec

@@ -18,8 +18,10 @@
 //!   [`client::UdpClient`]), its control and data tasks spawned as a
 //!   [`Job`] too.
 //! * [`bind`]: the listener plan of a spec, bound as std sockets;
-//!   [`checks`]: bcrypt on idle-priority threads; [`events`]: logging and
-//!   reload; [`signals`]: SIGHUP reload, SIGTERM/SIGINT stop.
+//!   [`checks`]: bcrypt on idle-priority threads; [`events`]: the
+//!   rate-limited audit log and reload; [`metrics`]: connection counters
+//!   and process figures for `/metrics`; [`signals`]: SIGHUP reload,
+//!   SIGTERM/SIGINT stop.
 //!
 //! The broker is locked only to apply a decoded operation and to take
 //! queued messages, never across an `.await`; each socket's decoding, TLS
@@ -32,6 +34,7 @@ pub mod client;
 pub mod core;
 pub mod events;
 pub mod job;
+pub mod metrics;
 pub mod ready;
 pub mod runtime;
 pub mod server;

@@ -25,6 +25,7 @@ use crate::events;
 use crate::job::Job;
 use crate::runtime::{Listener, Runtime, Udp};
 use crate::shared::Shared;
+use crate::stats::StatsJob;
 use crate::udp::UdpJob;
 
 /// A bound server, ready to serve on runtime `R`.
@@ -132,6 +133,7 @@ fn spawn_listeners<R: Runtime>(shared: &Arc<Shared<R>>, listeners: StdListeners)
     if let Some(listener) = listeners.stats {
         accept(R::Listener::from_tcp(listener)?, Serves::Stats);
     }
+    shared.spawn(Job::Stats(Box::new(StatsJob::sampler(shared.clone()))));
     Ok(())
 }
 

@@ -67,6 +67,7 @@ async fn serve<R: Runtime>(
     peer: String,
 ) {
     let _live = shared.track();
+    shared.audit.connected(&peer, listener_name(transport));
     let wake = Arc::new(WakeFlag::default());
     let mut conn = Connection::new(
         shared.conn.clone(),
@@ -82,10 +83,17 @@ async fn serve<R: Runtime>(
     let mut stop = pin!(shared.stopped());
     let mut timer = R::Timer::default();
     let mut wakeup = None;
+    let mut counted = None;
 
     loop {
         let now = Instant::now();
         let turn = task.turn(wakeup, &mut conn, &*shared, &mut tx, now, check.is_none());
+        if counted.is_none() {
+            counted = conn.listener_kind();
+            if let Some(kind) = counted {
+                shared.metrics.opened(kind);
+            }
+        }
         let Turn::Wait {
             action,
             read,
@@ -135,7 +143,17 @@ async fn serve<R: Runtime>(
         }
         wakeup = Some(next);
     }
+    shared.metrics.closed(&conn, counted);
+    shared.audit.disconnected(&conn, Instant::now());
     stream.shutdown().await;
+}
+
+/// The listener a socket came from, for the connect log line.
+fn listener_name(transport: Transport) -> &'static str {
+    match transport {
+        Transport::Tcp => "tcp",
+        Transport::Unix => "unix",
+    }
 }
 
 /// The size of the task future serving one socket on runtime `R`: every

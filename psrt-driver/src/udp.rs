@@ -73,7 +73,7 @@ impl<R: Runtime> UdpJob<R> {
                     Event::Stopped => return,
                     Event::Received(received, filled) => break (received, filled),
                     Event::Checked((pending, ok, peer)) => {
-                        let outcome = udp.finish(&*shared, pending, ok, Instant::now());
+                        let outcome = udp.finish(&*shared, pending, ok, &peer, Instant::now());
                         reply(&socket, outcome, peer).await;
                     }
                 }
@@ -83,7 +83,7 @@ impl<R: Runtime> UdpJob<R> {
                 continue;
             };
             let datagram = buf.get(..len).unwrap_or_default();
-            match udp.receive(&*shared, datagram, Instant::now()) {
+            match udp.receive(&*shared, datagram, &peer, Instant::now()) {
                 UdpOutcome::Verify(pending) => {
                     let answer = answer.clone();
                     shared.submit(pending.check.clone(), move |ok| {

@@ -29,17 +29,19 @@ use rand_core::RngCore;
 use crate::Limits;
 use crate::acl::{Acl, UserRights};
 use crate::auth::{Keys, Passwords};
-use crate::stats::{ClientInfo, Counters, StatsSnapshot};
+use crate::stats::{ClientInfo, Counters, StatsSnapshot, Tallies};
 use crate::subs::SubIndex;
 use crate::topic::{self, TopicError};
 use crate::topk::{SortBy, TopTopics};
 use crate::txbuf::TxBuf;
 use crate::wire::{Token, push, request, status};
 
+mod audit;
 mod creds;
 mod udp_publish;
 mod udp_task;
 
+pub use audit::{AccessOp, UdpReject, UdpVerdict};
 pub use udp_publish::{OpenedDatagram, UdpCheck, UdpKeys, UdpOutcome};
 pub use udp_task::UdpTask;
 
@@ -161,6 +163,52 @@ pub enum DenyReason {
     TooManySessions,
 }
 
+impl DenyReason {
+    /// Every reason, in the order of [`Self::index`].
+    pub const ALL: [DenyReason; 7] = [
+        DenyReason::AnonymousOff,
+        DenyReason::UnknownUser,
+        DenyReason::WrongPassword,
+        DenyReason::NoAclEntry,
+        DenyReason::BadLogin,
+        DenyReason::Busy,
+        DenyReason::TooManySessions,
+    ];
+
+    /// Position in [`Self::ALL`], for counters kept per reason.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A metric label: `anonymous_off`, `unknown_user`, `wrong_password`,
+    /// `no_acl_entry`, `bad_login`, `busy`, `too_many_sessions`.
+    pub fn label(self) -> &'static str {
+        match self {
+            DenyReason::AnonymousOff => "anonymous_off",
+            DenyReason::UnknownUser => "unknown_user",
+            DenyReason::WrongPassword => "wrong_password",
+            DenyReason::NoAclEntry => "no_acl_entry",
+            DenyReason::BadLogin => "bad_login",
+            DenyReason::Busy => "busy",
+            DenyReason::TooManySessions => "too_many_sessions",
+        }
+    }
+}
+
+impl std::fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DenyReason::AnonymousOff => "anonymous access is off",
+            DenyReason::UnknownUser => "unknown user (not in the password file)",
+            DenyReason::WrongPassword => "wrong password",
+            DenyReason::NoAclEntry => "the user has no ACL entry",
+            DenyReason::BadLogin => "the login is not valid UTF-8",
+            DenyReason::Busy => "too many password checks are waiting",
+            DenyReason::TooManySessions => "max_sessions sessions are live",
+        })
+    }
+}
+
 /// A control operation that cannot be answered in-band: the connection
 /// must close.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -184,8 +232,9 @@ pub enum DataState {
     Gone,
 }
 
-/// Something worth a log line, drained by the driver with
-/// [`Broker::poll_event`].
+/// Something worth a log line (and a metric), drained by the driver with
+/// [`Broker::poll_event`]. Its `Display` is the log line: what happened,
+/// who (login and peer) and why, in words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BrokerEvent {
@@ -197,6 +246,27 @@ pub enum BrokerEvent {
         peer: String,
         /// Why.
         reason: DenyReason,
+    },
+    /// The ACL refused an operation of a logged-in client.
+    AccessDenied {
+        /// The client's login.
+        login: String,
+        /// Its peer address.
+        peer: String,
+        /// What it tried.
+        op: AccessOp,
+        /// The topic or filter refused (lossy UTF-8; empty for a
+        /// replication offer by a non-replicator).
+        topic: String,
+    },
+    /// A UDP datagram was dropped or refused.
+    UdpRejected {
+        /// The sender's login, when the datagram could be read that far.
+        login: Option<String>,
+        /// The sender's address.
+        peer: String,
+        /// Why.
+        reason: UdpReject,
     },
     /// A subscriber's queue overflowed; its data socket was dropped.
     SlowConsumer {
@@ -217,20 +287,40 @@ pub enum BrokerEvent {
 /// How loud a [`BrokerEvent`] should be in the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventLevel {
-    /// Routine (a refused login).
+    /// Routine.
     Info,
-    /// Needs an operator's attention (slow consumers, latency).
+    /// Needs an operator's attention: denials, slow consumers, latency.
     Warn,
 }
 
 impl BrokerEvent {
-    /// The log level drivers use for this event.
+    /// The log level drivers use for this event: every one is a denial or
+    /// a problem.
     pub fn level(&self) -> EventLevel {
+        EventLevel::Warn
+    }
+
+    /// A short name of the event's kind, stable for rate limiting and
+    /// tests: `login_denied`, `access_denied`, `udp_rejected`,
+    /// `slow_consumer`, `latency`.
+    pub fn kind(&self) -> &'static str {
         match self {
-            BrokerEvent::LoginDenied { .. } => EventLevel::Info,
-            BrokerEvent::SlowConsumer { .. } | BrokerEvent::LatencyWarning { .. } => {
-                EventLevel::Warn
-            }
+            BrokerEvent::LoginDenied { .. } => "login_denied",
+            BrokerEvent::AccessDenied { .. } => "access_denied",
+            BrokerEvent::UdpRejected { .. } => "udp_rejected",
+            BrokerEvent::SlowConsumer { .. } => "slow_consumer",
+            BrokerEvent::LatencyWarning { .. } => "latency",
+        }
+    }
+
+    /// The peer the event is about, when known.
+    pub fn peer(&self) -> Option<&str> {
+        match self {
+            BrokerEvent::LoginDenied { peer, .. }
+            | BrokerEvent::AccessDenied { peer, .. }
+            | BrokerEvent::UdpRejected { peer, .. }
+            | BrokerEvent::SlowConsumer { peer, .. } => Some(peer),
+            BrokerEvent::LatencyWarning { .. } => None,
         }
     }
 }
@@ -244,16 +334,37 @@ impl std::fmt::Display for BrokerEvent {
                 reason,
             } => write!(
                 f,
-                "login refused: login={login:?} peer={peer} reason={reason:?}"
+                "login refused: login={login:?} peer={peer} reason: {reason}"
             ),
+            BrokerEvent::AccessDenied {
+                login,
+                peer,
+                op,
+                topic,
+            } => write!(
+                f,
+                "{op} denied: login={login:?} peer={peer} topic={topic:?} reason: {}",
+                op.reason()
+            ),
+            BrokerEvent::UdpRejected {
+                login,
+                peer,
+                reason,
+            } => {
+                let login = login.as_deref().unwrap_or("-");
+                write!(
+                    f,
+                    "UDP frame rejected: login={login:?} peer={peer} reason: {reason}"
+                )
+            }
             BrokerEvent::SlowConsumer { login, peer } => write!(
                 f,
                 "slow consumer: data socket dropped, queue full: login={login:?} peer={peer}"
             ),
             BrokerEvent::LatencyWarning { login, latency } => write!(
                 f,
-                "delivery latency above latency_warn: login={login:?} latency_us={}",
-                latency.as_micros()
+                "delivery latency above latency_warn: login={login:?} latency={:.6}s",
+                latency.as_secs_f64()
             ),
         }
     }
@@ -350,6 +461,7 @@ pub struct Broker {
     tokens: HashMap<Token, SessionId>,
     index: SubIndex,
     counters: Counters,
+    tallies: Tallies,
     top: TopTopics,
     creds: CredentialCache,
     pending_checks: usize,
@@ -390,6 +502,7 @@ impl Broker {
             tokens: HashMap::new(),
             index: SubIndex::new(),
             counters: Counters::default(),
+            tallies: Tallies::default(),
             pending_checks: 0,
             events: VecDeque::new(),
             rng,
@@ -413,6 +526,16 @@ impl Broker {
     /// Counters since start.
     pub fn counters(&self) -> Counters {
         self.counters
+    }
+
+    /// Audit counters and the latency histogram since start.
+    pub fn tallies(&self) -> &Tallies {
+        &self.tallies
+    }
+
+    /// The `n` busiest topics by `by`, busiest first.
+    pub fn top_topics(&self, n: usize, by: SortBy) -> Vec<crate::stats::TopicStat> {
+        self.top.top(n, by)
     }
 
     /// Live sessions.
@@ -464,6 +587,16 @@ impl Broker {
             data_queue_size: self.limits.data_queue,
             clients,
             top_topics: self.top.top(max_topics, by),
+            queued_messages: self
+                .sessions
+                .iter()
+                .flatten()
+                .map(|s| match &s.data {
+                    DataSlot::Bound(q) => q.messages.len(),
+                    _ => 0,
+                })
+                .sum(),
+            tallies: self.tallies,
         }
     }
 
@@ -563,6 +696,9 @@ impl Broker {
     }
 
     fn deny(&mut self, login: &[u8], origin: &Origin, reason: DenyReason) -> LoginDecision {
+        if let Some(count) = self.tallies.logins_denied.get_mut(reason.index()) {
+            *count += 1;
+        }
         self.push_event(BrokerEvent::LoginDenied {
             login: lossy(login),
             peer: origin.peer.clone(),
@@ -606,6 +742,7 @@ impl Broker {
         let id = SessionId { slot, generation };
         self.tokens.insert(token, id);
         self.live_sessions += 1;
+        self.tallies.logins_granted += 1;
         LoginDecision::Granted(id, token)
     }
 
@@ -682,6 +819,7 @@ impl Broker {
             Err(err) => return Err(ProtocolError::Topic(err)),
         };
         if !rights.may_publish(&topic) {
+            self.access_denied(id, AccessOp::Publish, &topic);
             return Ok(status::ERR_ACCESS);
         }
         self.route(&topic, prio, payload, now, true);
@@ -698,6 +836,7 @@ impl Broker {
         };
         let mut added = 0u64;
         let mut reply = status::OK;
+        let mut denied = None;
         for raw in request::split_topics(body) {
             let Ok(filter) = topic::parse_filter(raw, max_depth) else {
                 reply = status::ERR;
@@ -705,6 +844,7 @@ impl Broker {
             };
             if !session.rights.may_subscribe(&filter) {
                 reply = status::ERR_ACCESS;
+                denied = Some(filter.into_owned());
                 break;
             }
             if !session.filters.contains(&*filter) {
@@ -718,6 +858,9 @@ impl Broker {
             added += 1;
         }
         self.counters.c_sub_ops += added;
+        if let Some(filter) = denied {
+            self.access_denied(id, AccessOp::Subscribe, &filter);
+        }
         reply
     }
 
@@ -740,11 +883,12 @@ impl Broker {
 
     /// PUBLISH_REPL offer: `OK_WAITING` when a local subscriber wants the
     /// topic, `NOT_REQUIRED` otherwise, `ERR_ACCESS` for non-replicators.
-    pub fn replication_offer(&self, id: SessionId, raw_topic: &[u8]) -> u8 {
+    pub fn replication_offer(&mut self, id: SessionId, raw_topic: &[u8]) -> u8 {
         let Some(session) = self.session(id) else {
             return status::ERR;
         };
         if !session.rights.is_replicator() {
+            self.access_denied(id, AccessOp::Replication, &String::from_utf8_lossy(raw_topic));
             return status::ERR_ACCESS;
         }
         match topic::parse_topic(raw_topic, self.limits.max_topic_depth) {
@@ -795,6 +939,7 @@ impl Broker {
         if queue.messages.len() >= limits.0 || queue.bytes + len > limits.1 {
             queue.waker.wake_by_ref();
             session.data = DataSlot::Dropped;
+            self.tallies.slow_consumers += 1;
             let event = BrokerEvent::SlowConsumer {
                 login: session.login.clone(),
                 peer: session.origin.peer.clone(),
@@ -845,7 +990,13 @@ impl Broker {
         max_bytes: usize,
     ) -> DataState {
         let warn = self.latency_warn;
-        let Some(session) = self.session_mut(id) else {
+        let histogram = &mut self.tallies.latency;
+        let session = self
+            .sessions
+            .get_mut(id.slot as usize)
+            .and_then(Option::as_mut)
+            .filter(|s| s.generation == id.generation);
+        let Some(session) = session else {
             return DataState::Gone;
         };
         let DataSlot::Bound(queue) = &mut session.data else {
@@ -861,7 +1012,9 @@ impl Broker {
             }
             let age = now.saturating_duration_since(message.published);
             worst = worst.max(age);
-            latency_us += u64::try_from(age.as_micros()).unwrap_or(u64::MAX);
+            let age_us = u64::try_from(age.as_micros()).unwrap_or(u64::MAX);
+            histogram.record(age_us);
+            latency_us = latency_us.saturating_add(age_us);
             bytes += message.payload_len as u64;
             tx.push(message.head.clone());
             tx.push(message.payload.clone());
@@ -951,6 +1104,23 @@ impl Broker {
             return None;
         }
         self.auth.acl.rights("")
+    }
+
+    /// Counts and reports an ACL refusal of a session's operation.
+    fn access_denied(&mut self, id: SessionId, op: AccessOp, topic: &str) {
+        if let Some(count) = self.tallies.acl_denied.get_mut(op.index()) {
+            *count += 1;
+        }
+        let Some(session) = self.session(id) else {
+            return;
+        };
+        let event = BrokerEvent::AccessDenied {
+            login: session.login.clone(),
+            peer: session.origin.peer.clone(),
+            op,
+            topic: topic.to_owned(),
+        };
+        self.push_event(event);
     }
 
     fn push_event(&mut self, event: BrokerEvent) {

@@ -122,6 +122,8 @@ pub enum CloseReason {
     Protocol(String),
     /// TLS failed or was refused.
     Tls(String),
+    /// A plain TCP client on a server that requires TLS.
+    TlsRequired,
     /// Login refused.
     LoginDenied,
     /// Data-socket token unknown or already bound.
@@ -133,6 +135,67 @@ pub enum CloseReason {
     SessionGone,
     /// The peer stopped reading: nothing could be written for the timeout.
     WriteStalled,
+}
+
+impl CloseReason {
+    /// Whether the server refused the peer (a denial worth a warning in
+    /// the audit log) rather than the peer leaving or failing.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, CloseReason::TlsRequired)
+    }
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseReason::PeerClosed => f.write_str("the peer closed the connection"),
+            CloseReason::Bye => f.write_str("the client said BYE"),
+            CloseReason::Protocol(what) => write!(f, "protocol error: {what}"),
+            CloseReason::Tls(what) => write!(f, "TLS failed: {what}"),
+            CloseReason::TlsRequired => {
+                f.write_str("plain connection refused: the server requires TLS")
+            }
+            CloseReason::LoginDenied => f.write_str("login refused"),
+            CloseReason::DataRefused => f.write_str("data socket token unknown or already bound"),
+            CloseReason::Timeout => f.write_str("no complete operation within the timeout"),
+            CloseReason::SessionGone => {
+                f.write_str("the session ended or its data socket was dropped")
+            }
+            CloseReason::WriteStalled => {
+                f.write_str("the peer stopped reading: nothing written within the timeout")
+            }
+        }
+    }
+}
+
+/// How a connection reached the server, once its greeting was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// Plain TCP.
+    Tcp,
+    /// TCP with TLS.
+    Tls,
+    /// A Unix socket.
+    Unix,
+}
+
+impl ListenerKind {
+    /// Every kind, in the order of [`Self::index`].
+    pub const ALL: [ListenerKind; 3] = [ListenerKind::Tcp, ListenerKind::Tls, ListenerKind::Unix];
+
+    /// Position in [`Self::ALL`], for counters kept per kind.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A metric label: `tcp`, `tls`, `unix`.
+    pub fn label(self) -> &'static str {
+        match self {
+            ListenerKind::Tcp => "tcp",
+            ListenerKind::Tls => "tls",
+            ListenerKind::Unix => "unix",
+        }
+    }
 }
 
 enum State {
@@ -261,6 +324,8 @@ pub struct Connection {
     abandoned: bool,
     /// Most unprocessed input the driver should buffer.
     max_input: usize,
+    /// Whether the greeting was accepted.
+    greeted: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -306,6 +371,7 @@ impl Connection {
             timeout,
             abandoned: false,
             max_input: crate::Limits::default().max_pub_size + INPUT_SLACK,
+            greeted: false,
         }
     }
 
@@ -400,6 +466,20 @@ impl Connection {
         match &self.state {
             State::Closed(reason) => Some(reason),
             _ => None,
+        }
+    }
+
+    /// How the peer connected, once its greeting was accepted (`None`
+    /// before, and for a connection refused at the greeting).
+    pub fn listener_kind(&self) -> Option<ListenerKind> {
+        if !self.greeted {
+            None
+        } else if self.transport == Transport::Unix {
+            Some(ListenerKind::Unix)
+        } else if self.tls.is_some() {
+            Some(ListenerKind::Tls)
+        } else {
+            Some(ListenerKind::Tcp)
         }
     }
 

@@ -15,12 +15,14 @@
 //! The driver reads the clock and the host name and passes them in
 //! [`StatusInfo`].
 
-use std::fmt::Write as _;
-
 use base64::Engine as _;
 use serde::Serialize;
 
-use crate::stats::{ClientInfo, Counters, StatsSnapshot, TopicStat};
+use crate::stats::{ClientInfo, Counters, History, StatsSnapshot, TopicRate, TopicStat};
+
+mod metrics;
+
+pub use metrics::{MetricsText, runtime_of};
 
 /// Largest request head accepted (request line and headers), in bytes.
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -75,6 +77,8 @@ pub enum Route {
     Status,
     /// `/live`: clients and top topics as JSON ([`render_live`]).
     Live,
+    /// `/history`: the server-side history as JSON ([`render_history`]).
+    History,
     /// `/metrics`: Prometheus text ([`render_metrics`]).
     Metrics,
     /// Anything else ([`not_found`]).
@@ -95,6 +99,35 @@ pub struct StatusInfo {
     pub version: String,
     /// How the server was built ([`crate::spec::ServerSpec::build`]).
     pub build: String,
+    /// Connections counted by the driver.
+    pub connections: ConnectionCounts,
+    /// Memory and open files of the process, where the driver can tell.
+    pub process: Option<ProcessInfo>,
+    /// The short history the driver samples.
+    pub history: History,
+}
+
+/// Connections as the driver counts them, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionCounts {
+    /// Connections whose greeting was accepted, per
+    /// [`crate::conn::ListenerKind::index`].
+    pub opened: [u64; 3],
+    /// Those of them that have closed.
+    pub closed: [u64; 3],
+    /// TLS handshakes that failed.
+    pub tls_handshake_failures: u64,
+    /// Plain clients refused by a server that requires TLS.
+    pub tls_required_refusals: u64,
+}
+
+/// The server process as the operating system sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// Resident memory, in bytes.
+    pub resident_bytes: u64,
+    /// Open file descriptors.
+    pub open_fds: u64,
 }
 
 /// Parses a request head from the start of `buf`. Returns `None` while the
@@ -119,6 +152,7 @@ pub fn route(path: &str) -> Route {
         "/" => Route::Index,
         "/status" => Route::Status,
         "/live" => Route::Live,
+        "/history" => Route::History,
         "/metrics" => Route::Metrics,
         _ => Route::NotFound,
     }
@@ -142,38 +176,32 @@ pub fn render_status(stats: &StatsSnapshot, info: &StatusInfo) -> Vec<u8> {
     })
 }
 
-/// `200` with `{"clients":[...],"top_topics":[...]}` for the page's tables.
-pub fn render_live(stats: &StatsSnapshot) -> Vec<u8> {
+/// Topics ranked by recent rate on the live page.
+const RECENT_TOPICS: usize = 20;
+
+/// `200` with `{"runtime":..,"clients":[...],"top_topics":[...],
+/// "top_recent":[...]}` for the page's tables: the busiest topics by
+/// total and by their rate over the last seconds.
+pub fn render_live(stats: &StatsSnapshot, info: &StatusInfo) -> Vec<u8> {
     json_response(&LiveBody {
+        runtime: runtime_of(&info.build),
         clients: &stats.clients,
         top_topics: &stats.top_topics,
+        top_recent: info.history.recent_topics(RECENT_TOPICS),
     })
 }
 
-/// `200` with Prometheus text exposition format 0.0.4: every counter as
-/// `psrt_<name>_total`, plus the client, subscription, uptime and queue
-/// gauges, and `psrt_build_info` (always 1) whose labels carry the version
-/// and the build.
+/// `200` with the server-side history: `[{"time":..,"counters":{..}}..]`,
+/// oldest first, each point shaped like `/status`, so the page charts it
+/// at once.
+pub fn render_history(info: &StatusInfo) -> Vec<u8> {
+    json_response(&info.history.points())
+}
+
+/// `200` with Prometheus text exposition format 0.0.4; the series are
+/// listed in [`metrics`](self::metrics).
 pub fn render_metrics(stats: &StatsSnapshot, info: &StatusInfo) -> Vec<u8> {
-    let mut body = String::new();
-    for (name, help, value) in counter_metrics(&stats.counters) {
-        push_metric(&mut body, name, "counter", help, value);
-    }
-    for (name, help, value) in gauge_metrics(stats, info) {
-        push_metric(&mut body, name, "gauge", help, value);
-    }
-    let labelled = format!(
-        "psrt_build_info{{version=\"{}\",build=\"{}\"}}",
-        label_value(&info.version),
-        label_value(&info.build)
-    );
-    push_metric(
-        &mut body,
-        &labelled,
-        "gauge",
-        "Version and build (runtime, allocator) of the server; always 1.",
-        1,
-    );
+    let body = metrics::render(stats, info);
     response(
         "200 OK",
         "text/plain; version=0.0.4; charset=utf-8",
@@ -200,6 +228,11 @@ pub fn unauthorized() -> Vec<u8> {
         "WWW-Authenticate: Basic realm=\"psrt\"\r\n",
         "authentication required\n",
     )
+}
+
+/// `403` for a logged-in user who may not see the page (not an admin).
+pub fn forbidden() -> Vec<u8> {
+    plain_response("403 Forbidden", "", "forbidden: the user is not an admin\n")
 }
 
 /// `404` for an unknown path.
@@ -257,8 +290,10 @@ struct ClientCounts {
 /// The `/live` document.
 #[derive(Serialize)]
 struct LiveBody<'a> {
+    runtime: &'a str,
     clients: &'a [ClientInfo],
     top_topics: &'a [TopicStat],
+    top_recent: Vec<TopicRate>,
 }
 
 /// Builds the request from a completely parsed head.
@@ -291,95 +326,6 @@ fn basic_auth(headers: &[httparse::Header<'_>]) -> Option<(String, Vec<u8>)> {
     let password = rest.get(1..).unwrap_or_default().to_vec();
     let login = String::from_utf8(login.to_vec()).ok()?;
     Some((login, password))
-}
-
-/// The counters as Prometheus metrics: name, help text, value.
-fn counter_metrics(c: &Counters) -> [(&'static str, &'static str, u64); 6] {
-    [
-        (
-            "psrt_sub_ops_total",
-            "SUBSCRIBE operations accepted (one per topic).",
-            c.c_sub_ops,
-        ),
-        (
-            "psrt_pub_messages_total",
-            "Messages accepted for publishing.",
-            c.c_pub_messages,
-        ),
-        (
-            "psrt_pub_bytes_total",
-            "Payload bytes accepted for publishing.",
-            c.c_pub_bytes,
-        ),
-        (
-            "psrt_sent_messages_total",
-            "Messages handed to data sockets.",
-            c.c_sent_messages,
-        ),
-        (
-            "psrt_sent_bytes_total",
-            "Payload bytes handed to data sockets.",
-            c.c_sent_bytes,
-        ),
-        (
-            "psrt_sent_latency_total",
-            "Sum of publish-to-send delays of sent messages, in microseconds.",
-            c.c_sent_latency,
-        ),
-    ]
-}
-
-/// The gauges as Prometheus metrics: name, help text, value.
-fn gauge_metrics(
-    stats: &StatsSnapshot,
-    info: &StatusInfo,
-) -> [(&'static str, &'static str, u64); 4] {
-    [
-        (
-            "psrt_clients",
-            "Live control sessions.",
-            to_u64(stats.client_count),
-        ),
-        (
-            "psrt_subscriptions",
-            "Distinct (client, filter) pairs held.",
-            to_u64(stats.subscription_count),
-        ),
-        (
-            "psrt_uptime_seconds",
-            "Seconds since the server started.",
-            info.uptime_s,
-        ),
-        (
-            "psrt_data_queue_size",
-            "Configured per-client data queue, in messages.",
-            to_u64(stats.data_queue_size),
-        ),
-    ]
-}
-
-/// Widens a count; saturates on the (theoretical) platforms where it would not fit.
-fn to_u64(n: usize) -> u64 {
-    u64::try_from(n).unwrap_or(u64::MAX)
-}
-
-/// Appends one metric with its `# HELP` and `# TYPE` lines; `sample` is
-/// the metric name, with its `{label="value"}` set if it has one.
-fn push_metric(out: &mut String, sample: &str, kind: &str, help: &str, value: u64) {
-    let name = sample.split_once('{').map_or(sample, |(name, _)| name);
-    // Writing to a String cannot fail.
-    let _ = write!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} {kind}\n{sample} {value}\n"
-    );
-}
-
-/// A Prometheus label value with backslash, double quote and line feed
-/// escaped, as the text format requires.
-fn label_value(raw: &str) -> String {
-    raw.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// `200` with a JSON body, or `500` if serialisation failed.
@@ -452,6 +398,8 @@ mod tests {
                 bytes: 20,
                 error: 1,
             }],
+            queued_messages: 3,
+            tallies: crate::stats::Tallies::default(),
         }
     }
 
@@ -462,6 +410,17 @@ mod tests {
             host: "node1".into(),
             version: "0.1.0".into(),
             build: "runtime tokio; allocator \"system\"".into(),
+            connections: ConnectionCounts {
+                opened: [5, 2, 1],
+                closed: [4, 0, 1],
+                tls_handshake_failures: 3,
+                tls_required_refusals: 2,
+            },
+            process: Some(ProcessInfo {
+                resident_bytes: 1 << 20,
+                open_fds: 9,
+            }),
+            history: History::default(),
         }
     }
 
@@ -596,6 +555,7 @@ mod tests {
         assert_eq!(route("/status"), Route::Status);
         assert_eq!(route("/live"), Route::Live);
         assert_eq!(route("/metrics"), Route::Metrics);
+        assert_eq!(route("/history"), Route::History);
         assert_eq!(route("/status/"), Route::NotFound);
         assert_eq!(route(""), Route::NotFound);
     }
@@ -632,9 +592,15 @@ mod tests {
 
     #[test]
     fn live_json_lists_clients_and_topics() {
-        let body = check_common(&render_live(&snapshot()), "200 OK", "application/json");
+        let body = check_common(
+            &render_live(&snapshot(), &info()),
+            "200 OK",
+            "application/json",
+        );
         let v: Value = serde_json::from_slice(&body).unwrap();
         let expected = serde_json::json!({
+            "runtime": "tokio",
+            "top_recent": [],
             "clients": [{
                 "login": "bob", "peer": "127.0.0.1:5000", "subscriptions": 2,
                 "data_socket": true, "queued": 3
@@ -652,50 +618,40 @@ mod tests {
             "text/plain; version=0.0.4; charset=utf-8",
         );
         let text = String::from_utf8(body).unwrap();
-        let expected = [
-            ("psrt_sub_ops_total", "counter", 1),
-            ("psrt_pub_messages_total", "counter", 2),
-            ("psrt_pub_bytes_total", "counter", 3),
-            ("psrt_sent_messages_total", "counter", 4),
-            ("psrt_sent_bytes_total", "counter", 5),
-            ("psrt_sent_latency_total", "counter", 6),
-            ("psrt_clients", "gauge", 8),
-            ("psrt_subscriptions", "gauge", 7),
-            ("psrt_uptime_seconds", "gauge", 42),
-            ("psrt_data_queue_size", "gauge", 1024),
-        ];
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), expected.len() * 3 + 3);
-        assert!(lines.contains(&"# TYPE psrt_build_info gauge"));
+        for line in [
+            r#"psrt_build_info{version="0.1.0",runtime="tokio",build="runtime tokio; allocator \"system\""} 1"#,
+            "# TYPE psrt_build_info gauge",
+            "psrt_sub_ops_total 1",
+            "psrt_pub_messages_total 2",
+            "psrt_pub_bytes_total 3",
+            "psrt_sent_messages_total 4",
+            "psrt_sent_bytes_total 5",
+            "psrt_clients 8",
+            "psrt_subscriptions 7",
+            "psrt_queued_messages 3",
+            "psrt_uptime_seconds 42",
+            "psrt_data_queue_size 1024",
+            r#"psrt_connections_total{listener="tcp"} 5"#,
+            r#"psrt_connections{listener="tcp"} 1"#,
+            r#"psrt_connections{listener="tls"} 2"#,
+            r#"psrt_connections{listener="unix"} 0"#,
+            "psrt_tls_handshake_failures_total 3",
+            "psrt_tls_required_refusals_total 2",
+            r#"psrt_logins_total{outcome="granted"} 0"#,
+            r#"psrt_acl_denials_total{operation="subscribe"} 0"#,
+            r#"psrt_udp_frames_total{outcome="bad_key"} 0"#,
+            "# TYPE psrt_delivery_latency_seconds histogram",
+            r#"psrt_delivery_latency_seconds_bucket{le="+Inf"} 0"#,
+            "process_resident_memory_bytes 1048576",
+            "process_open_fds 9",
+        ] {
+            assert!(lines.contains(&line), "{line} missing from:\n{text}");
+        }
         assert!(
-            lines.contains(
-                &r#"psrt_build_info{version="0.1.0",build="runtime tokio; allocator \"system\""} 1"#
-            ),
-            "{text}"
+            !text.contains("psrt_sent_latency_total"),
+            "latency is a histogram in seconds now"
         );
-        for (name, kind, value) in expected {
-            assert!(
-                lines.contains(&format!("# TYPE {name} {kind}").as_str()),
-                "{name}"
-            );
-            assert!(
-                lines.contains(&format!("{name} {value}").as_str()),
-                "{name}"
-            );
-            assert!(
-                lines
-                    .iter()
-                    .any(|l| l.starts_with(&format!("# HELP {name} ")))
-            );
-        }
-        for line in lines
-            .iter()
-            .filter(|l| !l.starts_with('#') && !l.starts_with("psrt_build_info{"))
-        {
-            let (name, value) = line.split_once(' ').unwrap();
-            assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
-            value.parse::<u64>().unwrap();
-        }
     }
 
     #[test]
@@ -711,6 +667,9 @@ mod tests {
             "<canvas",
             "/status",
             "/live",
+            "/history",
+            "top_recent",
+            "id=\"runtime\"",
             "c_sent_latency",
             "setTimeout(tick, POLL_MS)",
         ] {
@@ -729,6 +688,7 @@ mod tests {
             Some("Basic realm=\"psrt\"")
         );
         check_common(&not_found(), "404 Not Found", "text/plain; charset=utf-8");
+        check_common(&forbidden(), "403 Forbidden", "text/plain; charset=utf-8");
         check_common(
             &bad_request(),
             "400 Bad Request",

@@ -341,10 +341,10 @@ impl Node {
     /// the broker lent once); password checks run inline.
     pub fn datagram(&mut self, bytes: &[u8], now: Instant) -> Option<[u8; 5]> {
         let lent = Lent(RefCell::new(&mut self.broker));
-        let outcome = match self.udp.receive(&lent, bytes, now) {
+        let outcome = match self.udp.receive(&lent, bytes, &"udp", now) {
             UdpOutcome::Verify(pending) => {
                 let ok = pending.check.verify();
-                self.udp.finish(&lent, pending, ok, now)
+                self.udp.finish(&lent, pending, ok, &"udp", now)
             }
             outcome => outcome,
         };

@@ -1,6 +1,7 @@
 //! One HTTP connection to the stats endpoint: reads a request head, checks
 //! access (open when the anonymous user is admin, else Basic auth with an
-//! admin user, the password check deferred like a login), answers once and
+//! admin user, the password check deferred like a login; a known user who
+//! is not an admin gets 403, unknown credentials 401), answers once and
 //! closes.
 
 use std::time::{Duration, Instant};
@@ -97,7 +98,8 @@ impl StatsConnection {
         broker.remember_credentials(&check);
         match broker.check_credentials(&check.login, &check.password) {
             Ok(rights) if rights.is_admin() => self.serve(&request, broker, info),
-            _ => self.finish(http::unauthorized()),
+            Ok(_) => self.finish(http::forbidden()),
+            Err(_) => self.finish(http::unauthorized()),
         }
     }
 
@@ -149,7 +151,8 @@ impl StatsConnection {
         };
         match broker.check_credentials(login, password) {
             Ok(rights) if rights.is_admin() => self.serve(&request, broker, info),
-            Ok(_) | Err(None) => self.finish(http::unauthorized()),
+            Ok(_) => self.finish(http::forbidden()),
+            Err(None) => self.finish(http::unauthorized()),
             Err(Some(check)) => {
                 self.state = State::Checking {
                     request,
@@ -165,7 +168,8 @@ impl StatsConnection {
         let response = match http::route(&request.path) {
             Route::Index => http::render_index(),
             Route::Status => http::render_status(&snapshot(), info),
-            Route::Live => http::render_live(&snapshot()),
+            Route::Live => http::render_live(&snapshot(), info),
+            Route::History => http::render_history(info),
             Route::Metrics => http::render_metrics(&snapshot(), info),
             Route::NotFound => http::not_found(),
         };

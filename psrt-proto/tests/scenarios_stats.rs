@@ -20,6 +20,9 @@ fn info() -> StatusInfo {
         host: "testhost".into(),
         version: "0.1.0".into(),
         build: "runtime tokio; allocator system".into(),
+        connections: Default::default(),
+        process: None,
+        history: Default::default(),
     }
 }
 
@@ -160,12 +163,18 @@ fn basic_auth_of_an_admin_works_after_a_password_check_then_from_the_cache() {
 }
 
 #[test]
-fn basic_auth_with_a_wrong_password_or_a_non_admin_gets_401() {
+fn basic_auth_with_a_wrong_password_gets_401_and_a_non_admin_403() {
     let mut server = protected();
     let broker = server.node.broker_mut();
-    for (login, password) in [("root", "bad"), ("user", "u"), ("ghost", "x")] {
+    for (login, password) in [("root", "bad"), ("user", "bad"), ("ghost", "x")] {
         let (response, _) = http(broker, &basic(login, password));
         assert!(response.starts_with("HTTP/1.1 401 "), "{login}: {response}");
+    }
+    // Twice: after the password check, then from the credential cache.
+    for _ in 0..2 {
+        let (response, _) = http(broker, &basic("user", "u"));
+        assert!(response.starts_with("HTTP/1.1 403 "), "{response}");
+        assert!(!response.contains("WWW-Authenticate"), "{response}");
     }
 }
 

@@ -100,12 +100,12 @@ fn plain_user_password_is_checked_once_then_cached() {
         server
             .node
             .broker_mut()
-            .handle_datagram(&datagram, server.now),
+            .handle_datagram(&datagram, &"127.0.0.1:1", server.now),
         UdpOutcome::Verify(_)
     ));
     assert_eq!(server.node.datagram(&datagram, server.now), ack(OK));
     assert!(
-        matches!(server.node.broker_mut().handle_datagram(&datagram, server.now), UdpOutcome::Reply(a) if a[4] == OK),
+        matches!(server.node.broker_mut().handle_datagram(&datagram, &"127.0.0.1:1", server.now), UdpOutcome::Reply(a) if a[4] == OK),
         "the verified password is cached: no second bcrypt"
     );
     assert_eq!(

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::{Broker, PasswordCheck};
+use super::{Broker, BrokerEvent, PasswordCheck, UdpReject, UdpVerdict};
 use crate::auth::Keys;
 use crate::topic;
 use crate::udp::{self, Opened, UdpError};
@@ -44,6 +44,20 @@ pub struct UdpCheck {
     pub check: PasswordCheck,
     /// The plaintext `OP PRIO topic 00 payload`.
     body: Bytes,
+}
+
+/// Whether a datagram's sender may publish its topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Allowed,
+    AclDenied,
+    LoginRefused,
+}
+
+/// Who sent a datagram, for the audit event of a refusal.
+struct Sender<'a> {
+    login: Option<&'a str>,
+    peer: &'a dyn std::fmt::Display,
 }
 
 /// The broker's UDP keys (and datagram size limit) as of one generation:
@@ -117,49 +131,84 @@ impl Broker {
     /// Handles one received datagram, both steps at once: for a caller that
     /// owns the broker. A driver sharing the broker uses
     /// [`super::UdpTask`], which opens the datagram before taking the lock.
-    pub fn handle_datagram(&mut self, datagram: &[u8], now: Instant) -> UdpOutcome {
+    pub fn handle_datagram(
+        &mut self,
+        datagram: &[u8],
+        peer: &dyn std::fmt::Display,
+        now: Instant,
+    ) -> UdpOutcome {
         let opened = self.udp_keys.open(datagram);
-        self.apply_datagram(opened, now)
+        self.apply_datagram(opened, peer, now)
     }
 
     /// Step 2: checks the password and ACL of a datagram opened by
     /// [`UdpKeys::open`] and publishes it. A datagram opened with keys older
     /// than the current ones is opened again first, so a reload is never
-    /// missed.
-    pub fn apply_datagram(&mut self, opened: OpenedDatagram<'_>, now: Instant) -> UdpOutcome {
+    /// missed. `peer` (the sender's address) is formatted only for the
+    /// audit event of a refused datagram.
+    pub fn apply_datagram(
+        &mut self,
+        opened: OpenedDatagram<'_>,
+        peer: &dyn std::fmt::Display,
+        now: Instant,
+    ) -> UdpOutcome {
         let opened = if opened.generation == self.udp_keys.generation {
             opened.opened
         } else {
             self.udp_keys.open(opened.raw).opened
         };
         match opened {
-            Err(_) => UdpOutcome::Silent,
+            Err(err) => {
+                let sender = Sender { login: None, peer };
+                self.udp_rejected(&sender, UdpReject::from_error(err));
+                UdpOutcome::Silent
+            }
             Ok(Opened::Plain {
                 login,
                 password,
                 body,
-            }) => self.plain_datagram(login, password, body, now),
+            }) => self.plain_datagram(login, password, body, peer, now),
             Ok(Opened::Sealed { login, body }) => {
                 let rights = if login.is_empty() {
                     self.anonymous_rights()
                 } else {
                     self.auth.acl.rights(login)
                 };
-                self.publish_datagram(&body, rights.is_some_and(|r| self.allowed(&r, &body)), now)
+                let access = self.access(rights.as_deref(), &body);
+                let sender = Sender {
+                    login: Some(login),
+                    peer,
+                };
+                self.publish_datagram(&body, access, &sender, now)
             }
         }
     }
 
-    /// Completes a datagram after its password check.
-    pub fn finish_datagram(&mut self, pending: UdpCheck, ok: bool, now: Instant) -> UdpOutcome {
+    /// Completes a datagram after its password check; `peer` as for
+    /// [`Self::apply_datagram`].
+    pub fn finish_datagram(
+        &mut self,
+        pending: UdpCheck,
+        ok: bool,
+        peer: &dyn std::fmt::Display,
+        now: Instant,
+    ) -> UdpOutcome {
         self.pending_checks = self.pending_checks.saturating_sub(1);
         if ok {
             self.creds
                 .insert(&pending.check.login, &pending.check.password);
         }
         let rights = self.auth.acl.rights(&pending.check.login);
-        let allowed = ok && rights.is_some_and(|r| self.allowed(&r, &pending.body));
-        self.publish_datagram(&pending.body, allowed, now)
+        let access = if ok {
+            self.access(rights.as_deref(), &pending.body)
+        } else {
+            Access::LoginRefused
+        };
+        let sender = Sender {
+            login: Some(&pending.check.login),
+            peer,
+        };
+        self.publish_datagram(&pending.body, access, &sender, now)
     }
 
     fn plain_datagram(
@@ -167,22 +216,29 @@ impl Broker {
         login: &str,
         password: &[u8],
         body: &[u8],
+        peer: &dyn std::fmt::Display,
         now: Instant,
     ) -> UdpOutcome {
+        let sender = Sender {
+            login: Some(login),
+            peer,
+        };
         if let Err(err) = udp::parse_publish(body) {
+            self.udp_rejected(&sender, UdpReject::Malformed(err));
             return broken_body(err);
         }
         if login.is_empty() {
-            let allowed = password.is_empty()
-                && self
-                    .anonymous_rights()
-                    .is_some_and(|r| self.allowed(&r, body));
-            return self.publish_datagram(body, allowed, now);
+            let access = if password.is_empty() {
+                self.access(self.anonymous_rights().as_deref(), body)
+            } else {
+                Access::LoginRefused
+            };
+            return self.publish_datagram(body, access, &sender, now);
         }
         match self.check_credentials(login, password) {
             Ok(rights) => {
-                let allowed = self.allowed(&rights, body);
-                self.publish_datagram(body, allowed, now)
+                let access = self.access(Some(&rights), body);
+                self.publish_datagram(body, access, &sender, now)
             }
             Err(Some(check)) if self.pending_checks < self.limits.max_pending_checks => {
                 self.pending_checks += 1;
@@ -191,7 +247,41 @@ impl Broker {
                     body: Bytes::copy_from_slice(body),
                 })
             }
-            Err(_) => self.publish_datagram(body, false, now),
+            Err(_) => self.publish_datagram(body, Access::LoginRefused, &sender, now),
+        }
+    }
+
+    /// Whether `rights` (`None`: the login may not log in) allow the
+    /// body's publish.
+    fn access(&self, rights: Option<&crate::acl::UserRights>, body: &[u8]) -> Access {
+        match rights {
+            None => Access::LoginRefused,
+            Some(rights) if self.allowed(rights, body) => Access::Allowed,
+            Some(_) => Access::AclDenied,
+        }
+    }
+
+    /// Counts a dropped or refused datagram and reports it.
+    fn udp_rejected(&mut self, sender: &Sender<'_>, reason: UdpReject) {
+        if let UdpReject::AclDenied { .. } = reason
+            && let Some(count) = self
+                .tallies
+                .acl_denied
+                .get_mut(super::AccessOp::UdpPublish.index())
+        {
+            *count += 1;
+        }
+        self.count_udp(reason.verdict());
+        self.push_event(BrokerEvent::UdpRejected {
+            login: sender.login.map(str::to_owned),
+            peer: sender.peer.to_string(),
+            reason,
+        });
+    }
+
+    fn count_udp(&mut self, verdict: UdpVerdict) {
+        if let Some(count) = self.tallies.udp_frames.get_mut(verdict.index()) {
+            *count += 1;
         }
     }
 
@@ -207,21 +297,43 @@ impl Broker {
         }
     }
 
-    fn publish_datagram(&mut self, body: &[u8], allowed: bool, now: Instant) -> UdpOutcome {
+    fn publish_datagram(
+        &mut self,
+        body: &[u8],
+        access: Access,
+        sender: &Sender<'_>,
+        now: Instant,
+    ) -> UdpOutcome {
         let publish = match udp::parse_publish(body) {
             Ok(publish) => publish,
-            Err(err) => return broken_body(err),
+            Err(err) => {
+                self.udp_rejected(sender, UdpReject::Malformed(err));
+                return broken_body(err);
+            }
         };
-        let code = if !allowed {
-            status::ERR_ACCESS
-        } else {
-            match topic::parse_topic(publish.topic, self.limits.max_topic_depth) {
-                Ok(topic) => {
-                    let payload = Bytes::copy_from_slice(publish.payload);
-                    self.route(&topic, publish.prio, payload, now, true);
-                    status::OK
+        let code = match access {
+            Access::LoginRefused => {
+                self.udp_rejected(sender, UdpReject::LoginRefused);
+                status::ERR_ACCESS
+            }
+            Access::AclDenied => {
+                let topic = String::from_utf8_lossy(publish.topic).into_owned();
+                self.udp_rejected(sender, UdpReject::AclDenied { topic });
+                status::ERR_ACCESS
+            }
+            Access::Allowed => {
+                match topic::parse_topic(publish.topic, self.limits.max_topic_depth) {
+                    Ok(topic) => {
+                        let payload = Bytes::copy_from_slice(publish.payload);
+                        self.route(&topic, publish.prio, payload, now, true);
+                        self.count_udp(UdpVerdict::Accepted);
+                        status::OK
+                    }
+                    Err(_) => {
+                        self.count_udp(UdpVerdict::BadTopic);
+                        status::ERR
+                    }
                 }
-                Err(_) => status::ERR,
             }
         };
         if publish.ack {

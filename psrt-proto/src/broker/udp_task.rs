@@ -30,8 +30,15 @@ impl UdpTask {
 
     /// Handles one received datagram: decodes and opens it without the
     /// broker, then takes `lock` exactly once. A
-    /// [`UdpOutcome::Verify`] is answered with [`UdpTask::finish`].
-    pub fn receive(&mut self, lock: &impl BrokerLock, datagram: &[u8], now: Instant) -> UdpOutcome {
+    /// [`UdpOutcome::Verify`] is answered with [`UdpTask::finish`]. `peer`
+    /// is the sender, named in the audit event of a refused datagram.
+    pub fn receive(
+        &mut self,
+        lock: &impl BrokerLock,
+        datagram: &[u8],
+        peer: &dyn std::fmt::Display,
+        now: Instant,
+    ) -> UdpOutcome {
         let opened = self.keys.open(datagram);
         let keys = &mut self.keys;
         lock.with_broker(|broker| {
@@ -39,7 +46,7 @@ impl UdpTask {
             if current.generation() != keys.generation() {
                 *keys = current.clone();
             }
-            broker.apply_datagram(opened, now)
+            broker.apply_datagram(opened, peer, now)
         })
     }
 
@@ -50,9 +57,10 @@ impl UdpTask {
         lock: &impl BrokerLock,
         pending: UdpCheck,
         ok: bool,
+        peer: &dyn std::fmt::Display,
         now: Instant,
     ) -> UdpOutcome {
-        lock.with_broker(|broker| broker.finish_datagram(pending, ok, now))
+        lock.with_broker(|broker| broker.finish_datagram(pending, ok, peer, now))
     }
 }
 
@@ -73,6 +81,7 @@ mod tests {
     const ALICE_KEY: [u8; 32] = [0x11; 32];
     const BOB_KEY: [u8; 32] = [0x22; 32];
     const NONCE: [u8; udp::NONCE_LEN] = [9; udp::NONCE_LEN];
+    const PEER: &str = "127.0.0.1:9";
 
     /// A base instant; the core itself never reads the clock.
     #[allow(clippy::disallowed_methods)]
@@ -165,12 +174,12 @@ mod tests {
             (b"\xEE\xAA\x01\x00".to_vec(), None),
         ];
         for (datagram, expected) in cases {
-            assert_eq!(ack_code(task.receive(&lock, &datagram, now)), expected);
+            assert_eq!(ack_code(task.receive(&lock, &datagram, &PEER, now)), expected);
             assert_eq!(lock.take_count(), 1, "datagram {datagram:?}");
         }
         let oversized = vec![0; task.max_datagram() + 1];
         assert!(matches!(
-            task.receive(&lock, &oversized, now),
+            task.receive(&lock, &oversized, &PEER, now),
             UdpOutcome::Silent
         ));
         assert_eq!(lock.take_count(), 1);
@@ -183,13 +192,13 @@ mod tests {
         let now = start();
         let mut datagram = Vec::new();
         udp::encode_plain(&mut datagram, "alice", b"pw", true, 0, "a/1", b"x").expect("encodes");
-        let UdpOutcome::Verify(pending) = task.receive(&lock, &datagram, now) else {
+        let UdpOutcome::Verify(pending) = task.receive(&lock, &datagram, &PEER, now) else {
             panic!("expected a password check");
         };
         assert_eq!(lock.take_count(), 1);
         let ok = pending.check.verify();
         assert!(ok);
-        let outcome = task.finish(&lock, pending, ok, now);
+        let outcome = task.finish(&lock, pending, ok, &PEER, now);
         assert_eq!(ack_code(outcome), Some(status::OK));
         assert_eq!(lock.take_count(), 1);
     }
@@ -200,7 +209,7 @@ mod tests {
         let mut task = task(&lock);
         let now = start();
         let bob = sealed("bob", &BOB_KEY, "t");
-        assert_eq!(ack_code(task.receive(&lock, &bob, now)), None);
+        assert_eq!(ack_code(task.receive(&lock, &bob, &PEER, now)), None);
         assert_eq!(lock.take_count(), 1);
         let old = task.keys.generation();
 
@@ -208,14 +217,14 @@ mod tests {
         // which bob's datagram does not open.
         lock.broker.borrow_mut().reload(rules(true));
         assert_eq!(task.keys.open(&bob).opened(), Err(udp::UdpError::Auth));
-        assert_eq!(ack_code(task.receive(&lock, &bob, now)), Some(status::OK));
+        assert_eq!(ack_code(task.receive(&lock, &bob, &PEER, now)), Some(status::OK));
         assert_eq!(lock.take_count(), 1, "no extra acquisition for the reload");
         assert_eq!(task.keys.generation(), old + 1, "snapshot renewed");
         assert!(task.keys.open(&bob).opened().is_ok());
 
         // And a key that goes away stops working at once.
         lock.broker.borrow_mut().reload(rules(false));
-        assert_eq!(ack_code(task.receive(&lock, &bob, now)), None);
+        assert_eq!(ack_code(task.receive(&lock, &bob, &PEER, now)), None);
         assert_eq!(task.keys.generation(), old + 2);
     }
 }

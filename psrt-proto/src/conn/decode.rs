@@ -206,8 +206,9 @@ impl Connection {
             }));
             self.decrypt()?;
         } else if !self.config.allow_no_tls && self.transport == Transport::Tcp {
-            return Err(CloseReason::Tls("plain connections are not allowed".into()));
+            return Err(CloseReason::TlsRequired);
         }
+        self.greeted = true;
         self.kind = greeting.kind;
         self.replies
             .extend_from_slice(&push::greeting_reply(greeting.kind));
