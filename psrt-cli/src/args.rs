@@ -186,12 +186,12 @@ impl Source<'_> {
     pub fn load(self) -> Result<Bytes, crate::CliError> {
         match self {
             Source::Message(message) => Ok(message.payload()),
-            Source::File(path) => std::fs::read(path)
-                .map(Bytes::from)
-                .map_err(|source| crate::CliError::PayloadFile {
+            Source::File(path) => std::fs::read(path).map(Bytes::from).map_err(|source| {
+                crate::CliError::PayloadFile {
                     path: path.to_owned(),
                     source,
-                }),
+                }
+            }),
             Source::Stdin => {
                 let mut payload = Vec::new();
                 std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut payload)

@@ -206,9 +206,9 @@ pub fn tried_address(target: &str) -> String {
     if target.contains('/') {
         return target.to_owned();
     }
-    let has_port = target
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| port.parse::<u16>().is_ok() && (!host.contains(':') || host.ends_with(']')));
+    let has_port = target.rsplit_once(':').is_some_and(|(host, port)| {
+        port.parse::<u16>().is_ok() && (!host.contains(':') || host.ends_with(']'))
+    });
     if has_port {
         target.to_owned()
     } else if target.contains(':') {

@@ -126,13 +126,33 @@ mod tests {
 
         let key = "11".repeat(32);
         let sealed = Args::try_parse_from([
-            "psrt-cli", "h:1", "--udp", "-u", "bob", "--udp-key", &key, "-t", "a/b", "-m", "x",
+            "psrt-cli",
+            "h:1",
+            "--udp",
+            "-u",
+            "bob",
+            "--udp-key",
+            &key,
+            "-t",
+            "a/b",
+            "-m",
+            "x",
         ])
         .unwrap();
         out.clear();
         let nonce = [0; NONCE_LEN];
-        encode_sealed(&mut out, "bob", &[0x11; 32], Cipher::Aes256Gcm, nonce, false, 0, "a/b", &[7; 100])
-            .unwrap();
+        encode_sealed(
+            &mut out,
+            "bob",
+            &[0x11; 32],
+            Cipher::Aes256Gcm,
+            nonce,
+            false,
+            0,
+            "a/b",
+            &[7; 100],
+        )
+        .unwrap();
         assert_eq!(datagram_len(&sealed, "a/b", 100), out.len());
     }
 }

@@ -181,7 +181,17 @@ async fn an_oversized_udp_frame_is_an_error_before_sending() {
     let big = run_cli(&[&udp, "--udp", "-t", "ok/big", "-m", "==5000"]).await;
     assert_failed_with(&big, "above the frame size of 4096");
     assert_failed_with(&big, "ok/big");
-    let raised = run_cli(&[&udp, "--udp", "--udp-frame-size", "9000", "-t", "t", "-m", "==5000"]).await;
+    let raised = run_cli(&[
+        &udp,
+        "--udp",
+        "--udp-frame-size",
+        "9000",
+        "-t",
+        "t",
+        "-m",
+        "==5000",
+    ])
+    .await;
     assert_ok(&raised);
 }
 

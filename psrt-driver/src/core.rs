@@ -121,7 +121,10 @@ impl ServerCore {
             .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
         let (counters, top) = {
             let broker = self.lock();
-            (broker.counters(), broker.top_topics(RATE_TOPICS, SortBy::Messages))
+            (
+                broker.counters(),
+                broker.top_topics(RATE_TOPICS, SortBy::Messages),
+            )
         };
         self.history
             .lock()

@@ -68,7 +68,14 @@ impl AuditLog {
                     EventLevel::Warn => Level::WARN,
                 };
                 let peer = event.peer().unwrap_or("-");
-                limiter.admit(now, event.kind(), peer, level, event.to_string(), &mut lines);
+                limiter.admit(
+                    now,
+                    event.kind(),
+                    peer,
+                    level,
+                    event.to_string(),
+                    &mut lines,
+                );
             }
         }
         emit(&lines);

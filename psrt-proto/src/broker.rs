@@ -888,7 +888,11 @@ impl Broker {
             return status::ERR;
         };
         if !session.rights.is_replicator() {
-            self.access_denied(id, AccessOp::Replication, &String::from_utf8_lossy(raw_topic));
+            self.access_denied(
+                id,
+                AccessOp::Replication,
+                &String::from_utf8_lossy(raw_topic),
+            );
             return status::ERR_ACCESS;
         }
         match topic::parse_topic(raw_topic, self.limits.max_topic_depth) {

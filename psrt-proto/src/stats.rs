@@ -159,9 +159,12 @@ pub struct TopicRate {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct History {
     points: std::collections::VecDeque<HistoryPoint>,
-    /// `(time, [(topic, messages, bytes)])`, oldest first.
-    topics: std::collections::VecDeque<(u64, Vec<(String, u64, u64)>)>,
+    /// Topic counts per sample, oldest first.
+    topics: std::collections::VecDeque<TopicSample>,
 }
+
+/// The busiest topics at one sample: `(time, [(topic, messages, bytes)])`.
+type TopicSample = (u64, Vec<(String, u64, u64)>);
 
 impl History {
     /// Records the counters and the busiest topics (by total) at `time`
@@ -191,7 +194,8 @@ impl History {
     /// first (ties by name). A topic that entered the sampled list within
     /// the window counts from zero, so its rate is an upper bound.
     pub fn recent_topics(&self, n: usize) -> Vec<TopicRate> {
-        let (Some((old_time, old)), Some((new_time, new))) = (self.topics.front(), self.topics.back())
+        let (Some((old_time, old)), Some((new_time, new))) =
+            (self.topics.front(), self.topics.back())
         else {
             return Vec::new();
         };
@@ -270,7 +274,11 @@ mod tests {
         assert_eq!(points.last().map(|p| p.counters.c_pub_messages), Some(199));
         assert_eq!(points[0].time, 80 * 1_000_000);
         let recent = history.recent_topics(5);
-        assert_eq!(recent.len(), 1, "a quiet topic has no recent rate: {recent:?}");
+        assert_eq!(
+            recent.len(),
+            1,
+            "a quiet topic has no recent rate: {recent:?}"
+        );
         assert_eq!(recent[0].topic, "new");
         // 9 s of 5 msg/s seen over the 10 s window.
         assert!((recent[0].messages_per_s - 4.5).abs() < 1e-9, "{recent:?}");

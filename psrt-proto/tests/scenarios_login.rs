@@ -253,7 +253,7 @@ fn plain_tcp_refused_when_plain_is_not_allowed_but_unix_still_works() {
     );
     let c = server.connect();
     assert!(server.request(c, &CONTROL_GREETING).is_empty());
-    assert!(matches!(server.reason(c), Some(CloseReason::Tls(_))));
+    assert_eq!(server.reason(c), Some(CloseReason::TlsRequired));
     let (u, out) = server.try_login_on(Transport::Unix, b"", b"");
     assert_eq!(out.len(), 36);
     assert!(!server.closed(u));

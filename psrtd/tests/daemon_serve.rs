@@ -148,8 +148,9 @@ fn status_page_and_metrics_show_the_build() {
 
     let (_, metrics) = http_get(tcp(stats), "/metrics");
     let sample = format!(
-        "psrt_build_info{{version=\"{}\",build=\"{build}\"}} 1",
-        env!("CARGO_PKG_VERSION")
+        "psrt_build_info{{version=\"{}\",runtime=\"{}\",build=\"{build}\"}} 1",
+        env!("CARGO_PKG_VERSION"),
+        psrt_proto::http::runtime_of(build)
     );
     assert!(metrics.lines().any(|line| line == sample), "{metrics}");
     assert!(

@@ -113,7 +113,10 @@ fn denials_are_logged_at_warn_with_login_peer_and_reason_in_words() {
         r#"WARN psrt_driver::events: login refused: login="ghost" peer=10.0.0.8:4001 reason: the user has no ACL entry"#,
     ];
     for line in expected {
-        assert!(lines.iter().any(|l| l == line), "{line}\nnot in:\n{lines:#?}");
+        assert!(
+            lines.iter().any(|l| l == line),
+            "{line}\nnot in:\n{lines:#?}"
+        );
     }
     let udp = lines
         .iter()
@@ -218,14 +221,7 @@ fn a_quiet_peer_gets_its_summary_at_the_next_sweep() {
     let start = Instant::now();
     let mut out = Vec::new();
     for _ in 0..BURST + 3 {
-        limiter.admit(
-            start,
-            "k",
-            "[::1]:7",
-            Level::WARN,
-            "x".into(),
-            &mut out,
-        );
+        limiter.admit(start, "k", "[::1]:7", Level::WARN, "x".into(), &mut out);
     }
     assert_eq!(out.len(), BURST as usize);
     out.clear();
@@ -253,7 +249,11 @@ fn the_peer_table_is_bounded() {
             limiter.admit(now, "k", &peer, Level::WARN, "x".into(), &mut out);
         }
     }
-    assert_eq!(limiter.tracked(), MAX_PEERS + 1, "one shared entry beyond the cap");
+    assert_eq!(
+        limiter.tracked(),
+        MAX_PEERS + 1,
+        "one shared entry beyond the cap"
+    );
     assert_eq!(
         out.len(),
         MAX_PEERS * BURST as usize + BURST as usize,

@@ -1,7 +1,6 @@
 //! `/metrics` as a Prometheus server reads it: the whole body goes through
 //! the `prometheus-parse` text-format parser.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::task::Waker;
@@ -23,7 +22,10 @@ fn scrape(core: &ServerCore) -> Scrape {
     let mut conn = StatsConnection::new(Duration::from_secs(5), now);
     conn.read_buf()
         .extend_from_slice(b"GET /metrics HTTP/1.1\r\n\r\n");
-    assert!(core.stats_input(&mut conn, now, SystemTime::now()).is_none());
+    assert!(
+        core.stats_input(&mut conn, now, SystemTime::now())
+            .is_none()
+    );
     let mut tx = TxBuf::new();
     conn.poll_transmit(&mut tx);
     let text = String::from_utf8(tx.to_vec()).expect("text");
@@ -96,23 +98,31 @@ fn metrics_parse_and_count_what_happened() {
         .expect("build info");
     assert_eq!(build.labels.get("runtime"), Some("smol"));
     assert_eq!(build.labels.get("version"), Some(env!("CARGO_PKG_VERSION")));
-    let expected: HashMap<(&str, &[(&str, &str)]), f64> = HashMap::from([
-        (("psrt_connections_total", &[("listener", "tls")][..]), 1.0),
-        (("psrt_connections", &[("listener", "tcp")][..]), 1.0),
-        (("psrt_connections", &[("listener", "unix")][..]), 0.0),
-        (("psrt_logins_total", &[("outcome", "granted")][..]), 1.0),
-        (("psrt_logins_total", &[("outcome", "no_acl_entry")][..]), 1.0),
-        (("psrt_acl_denials_total", &[("operation", "publish")][..]), 1.0),
-        (("psrt_udp_frames_total", &[("outcome", "malformed")][..]), 1.0),
-        (("psrt_pub_messages_total", &[][..]), 1.0),
-        (("psrt_pub_bytes_total", &[][..]), 4.0),
-        (("psrt_sent_messages_total", &[][..]), 1.0),
-        (("psrt_subscriptions", &[][..]), 1.0),
-        (("psrt_queued_messages", &[][..]), 0.0),
-        (("psrt_slow_consumer_drops_total", &[][..]), 0.0),
-        (("psrt_tls_handshake_failures_total", &[][..]), 0.0),
-    ]);
-    for ((name, labels), want) in expected {
+    let expected = [
+        ("psrt_connections_total", &[("listener", "tls")][..], 1.0),
+        ("psrt_connections", &[("listener", "tcp")][..], 1.0),
+        ("psrt_connections", &[("listener", "unix")][..], 0.0),
+        ("psrt_logins_total", &[("outcome", "granted")][..], 1.0),
+        ("psrt_logins_total", &[("outcome", "no_acl_entry")][..], 1.0),
+        (
+            "psrt_acl_denials_total",
+            &[("operation", "publish")][..],
+            1.0,
+        ),
+        (
+            "psrt_udp_frames_total",
+            &[("outcome", "malformed")][..],
+            1.0,
+        ),
+        ("psrt_pub_messages_total", &[][..], 1.0),
+        ("psrt_pub_bytes_total", &[][..], 4.0),
+        ("psrt_sent_messages_total", &[][..], 1.0),
+        ("psrt_subscriptions", &[][..], 1.0),
+        ("psrt_queued_messages", &[][..], 0.0),
+        ("psrt_slow_consumer_drops_total", &[][..], 0.0),
+        ("psrt_tls_handshake_failures_total", &[][..], 0.0),
+    ];
+    for (name, labels, want) in expected {
         assert_eq!(value(&scrape, name, labels), want, "{name}{labels:?}");
     }
     assert!(value(&scrape, "process_resident_memory_bytes", &[]) > 0.0);
@@ -128,7 +138,7 @@ fn metrics_parse_and_count_what_happened() {
     let count_at = |le: f64| {
         buckets
             .iter()
-            .find(|b| (b.less_than - le).abs() < 1e-9)
+            .find(|b| b.less_than == le || (b.less_than - le).abs() < 1e-9)
             .map(|b| b.count)
     };
     assert_eq!(count_at(0.0025), Some(0.0), "{buckets:?}");

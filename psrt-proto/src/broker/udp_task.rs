@@ -174,7 +174,10 @@ mod tests {
             (b"\xEE\xAA\x01\x00".to_vec(), None),
         ];
         for (datagram, expected) in cases {
-            assert_eq!(ack_code(task.receive(&lock, &datagram, &PEER, now)), expected);
+            assert_eq!(
+                ack_code(task.receive(&lock, &datagram, &PEER, now)),
+                expected
+            );
             assert_eq!(lock.take_count(), 1, "datagram {datagram:?}");
         }
         let oversized = vec![0; task.max_datagram() + 1];
@@ -217,7 +220,10 @@ mod tests {
         // which bob's datagram does not open.
         lock.broker.borrow_mut().reload(rules(true));
         assert_eq!(task.keys.open(&bob).opened(), Err(udp::UdpError::Auth));
-        assert_eq!(ack_code(task.receive(&lock, &bob, &PEER, now)), Some(status::OK));
+        assert_eq!(
+            ack_code(task.receive(&lock, &bob, &PEER, now)),
+            Some(status::OK)
+        );
         assert_eq!(lock.take_count(), 1, "no extra acquisition for the reload");
         assert_eq!(task.keys.generation(), old + 1, "snapshot renewed");
         assert!(task.keys.open(&bob).opened().is_ok());

@@ -181,7 +181,11 @@ fn connections(m: &mut MetricsText, info: &StatusInfo) {
     );
     for kind in ListenerKind::ALL {
         let opened = counts.opened.get(kind.index()).copied().unwrap_or(0);
-        m.sample("psrt_connections_total", &[("listener", kind.label())], opened);
+        m.sample(
+            "psrt_connections_total",
+            &[("listener", kind.label())],
+            opened,
+        );
     }
     m.family(
         "psrt_connections",
@@ -235,7 +239,11 @@ fn audit(m: &mut MetricsText, stats: &StatsSnapshot) {
     );
     for op in AccessOp::ALL {
         let count = t.acl_denied.get(op.index()).copied().unwrap_or(0);
-        m.sample("psrt_acl_denials_total", &[("operation", op.label())], count);
+        m.sample(
+            "psrt_acl_denials_total",
+            &[("operation", op.label())],
+            count,
+        );
     }
     m.single(
         "psrt_slow_consumer_drops_total",
