@@ -121,9 +121,12 @@ pub fn stats_status_json(start: Start) {
     assert!(json["cluster"].is_null(), "no cluster");
 }
 
-/// `/metrics` is Prometheus text; `/` is an HTML page polling `/status`.
+/// `/metrics` is Prometheus text, counting the connection and login of a
+/// live client; `/` is an HTML page polling `/status`.
 pub fn stats_metrics_and_index(start: Start) {
-    let (_server, stats) = stats_server(start);
+    let (server, stats) = stats_server(start);
+    let mut client = Session::anonymous(server.tcp());
+    assert_eq!(client.publish("m/x", b"1"), OK, "publish");
     let metrics = get(stats, "/metrics", None);
     assert_eq!(metrics.status, 200, "/metrics status");
     let text = String::from_utf8(metrics.body).expect("UTF-8 metrics");
@@ -137,6 +140,14 @@ pub fn stats_metrics_and_index(start: Start) {
                 .is_some_and(|v| v.parse::<f64>().is_ok())),
         "every sample ends in a number"
     );
+    for sample in [
+        "psrt_connections{listener=\"tcp\"} 1",
+        "psrt_connections_total{listener=\"tcp\"} 1",
+        "psrt_logins_total{outcome=\"granted\"} 1",
+        "psrt_pub_messages_total 1",
+    ] {
+        assert!(text.lines().any(|line| line == sample), "{sample} in {text}");
+    }
     let index = get(stats, "/", None);
     assert_eq!(index.status, 200, "/ status");
     assert!(index.head.contains("text/html"), "HTML content type");
@@ -169,8 +180,8 @@ worker: {pub: ['#']}
     );
     assert_eq!(
         get(stats, "/status", Some(("worker", "wpw"))).status,
-        401,
-        "not admin"
+        403,
+        "a known user who is not an admin is forbidden"
     );
     assert_eq!(
         get(stats, "/status", Some(("boss", "bpw"))).status,
