@@ -146,7 +146,10 @@ pub fn stats_metrics_and_index(start: Start) {
         "psrt_logins_total{outcome=\"granted\"} 1",
         "psrt_pub_messages_total 1",
     ] {
-        assert!(text.lines().any(|line| line == sample), "{sample} in {text}");
+        assert!(
+            text.lines().any(|line| line == sample),
+            "{sample} in {text}"
+        );
     }
     let index = get(stats, "/", None);
     assert_eq!(index.status, 200, "/ status");
