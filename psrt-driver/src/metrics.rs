@@ -25,10 +25,13 @@ impl ConnMetrics {
         }
     }
 
-    /// A socket closed; `counted` is the kind it was counted as open
-    /// with, if it was.
-    pub fn closed(&self, conn: &Connection, counted: Option<ListenerKind>) {
-        if let Some(count) = counted.and_then(|kind| self.closed.get(kind.index())) {
+    /// A socket closed: counted as closed if it was counted as open (its
+    /// greeting was accepted).
+    pub fn closed(&self, conn: &Connection) {
+        if let Some(count) = conn
+            .listener_kind()
+            .and_then(|kind| self.closed.get(kind.index()))
+        {
             count.fetch_add(1, Ordering::Relaxed);
         }
         match conn.close_reason() {

@@ -67,7 +67,6 @@ async fn serve<R: Runtime>(
     peer: String,
 ) {
     let _live = shared.track();
-    shared.audit.connected(&peer, listener_name(transport));
     let wake = Arc::new(WakeFlag::default());
     let mut conn = Connection::new(
         shared.conn.clone(),
@@ -77,22 +76,19 @@ async fn serve<R: Runtime>(
         shared.timeout,
         Instant::now(),
     );
+    shared.audit.connected(conn.peer(), listener_name(transport));
     let mut tx = TxBuf::new();
     let mut task = SocketTask::new(shared.drain_timeout);
     let mut check: Option<Check> = None;
     let mut stop = pin!(shared.stopped());
     let mut timer = R::Timer::default();
     let mut wakeup = None;
-    let mut counted = None;
 
     loop {
         let now = Instant::now();
         let turn = task.turn(wakeup, &mut conn, &*shared, &mut tx, now, check.is_none());
-        if counted.is_none() {
-            counted = conn.listener_kind();
-            if let Some(kind) = counted {
-                shared.metrics.opened(kind);
-            }
+        if let Some(kind) = conn.newly_greeted() {
+            shared.metrics.opened(kind);
         }
         let Turn::Wait {
             action,
@@ -143,7 +139,7 @@ async fn serve<R: Runtime>(
         }
         wakeup = Some(next);
     }
-    shared.metrics.closed(&conn, counted);
+    shared.metrics.closed(&conn);
     shared.audit.disconnected(&conn, Instant::now());
     stream.shutdown().await;
 }

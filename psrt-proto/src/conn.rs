@@ -326,6 +326,8 @@ pub struct Connection {
     max_input: usize,
     /// Whether the greeting was accepted.
     greeted: bool,
+    /// Whether [`Self::newly_greeted`] reported the greeting.
+    greeting_reported: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -372,6 +374,7 @@ impl Connection {
             abandoned: false,
             max_input: crate::Limits::default().max_pub_size + INPUT_SLACK,
             greeted: false,
+            greeting_reported: false,
         }
     }
 
@@ -481,6 +484,18 @@ impl Connection {
         } else {
             Some(ListenerKind::Tcp)
         }
+    }
+
+    /// How the peer connected, the first time it is called after the
+    /// greeting was accepted; `None` before and after that: a driver
+    /// counts the connection as open once.
+    pub fn newly_greeted(&mut self) -> Option<ListenerKind> {
+        if self.greeting_reported {
+            return None;
+        }
+        let kind = self.listener_kind()?;
+        self.greeting_reported = true;
+        Some(kind)
     }
 
     /// The peer address given at creation.
