@@ -76,7 +76,9 @@ async fn serve<R: Runtime>(
         shared.timeout,
         Instant::now(),
     );
-    shared.audit.connected(conn.peer(), listener_name(transport));
+    shared
+        .audit
+        .connected(conn.peer(), listener_name(transport));
     let mut tx = TxBuf::new();
     let mut task = SocketTask::new(shared.drain_timeout);
     let mut check: Option<Check> = None;

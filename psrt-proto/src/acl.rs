@@ -24,6 +24,8 @@ pub struct AclEntry {
     pub admin: bool,
     /// Grants the PUBLISH_REPL operation.
     pub replicator: bool,
+    /// Grants `/metrics` only (a scraper's own credentials).
+    pub metrics: bool,
 }
 
 /// A mask in an ACL file that is not a valid filter.
@@ -47,6 +49,7 @@ pub struct UserRights {
     publish: Vec<String>,
     admin: bool,
     replicator: bool,
+    metrics: bool,
 }
 
 impl UserRights {
@@ -58,6 +61,7 @@ impl UserRights {
             publish: vec!["#".to_owned()],
             admin: true,
             replicator: true,
+            metrics: true,
         }
     }
 
@@ -68,6 +72,7 @@ impl UserRights {
             publish: Vec::new(),
             admin: false,
             replicator: false,
+            metrics: false,
         }
     }
 
@@ -97,6 +102,12 @@ impl UserRights {
         self.admin
     }
 
+    /// Whether the user may read `/metrics`: admins, and users whose ACL
+    /// entry has `metrics: true`.
+    pub fn may_read_metrics(&self) -> bool {
+        self.admin || self.metrics
+    }
+
     /// Whether the user may send PUBLISH_REPL (cluster peers).
     pub fn is_replicator(&self) -> bool {
         self.replicator
@@ -108,6 +119,7 @@ impl UserRights {
             publish: parse_masks(login, entry.publish, max_depth)?,
             admin: entry.admin,
             replicator: entry.replicator,
+            metrics: entry.metrics,
         })
     }
 }
@@ -343,6 +355,7 @@ mod tests {
             publish: publish.iter().map(|s| s.to_string()).collect(),
             admin: false,
             replicator: false,
+            metrics: false,
         };
         UserRights::from_entry("u", entry, 32).expect("valid masks")
     }
@@ -418,6 +431,7 @@ mod tests {
             publish: vec!["a/#".into()],
             admin: true,
             replicator: false,
+            metrics: false,
         };
         let acl = Acl::from_entries([("bob".to_string(), entry)], 8).expect("valid");
         let bob = acl.rights("bob").expect("bob has an entry");

@@ -983,9 +983,10 @@ enum EntryKey {
     Pub,
     Admin,
     Replicator,
+    Metrics,
 }
 
-const ENTRY_KEYS: &[&str] = &["sub", "pub", "admin", "replicator"];
+const ENTRY_KEYS: &[&str] = &["sub", "pub", "admin", "replicator", "metrics"];
 
 impl<'de> DeserializeSeed<'de> for EntrySeed {
     type Value = AclEntry;
@@ -999,7 +1000,7 @@ impl<'de> Visitor<'de> for EntrySeed {
     type Value = AclEntry;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a map with keys sub, pub, admin, replicator (all optional)")
+        f.write_str("a map with keys sub, pub, admin, replicator, metrics (all optional)")
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<AclEntry, E> {
@@ -1017,6 +1018,7 @@ impl<'de> Visitor<'de> for EntrySeed {
                 EntryKey::Pub => entry.publish = map.next_value_seed(masks)?,
                 EntryKey::Admin => entry.admin = map.next_value()?,
                 EntryKey::Replicator => entry.replicator = map.next_value()?,
+                EntryKey::Metrics => entry.metrics = map.next_value()?,
             }
         }
         Ok(entry)

@@ -1,13 +1,15 @@
 //! One HTTP connection to the stats endpoint: reads a request head, checks
 //! access (open when the anonymous user is admin, else Basic auth with an
 //! admin user, the password check deferred like a login; a known user who
-//! is not an admin gets 403, unknown credentials 401), answers once and
+//! is not an admin gets 403, unknown credentials 401; `/metrics` also
+//! opens to users whose ACL entry has `metrics: true`), answers once and
 //! closes.
 
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
+use crate::acl::UserRights;
 use crate::broker::{Broker, PasswordCheck};
 use crate::conn::Action;
 use crate::http::{self, HttpRequest, Route, StatusInfo};
@@ -96,8 +98,9 @@ impl StatsConnection {
             return;
         }
         broker.remember_credentials(&check);
+        let route = http::route(&request.path);
         match broker.check_credentials(&check.login, &check.password) {
-            Ok(rights) if rights.is_admin() => self.serve(&request, broker, info),
+            Ok(rights) if may_see(&rights, route) => self.serve(&request, broker, info),
             Ok(_) => self.finish(http::forbidden()),
             Err(_) => self.finish(http::unauthorized()),
         }
@@ -141,7 +144,11 @@ impl StatsConnection {
             self.finish(http::method_not_allowed());
             return;
         }
-        if broker.anonymous_rights().is_some_and(|r| r.is_admin()) {
+        let route = http::route(&request.path);
+        if broker
+            .anonymous_rights()
+            .is_some_and(|r| may_see(&r, route))
+        {
             self.serve(&request, broker, info);
             return;
         }
@@ -150,7 +157,7 @@ impl StatsConnection {
             return;
         };
         match broker.check_credentials(login, password) {
-            Ok(rights) if rights.is_admin() => self.serve(&request, broker, info),
+            Ok(rights) if may_see(&rights, route) => self.serve(&request, broker, info),
             Ok(_) => self.finish(http::forbidden()),
             Err(None) => self.finish(http::unauthorized()),
             Err(Some(check)) => {
@@ -184,5 +191,15 @@ impl StatsConnection {
     fn finish(&mut self, response: Vec<u8>) {
         self.response = Some(Bytes::from(response));
         self.state = State::Done;
+    }
+}
+
+/// Whether `rights` open `route`: `/metrics` for admins and `metrics:
+/// true` users (a scraper's own credentials), every other page for
+/// admins only.
+fn may_see(rights: &UserRights, route: Route) -> bool {
+    match route {
+        Route::Metrics => rights.may_read_metrics(),
+        _ => rights.is_admin(),
     }
 }

@@ -209,6 +209,27 @@ fn metrics_are_prometheus_text() {
 }
 
 #[test]
+fn a_metrics_user_reads_metrics_and_nothing_else() {
+    let acl = "root: {admin: true}\nprom: {metrics: true}\n";
+    let mut server = Server::new(
+        Limits::default(),
+        auth(acl, &[("root", "r00t"), ("prom", "scrape")], true),
+    );
+    let broker = server.node.broker_mut();
+    let encoded = base64::engine::general_purpose::STANDARD.encode("prom:scrape");
+    let metrics = format!("GET /metrics HTTP/1.1\r\nAuthorization: Basic {encoded}\r\n\r\n");
+    for _ in 0..2 {
+        let (response, _) = http(broker, &metrics);
+        assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+        assert!(body(&response).contains("psrt_build_info"));
+    }
+    let (status, _) = http(broker, &basic("prom", "scrape"));
+    assert!(status.starts_with("HTTP/1.1 403 "), "{status}");
+    let (root, _) = http(broker, &basic("root", "r00t"));
+    assert!(root.starts_with("HTTP/1.1 200 OK\r\n"), "{root}");
+}
+
+#[test]
 fn other_paths_and_methods() {
     let mut server = Server::new(Limits::default(), auth("_: {admin: true}\n", &[], true));
     let broker = server.node.broker_mut();
