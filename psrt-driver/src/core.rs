@@ -10,11 +10,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use psrt_proto::broker::{AuthConfig, Broker, PasswordCheck};
+use psrt_proto::cluster::Cluster;
 use psrt_proto::conn::{Action, ConnConfig};
 use psrt_proto::http::StatusInfo;
 use psrt_proto::spec::{Reloader, ServerSpec};
 use psrt_proto::stats_conn::StatsConnection;
 use rand::RngCore;
+
+use crate::cluster::ClusterControl;
 
 /// How much longer than the connections' own drain deadline a stopping
 /// server waits for them, so each connection ends by its own deadline
@@ -34,6 +37,8 @@ pub struct ServerCore {
     /// On shutdown, how long a connection may keep sending queued
     /// messages before it is closed anyway.
     pub drain_timeout: Duration,
+    /// The cluster peer list and its reload.
+    pub cluster: ClusterControl,
     broker: Mutex<Broker>,
     reload: Option<Reloader>,
     started: Instant,
@@ -48,10 +53,12 @@ impl ServerCore {
     pub fn new(spec: &ServerSpec, rng: Box<dyn RngCore + Send>, now: Instant) -> Self {
         let mut broker = Broker::new(spec.limits, spec.auth.clone(), rng);
         broker.set_latency_warn(spec.latency_warn);
+        *broker.cluster_mut() = Cluster::new(spec.cluster.limits);
         Self {
             conn: Arc::new(spec.conn.clone()),
             timeout: spec.limits.timeout,
             drain_timeout: spec.drain_timeout,
+            cluster: ClusterControl::new(&spec.cluster),
             broker: Mutex::new(broker),
             reload: spec.reload.clone(),
             started: now,

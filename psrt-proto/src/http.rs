@@ -22,6 +22,8 @@ use serde::Serialize;
 
 use crate::stats::{ClientInfo, Counters, StatsSnapshot, TopicStat};
 
+mod cluster;
+
 /// Largest request head accepted (request line and headers), in bytes.
 pub const MAX_HEAD: usize = 8 * 1024;
 /// Most header lines accepted in a request.
@@ -138,7 +140,7 @@ pub fn render_status(stats: &StatsSnapshot, info: &StatusInfo) -> Vec<u8> {
             subscription_count: stats.subscription_count,
             client_count: stats.client_count,
         },
-        cluster: None,
+        cluster: cluster::status_body(&stats.cluster),
     })
 }
 
@@ -162,6 +164,7 @@ pub fn render_metrics(stats: &StatsSnapshot, info: &StatusInfo) -> Vec<u8> {
     for (name, help, value) in gauge_metrics(stats, info) {
         push_metric(&mut body, name, "gauge", help, value);
     }
+    cluster::push_metrics(&mut body, &stats.cluster);
     let labelled = format!(
         "psrt_build_info{{version=\"{}\",build=\"{}\"}}",
         label_value(&info.version),
@@ -243,8 +246,8 @@ struct StatusBody<'a> {
     build: &'a str,
     counters: &'a Counters,
     clients: ClientCounts,
-    /// Always `null`: clustering reports nothing here yet.
-    cluster: Option<()>,
+    /// The cluster peers' links; `null` on a standalone node.
+    cluster: Option<cluster::ClusterBody<'a>>,
 }
 
 /// The `clients` object of `/status`.
@@ -446,6 +449,7 @@ mod tests {
                 data_socket: true,
                 queued: 3,
             }],
+            cluster: Vec::new(),
             top_topics: vec![TopicStat {
                 topic: "a/\"b\"".into(),
                 messages: 10,

@@ -63,4 +63,7 @@ pub struct StatsSnapshot {
     pub clients: Vec<ClientInfo>,
     /// Most active topics, busiest first.
     pub top_topics: Vec<TopicStat>,
+    /// Every cluster peer's link (empty on a standalone node).
+    #[serde(skip)]
+    pub cluster: Vec<crate::cluster::PeerStats>,
 }
