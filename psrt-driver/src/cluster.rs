@@ -264,8 +264,11 @@ impl<R: Runtime> PeerLink<R> {
         let mut link = Link::new(client);
         let error = self.drive(&mut stream, &mut link, was_up).await;
         let report = link.abort(&error);
-        self.shared
-            .with_broker(|broker| broker.cluster_mut().apply(self.peer(), report, Instant::now()));
+        self.shared.with_broker(|broker| {
+            broker
+                .cluster_mut()
+                .apply(self.peer(), report, Instant::now())
+        });
         stream.shutdown().await;
         error
     }

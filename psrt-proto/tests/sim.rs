@@ -128,7 +128,10 @@ const CLUSTER_SEEDS: u64 = 200;
 /// Steps per cluster seed.
 const CLUSTER_STEPS: usize = 400;
 
-fn run_cluster_seeds(seeds: impl IntoIterator<Item = u64>, steps: usize) -> sim::cluster::ClusterStats {
+fn run_cluster_seeds(
+    seeds: impl IntoIterator<Item = u64>,
+    steps: usize,
+) -> sim::cluster::ClusterStats {
     let base = start();
     let mut total = sim::cluster::ClusterStats::default();
     for seed in seeds {
@@ -163,7 +166,11 @@ fn cluster_seeds_hold_every_invariant() {
 fn a_cluster_seed_replays_exactly() {
     let base = start();
     let first = sim::cluster::run(7, CLUSTER_STEPS, base);
-    let later = sim::cluster::run(7, CLUSTER_STEPS, base + std::time::Duration::from_secs(3600));
+    let later = sim::cluster::run(
+        7,
+        CLUSTER_STEPS,
+        base + std::time::Duration::from_secs(3600),
+    );
     assert_eq!(first, later);
 }
 
@@ -173,7 +180,9 @@ fn a_cluster_seed_replays_exactly() {
 #[ignore = "long run: scripts/sim.sh --cluster"]
 fn long_cluster_run() {
     let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
-    let steps = var("SIM_STEPS").map_or(CLUSTER_STEPS, |s| usize::try_from(s).unwrap_or(CLUSTER_STEPS));
+    let steps = var("SIM_STEPS").map_or(CLUSTER_STEPS, |s| {
+        usize::try_from(s).unwrap_or(CLUSTER_STEPS)
+    });
     let total = match var("SIM_SEED") {
         Some(seed) => run_cluster_seeds([seed], steps),
         None => {

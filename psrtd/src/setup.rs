@@ -119,7 +119,11 @@ impl Loaded {
         for peer in &spec.cluster.peers {
             let tls = if peer.config.tls { " (TLS)" } else { "" };
             let user = &peer.config.user;
-            line(&mut out, "peer", &format!("{} as {user:?}{tls}", peer.config.path));
+            line(
+                &mut out,
+                "peer",
+                &format!("{} as {user:?}{tls}", peer.config.path),
+            );
         }
         out
     }

@@ -25,7 +25,9 @@ fn node_files(dir: &TempDir, name: &str, port: u16, stats: u16, peers: &[(u16, &
     let cluster: String = peers
         .iter()
         .map(|(peer, password)| {
-            format!("- path: 127.0.0.1:{peer}\n  user: repl\n  password: {password}\n  timeout: 2\n")
+            format!(
+                "- path: 127.0.0.1:{peer}\n  user: repl\n  password: {password}\n  timeout: 2\n"
+            )
         })
         .collect();
     let cluster = dir.write(&format!("{name}.cluster.yml"), &cluster);
@@ -51,7 +53,10 @@ fn peers(stats: u16) -> Vec<serde_json::Value> {
     let (status, body) = http_get(addr(stats), "/status");
     assert!(status.contains("200"), "{status}: {body}");
     let json: serde_json::Value = serde_json::from_str(&body).expect("json");
-    json["cluster"]["peers"].as_array().cloned().unwrap_or_default()
+    json["cluster"]["peers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn peer_state(stats: u16) -> String {
@@ -120,7 +125,11 @@ fn test_config_lists_the_peers_and_names_a_bad_cluster_key() {
     let config = node_files(&dir, "a", 1, 2, &[(3, "secret")]);
     let out = run_bounded(psrtd().arg("--test-config").arg("-c").arg(&config));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("peer: 127.0.0.1:3 as \"repl\""), "{stdout}");
     dir.write("a.cluster.yml", "- path: 127.0.0.1:3\n  timeout: never\n");
     let out = run_bounded(psrtd().arg("--test-config").arg("-c").arg(&config));
@@ -149,7 +158,12 @@ fn a_wrong_peer_password_is_reported_in_status() {
     assert_ne!(peer_state(stats_a), "up");
     // Retries are not logged one by one.
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(a.log().matches("cluster link down").count(), 1, "{}", a.log());
+    assert_eq!(
+        a.log().matches("cluster link down").count(),
+        1,
+        "{}",
+        a.log()
+    );
 }
 
 #[test]
@@ -175,7 +189,12 @@ fn a_peer_killed_and_restarted_heals_by_itself() {
     b.wait_exit();
     assert!(poll(|| peer_state(stats_a) != "up"), "{:?}", peers(stats_a));
     let b = Daemon::start(&b_config, port_b);
-    assert!(poll(|| peer_state(stats_a) == "up"), "{}\n{}", a.log(), b.log());
+    assert!(
+        poll(|| peer_state(stats_a) == "up"),
+        "{}\n{}",
+        a.log(),
+        b.log()
+    );
     let mut subscriber = Subscriber::new(port_b, "plant/#");
     // Nothing was published since the link came back, so A has no stale
     // NOT_REQUIRED answer for the topic.

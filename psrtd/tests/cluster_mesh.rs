@@ -20,8 +20,14 @@ const WAIT: Duration = Duration::from_secs(15);
 
 /// A node of the mesh: its runtime's server handle, stopped on drop.
 enum Node {
-    Tokio(psrt_runtime_tokio::server::ServerHandle, Option<JoinHandle<()>>),
-    Smol(psrt_runtime_smol::server::ServerHandle, Option<JoinHandle<()>>),
+    Tokio(
+        psrt_runtime_tokio::server::ServerHandle,
+        Option<JoinHandle<()>>,
+    ),
+    Smol(
+        psrt_runtime_smol::server::ServerHandle,
+        Option<JoinHandle<()>>,
+    ),
     Monoio(
         psrt_runtime_monoio::server::ServerHandle,
         Option<JoinHandle<std::io::Result<()>>>,
@@ -211,7 +217,10 @@ fn a_three_runtime_mesh_delivers_exactly_once_in_order_and_keeps_unwanted_payloa
     let b_to_c = node_b.peer(c);
     assert_eq!(a_to_c.sent, COUNT as u64, "{a_to_c:?}");
     assert_eq!(b_to_c.sent, COUNT as u64, "{b_to_c:?}");
-    assert!(a_to_c.sent_bytes > 0 && a_to_c.rtt_us.is_some(), "{a_to_c:?}");
+    assert!(
+        a_to_c.sent_bytes > 0 && a_to_c.rtt_us.is_some(),
+        "{a_to_c:?}"
+    );
     // Nobody subscribes on B: A's link to B carried offers, not payloads.
     assert_eq!((a_to_b.sent, a_to_b.sent_bytes), (0, 0), "{a_to_b:?}");
     assert!(a_to_b.not_required >= 1, "{a_to_b:?}");
@@ -221,6 +230,10 @@ fn a_three_runtime_mesh_delivers_exactly_once_in_order_and_keeps_unwanted_payloa
         "{a_to_b:?}"
     );
     // C replicated nothing: nothing was published there.
-    assert!(node_c.peers().iter().all(|p| p.sent == 0), "{:?}", node_c.peers());
+    assert!(
+        node_c.peers().iter().all(|p| p.sent == 0),
+        "{:?}",
+        node_c.peers()
+    );
     drop(runtime);
 }

@@ -47,7 +47,9 @@ pub enum LinkError {
     #[error(transparent)]
     Client(#[from] ClientError),
     /// The peer answered ERR_ACCESS to an offer.
-    #[error("the peer refused replication (ERR_ACCESS): its ACL must give our user `replicator: true`")]
+    #[error(
+        "the peer refused replication (ERR_ACCESS): its ACL must give our user `replicator: true`"
+    )]
     NotReplicator,
     /// The peer ended the session.
     #[error("the peer closed the connection")]

@@ -19,7 +19,8 @@ use crate::conn::{ConnConfig, Transport};
 use crate::node::{ConnId, Node};
 use crate::txbuf::TxBuf;
 
-const ACL: &str = "_: {sub: ['#'], pub: ['#'], replicator: true}\nplain: {sub: ['#'], pub: ['#']}\n";
+const ACL: &str =
+    "_: {sub: ['#'], pub: ['#'], replicator: true}\nplain: {sub: ['#'], pub: ['#']}\n";
 
 /// A wake counter.
 #[derive(Default)]
@@ -91,7 +92,8 @@ fn subscriber(node: &mut Node, filter: &str, now: Instant) -> (ConnId, DataClien
         let mut tx = TxBuf::new();
         data.poll_transmit(&mut tx);
         node.send(data_conn, &tx.to_vec(), now);
-        data.read_buf().extend_from_slice(&node.recv(data_conn, now));
+        data.read_buf()
+            .extend_from_slice(&node.recv(data_conn, now));
         data.handle_input(now).expect("data");
     }
     assert!(data.is_streaming());
@@ -144,7 +146,11 @@ fn the_outbox_drops_and_counts_beyond_its_bounds() {
     let mut cluster = Cluster::new(limits);
     cluster.set_peers(["b"]);
     cluster.offer("t", 0x7F, &Bytes::from_static(b"0000"), now);
-    assert_eq!(cluster.stats()[0].dropped, 1, "dropped while the link is not up");
+    assert_eq!(
+        cluster.stats()[0].dropped,
+        1,
+        "dropped while the link is not up"
+    );
     cluster.peer_mut("b").expect("b").set_state(LinkState::Up);
     for _ in 0..5 {
         cluster.offer("t", 0x7F, &Bytes::from_static(b"0000"), now);
@@ -177,8 +183,15 @@ fn taking_everything_registers_the_waker_and_an_offer_wakes_it() {
     assert!(batch.is_empty());
     cluster.offer("t", 0x7F, &Bytes::from_static(b"x"), now);
     cluster.offer("t", 0x7F, &Bytes::from_static(b"y"), now);
-    assert_eq!(count.0.load(std::sync::atomic::Ordering::Relaxed), 1, "one wake");
-    cluster.peer_mut("b").expect("b").take(&mut batch, 64, &waker);
+    assert_eq!(
+        count.0.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "one wake"
+    );
+    cluster
+        .peer_mut("b")
+        .expect("b")
+        .take(&mut batch, 64, &waker);
     assert_eq!(batch.len(), 2);
     assert_eq!(batch[0].payload, "x");
 }
@@ -229,10 +242,16 @@ fn a_link_replicates_to_a_subscriber_in_order_with_the_original_timestamp() {
     let (data_conn, mut data) = subscriber(&mut b, "t/#", t0);
     let (conn, mut link) = link(&mut b, t0);
     let now = t0 + Duration::from_millis(5);
-    link.batch_mut()
-        .extend([msg("t/1", b"one", t0), msg("t/2", b"two", t0), msg("t/3", b"three", t0)]);
+    link.batch_mut().extend([
+        msg("t/1", b"one", t0),
+        msg("t/2", b"two", t0),
+        msg("t/3", b"three", t0),
+    ]);
     pump_link(&mut b, conn, &mut link, now);
-    assert_eq!(received(&mut b, data_conn, &mut data, now), ["one", "two", "three"]);
+    assert_eq!(
+        received(&mut b, data_conn, &mut data, now),
+        ["one", "two", "three"]
+    );
     let report = link.take_report();
     assert_eq!((report.sent, report.sent_bytes), (3, 11));
     assert!(report.rtt_us.is_some());
@@ -339,7 +358,11 @@ fn a_broker_offers_local_publishes_but_not_replicated_ones() {
     peer.batch_mut().push_back(msg("t", b"from a peer", t0));
     pump_link(&mut a, peer_conn, &mut peer, t0);
     assert_eq!(peer.take_report().sent, 1);
-    assert_eq!(a.broker().cluster().peer("b").expect("b").len(), 1, "only the local one");
+    assert_eq!(
+        a.broker().cluster().peer("b").expect("b").len(),
+        1,
+        "only the local one"
+    );
 }
 
 proptest! {

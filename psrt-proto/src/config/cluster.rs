@@ -74,13 +74,17 @@ pub fn parse_cluster(text: &str, path: &Path) -> Result<Vec<PeerConfig>, FileErr
     for (index, peer) in raw.unwrap_or_default().into_iter().enumerate() {
         let fail = |key: &str, message: &str| {
             let position = find_item_key(text, index, key);
-            FileError::new(path, Some(&format!("[{index}].{key}")), message.to_owned()).at(
+            let key = format!("[{index}].{key}");
+            FileError::new(path, Some(key.as_str()), message.to_owned()).at(
                 position.map(|(line, _)| line),
                 position.map(|(_, column)| column),
             )
         };
         if peer.path.trim().is_empty() {
-            return Err(fail("path", "empty: expected host:port or a Unix socket path"));
+            return Err(fail(
+                "path",
+                "empty: expected host:port or a Unix socket path",
+            ));
         }
         if peers.iter().any(|p| p.path == peer.path) {
             let message = format!("peer {:?} is listed twice; keep one entry", peer.path);
@@ -122,7 +126,10 @@ struct PeersSeed;
 impl<'de> serde::de::DeserializeSeed<'de> for PeersSeed {
     type Value = Vec<RawPeer>;
 
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
         Vec::<RawPeer>::deserialize(deserializer)
     }
 }
@@ -177,7 +184,10 @@ mod tests {
         assert_eq!(peers[0].user, "repl");
         assert_eq!(peers[0].timeout, Duration::from_millis(500));
         assert!(peers[0].tls);
-        assert_eq!(peers[0].tls_ca.as_deref(), Some(Path::new("/etc/psrtd/ca.pem")));
+        assert_eq!(
+            peers[0].tls_ca.as_deref(),
+            Some(Path::new("/etc/psrtd/ca.pem"))
+        );
         assert_eq!(peers[1].timeout, Limits::default().timeout);
         assert!(!peers[1].tls);
         assert_eq!(peers[1].user, "");
@@ -193,8 +203,14 @@ mod tests {
     fn an_unknown_key_names_file_line_and_key() {
         let err = parse("- path: a:1\n- path: b:1\n  pasword: x\n").expect_err("typo");
         assert_eq!(err.line, Some(3), "{err}");
-        assert!(err.key.as_deref().is_some_and(|k| k.starts_with("[1]")), "{err}");
-        assert!(err.to_string().starts_with("/etc/psrtd/cluster.yml:3"), "{err}");
+        assert!(
+            err.key.as_deref().is_some_and(|k| k.starts_with("[1]")),
+            "{err}"
+        );
+        assert!(
+            err.to_string().starts_with("/etc/psrtd/cluster.yml:3"),
+            "{err}"
+        );
         assert!(err.message.contains("pasword"), "{err}");
     }
 

@@ -175,9 +175,18 @@ mod tests {
     fn metrics_label_each_peer() {
         let mut out = String::new();
         push_metrics(&mut out, &peers());
-        assert!(out.contains("psrt_cluster_up{peer=\"node2:2873\"} 1\n"), "{out}");
-        assert!(out.contains("psrt_cluster_dropped_total{peer=\"node2:2873\"} 7\n"), "{out}");
-        assert!(out.contains("# TYPE psrt_cluster_sent_bytes_total counter\n"), "{out}");
+        assert!(
+            out.contains("psrt_cluster_up{peer=\"node2:2873\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("psrt_cluster_dropped_total{peer=\"node2:2873\"} 7\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("# TYPE psrt_cluster_sent_bytes_total counter\n"),
+            "{out}"
+        );
         let mut none = String::new();
         push_metrics(&mut none, &[]);
         assert!(none.is_empty());

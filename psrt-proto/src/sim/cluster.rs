@@ -30,8 +30,8 @@ use crate::Limits;
 use crate::acl::Acl;
 use crate::broker::{AuthConfig, Broker};
 use crate::client::{ClientEvent, ControlClient, DataClient};
-use crate::cluster::{Cluster, LinkState, QueueLimits};
 use crate::cluster::Link;
+use crate::cluster::{Cluster, LinkState, QueueLimits};
 use crate::conn::{ConnConfig, Transport};
 use crate::node::{ConnId, Node};
 use crate::topic::filter_matches;
@@ -377,10 +377,13 @@ impl ClusterSim {
                 self.fail_link(index, "node crashed".into());
             }
         }
-        self.nodes[node] = self.fresh_node(node, count);
-        self.publishers[node] = self.local(node, None);
+        let fresh = self.fresh_node(node, count);
+        self.nodes[node] = fresh;
+        let publisher = self.local(node, None);
+        self.publishers[node] = publisher;
         let filter = self.subscribers[node].filter;
-        self.subscribers[node] = self.local(node, Some(filter));
+        let subscriber = self.local(node, Some(filter));
+        self.subscribers[node] = subscriber;
     }
 
     /// Ends a link's connection: its report goes to the outbox, and a
@@ -517,7 +520,11 @@ impl ClusterSim {
     fn read_subscriber(&mut self, node: usize) -> Result<(), String> {
         let now = self.now;
         let subscriber = &mut self.subscribers[node];
-        if subscriber.control.poll_timeout().is_some_and(|at| at <= now) {
+        if subscriber
+            .control
+            .poll_timeout()
+            .is_some_and(|at| at <= now)
+        {
             subscriber
                 .control
                 .handle_timeout(now)
@@ -574,10 +581,13 @@ impl ClusterSim {
             })
         });
         links
-            && self
-                .nodes
-                .iter()
-                .all(|n| n.broker().cluster().stats().iter().all(|p| p.queue_len == 0))
+            && self.nodes.iter().all(|n| {
+                n.broker()
+                    .cluster()
+                    .stats()
+                    .iter()
+                    .all(|p| p.queue_len == 0)
+            })
     }
 
     fn check_bounds(&self) -> Result<(), String> {
@@ -623,10 +633,9 @@ impl ClusterSim {
                 if !settled || !filter_matches(subscriber.filter, sent.topic) {
                     continue;
                 }
-                let got = self
-                    .received
-                    .get(&subscriber.id)
-                    .map_or(0, |r| r.iter().filter(|m| **m == (sent.node, sent.seq)).count());
+                let got = self.received.get(&subscriber.id).map_or(0, |r| {
+                    r.iter().filter(|m| **m == (sent.node, sent.seq)).count()
+                });
                 if got != 1 {
                     return Err(format!(
                         "{}:{} on {} reached subscriber {} ({}) on node {peer} {got} times",
@@ -675,7 +684,9 @@ fn pump_control(
         while let Some(event) = client.poll_event() {
             match event {
                 ClientEvent::LoggedIn { token: t } => token = Some(t),
-                ClientEvent::Reply { status: status::OK, .. } => {}
+                ClientEvent::Reply {
+                    status: status::OK, ..
+                } => {}
                 other => return Err(format!("local client: {other:?}")),
             }
         }
@@ -684,10 +695,16 @@ fn pump_control(
 }
 
 /// The same for a data client.
-fn pump_data(node: &mut Node, conn: ConnId, data: &mut DataClient, now: Instant) -> Result<(), String> {
+fn pump_data(
+    node: &mut Node,
+    conn: ConnId,
+    data: &mut DataClient,
+    now: Instant,
+) -> Result<(), String> {
     let mut tx = TxBuf::new();
     data.poll_transmit(&mut tx);
     node.send(conn, &tx.to_vec(), now);
     data.read_buf().extend_from_slice(&node.recv(conn, now));
-    data.handle_input(now).map_err(|e| format!("local data: {e}"))
+    data.handle_input(now)
+        .map_err(|e| format!("local data: {e}"))
 }
