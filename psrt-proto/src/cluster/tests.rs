@@ -22,6 +22,12 @@ use crate::txbuf::TxBuf;
 const ACL: &str =
     "_: {sub: ['#'], pub: ['#'], replicator: true}\nplain: {sub: ['#'], pub: ['#']}\n";
 
+/// The base instant of the virtual clock; only offsets from it matter.
+#[allow(clippy::disallowed_methods)]
+fn base() -> Instant {
+    Instant::now()
+}
+
 /// A wake counter.
 #[derive(Default)]
 struct Count(std::sync::atomic::AtomicUsize);
@@ -137,7 +143,7 @@ fn pump_link(node: &mut Node, conn: ConnId, link: &mut Link, now: Instant) {
 
 #[test]
 fn the_outbox_drops_and_counts_beyond_its_bounds() {
-    let now = Instant::now();
+    let now = base();
     let limits = QueueLimits {
         messages: 3,
         bytes: 3 * (1 + 4 + 18),
@@ -171,7 +177,7 @@ fn the_outbox_drops_and_counts_beyond_its_bounds() {
 
 #[test]
 fn taking_everything_registers_the_waker_and_an_offer_wakes_it() {
-    let now = Instant::now();
+    let now = base();
     let mut cluster = Cluster::new(QueueLimits::default());
     cluster.set_peers(["b"]);
     let count = Arc::new(Count::default());
@@ -198,7 +204,7 @@ fn taking_everything_registers_the_waker_and_an_offer_wakes_it() {
 
 #[test]
 fn leaving_up_drops_the_queue_and_set_peers_keeps_unchanged_outboxes() {
-    let now = Instant::now();
+    let now = base();
     let mut cluster = Cluster::new(QueueLimits::default());
     cluster.set_peers(["b", "c"]);
     cluster.peer_mut("b").expect("b").set_state(LinkState::Up);
@@ -218,7 +224,7 @@ fn leaving_up_drops_the_queue_and_set_peers_keeps_unchanged_outboxes() {
 
 #[test]
 fn not_required_topics_are_suppressed_until_the_ttl_passes() {
-    let now = Instant::now();
+    let now = base();
     let mut cluster = Cluster::new(QueueLimits::default());
     cluster.set_peers(["b"]);
     cluster.peer_mut("b").expect("b").set_state(LinkState::Up);
@@ -237,7 +243,7 @@ fn not_required_topics_are_suppressed_until_the_ttl_passes() {
 
 #[test]
 fn a_link_replicates_to_a_subscriber_in_order_with_the_original_timestamp() {
-    let t0 = Instant::now();
+    let t0 = base();
     let mut b = node(1);
     let (data_conn, mut data) = subscriber(&mut b, "t/#", t0);
     let (conn, mut link) = link(&mut b, t0);
@@ -261,7 +267,7 @@ fn a_link_replicates_to_a_subscriber_in_order_with_the_original_timestamp() {
 
 #[test]
 fn not_required_keeps_payloads_off_the_link_and_skips_the_batch() {
-    let t0 = Instant::now();
+    let t0 = base();
     let mut b = node(2);
     let (data_conn, mut data) = subscriber(&mut b, "wanted", t0);
     let (conn, mut link) = link(&mut b, t0);
@@ -280,7 +286,7 @@ fn not_required_keeps_payloads_off_the_link_and_skips_the_batch() {
 
 #[test]
 fn a_non_replicator_fails_the_link() {
-    let t0 = Instant::now();
+    let t0 = base();
     let mut b = node(3);
     let conn = b.connect(Transport::Tcp, "192.0.2.1:1", t0);
     let acl = parse_acl("_: {pub: ['#']}\n", Path::new("acl.yml"), 32).expect("acl");
@@ -317,7 +323,7 @@ fn a_non_replicator_fails_the_link() {
 
 #[test]
 fn no_keepalive_goes_out_while_a_payload_is_owed() {
-    let t0 = Instant::now();
+    let t0 = base();
     let mut b = node(4);
     let _sub = subscriber(&mut b, "t", t0);
     let (conn, mut link) = link(&mut b, t0);
@@ -341,7 +347,7 @@ fn no_keepalive_goes_out_while_a_payload_is_owed() {
 
 #[test]
 fn a_broker_offers_local_publishes_but_not_replicated_ones() {
-    let t0 = Instant::now();
+    let t0 = base();
     let mut a = node(5);
     a.broker_mut().cluster_mut().set_peers(["b"]);
     a.broker_mut()
@@ -370,7 +376,7 @@ proptest! {
     /// and every message is either queued, taken, dropped or suppressed.
     #[test]
     fn outbox_accounting_holds(ops in proptest::collection::vec((0u8..4, 0usize..40), 1..200)) {
-        let now = Instant::now();
+        let now = base();
         let limits = QueueLimits { messages: 8, bytes: 200, ..QueueLimits::default() };
         let mut cluster = Cluster::new(limits);
         cluster.set_peers(["p"]);
