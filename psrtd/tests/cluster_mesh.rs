@@ -237,3 +237,34 @@ fn a_three_runtime_mesh_delivers_exactly_once_in_order_and_keeps_unwanted_payloa
     );
     drop(runtime);
 }
+
+#[test]
+fn a_node_list_connects_to_the_first_node_that_answers() {
+    let (dead, live) = (free_port(), free_port());
+    let _node = start_tokio(spec(live, &[]));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("test runtime");
+    runtime.block_on(async {
+        let options = ClientOptions {
+            timeout: Duration::from_secs(2),
+            ..ClientOptions::default()
+        };
+        let client = Client::connect(&format!("{dead},{live}"), options.clone())
+            .await
+            .expect("the second node answers");
+        client.subscribe("t").await.expect("subscribe");
+        client.publish("t", "x").await.expect("publish");
+        let messages = client.take_messages().expect("data socket");
+        let message = tokio::time::timeout(WAIT, messages.recv())
+            .await
+            .expect("in time")
+            .expect("open");
+        assert_eq!(message.payload, "x");
+        let err = Client::connect(&format!("{dead}"), options)
+            .await
+            .expect_err("nobody answers");
+        assert!(err.to_string().contains(&dead.to_string()), "{err}");
+    });
+}
