@@ -25,7 +25,8 @@ use psrt_runtime_tokio::client::Cipher;
 #[command(group(ArgGroup::new("payload").args(["message", "file", "stdin"])))]
 pub struct Args {
     /// Server as HOST:PORT (HOST alone uses port 2873), or a Unix-socket
-    /// path.
+    /// path; several cluster nodes as NODE1:PORT,NODE2:PORT (the first
+    /// that answers is used, and a subscriber fails over to the next).
     #[arg(default_value = "127.0.0.1:2873")]
     pub target: String,
     /// Login name (empty: anonymous).

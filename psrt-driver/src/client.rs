@@ -120,16 +120,31 @@ impl<R: Runtime + Default> Client<R> {
 
 impl<R: Runtime> Client<R> {
     /// [`Client::connect`] with the session's tasks spawned on `runtime`.
+    ///
+    /// `addr` may list several nodes of a cluster,
+    /// `node1:2873,node2:2873`: they are tried in order, each within
+    /// `options.timeout`, and the session is with the first that answers;
+    /// the error is the last node's. A client that loses its node connects
+    /// again the same way (to fail over) and subscribes again.
     pub async fn connect_on(
         runtime: R,
         addr: &str,
         options: ClientOptions,
     ) -> Result<Self, ClientError> {
-        let timeout = options.timeout;
-        let plan = ConnectPlan::new(addr, options)?;
-        until(runtime.sleep(timeout), connect(&runtime, plan))
-            .await
-            .unwrap_or(Err(ClientError::Timeout(timeout)))
+        let nodes = psrt_proto::client::node_list(addr);
+        let mut last = None;
+        for node in if nodes.is_empty() { vec![addr] } else { nodes } {
+            let timeout = options.timeout;
+            let plan = ConnectPlan::new(node, options.clone())?;
+            let attempt = until(runtime.sleep(timeout), connect(&runtime, plan))
+                .await
+                .unwrap_or(Err(ClientError::Timeout(timeout)));
+            match attempt {
+                Ok(client) => return Ok(client),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or(ClientError::Timeout(options.timeout)))
     }
 
     /// The receiver of pushed messages; `Some` only on the first call (and

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use psrt_proto::broker::{AuthConfig, Broker, PasswordCheck};
+use psrt_proto::cluster::Cluster;
 use psrt_proto::conn::{Action, ConnConfig};
 use psrt_proto::http::StatusInfo;
 use psrt_proto::spec::{Reloader, ServerSpec};
@@ -18,6 +19,7 @@ use psrt_proto::stats_conn::StatsConnection;
 use psrt_proto::topk::SortBy;
 use rand::RngCore;
 
+use crate::cluster::ClusterControl;
 use crate::events::AuditLog;
 use crate::metrics::{ConnMetrics, process_info};
 
@@ -44,6 +46,8 @@ pub struct ServerCore {
     /// Connection counters for `/metrics`.
     pub metrics: ConnMetrics,
     history: Mutex<History>,
+    /// The cluster peer list and its reload.
+    pub cluster: ClusterControl,
     broker: Mutex<Broker>,
     reload: Option<Reloader>,
     started: Instant,
@@ -58,6 +62,7 @@ impl ServerCore {
     pub fn new(spec: &ServerSpec, rng: Box<dyn RngCore + Send>, now: Instant) -> Self {
         let mut broker = Broker::new(spec.limits, spec.auth.clone(), rng);
         broker.set_latency_warn(spec.latency_warn);
+        *broker.cluster_mut() = Cluster::new(spec.cluster.limits);
         Self {
             conn: Arc::new(spec.conn.clone()),
             timeout: spec.limits.timeout,
@@ -65,6 +70,7 @@ impl ServerCore {
             audit: AuditLog::default(),
             metrics: ConnMetrics::default(),
             history: Mutex::new(History::default()),
+            cluster: ClusterControl::new(&spec.cluster),
             broker: Mutex::new(broker),
             reload: spec.reload.clone(),
             started: now,

@@ -14,6 +14,7 @@ use psrt_proto::conn::Transport;
 
 use crate::accept::AcceptJob;
 use crate::client::ClientJob;
+use crate::cluster::ClusterJob;
 use crate::runtime::Runtime;
 use crate::shared::Shared;
 use crate::socket_loop::SocketJob;
@@ -34,6 +35,8 @@ pub enum Job<R: Runtime> {
     Stats(Box<StatsJob<R>>),
     /// Drives one socket of a [`crate::client::Client`].
     Client(Box<ClientJob<R>>),
+    /// Supervises the cluster links, or keeps one up.
+    Cluster(Box<ClusterJob<R>>),
 }
 
 impl<R: Runtime> Job<R> {
@@ -73,6 +76,7 @@ impl<R: Runtime> Job<R> {
             Job::Udp(job) => job.run().await,
             Job::Stats(job) => job.run().await,
             Job::Client(job) => job.run().await,
+            Job::Cluster(job) => job.run().await,
         }
     }
 }

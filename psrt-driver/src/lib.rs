@@ -17,6 +17,8 @@
 //! * [`client`]: the async PSRT client ([`client::Client`],
 //!   [`client::UdpClient`]), its control and data tasks spawned as a
 //!   [`Job`] too.
+//! * [`cluster`]: replication links to the cluster peers, one task each,
+//!   and their supervisor.
 //! * [`bind`]: the listener plan of a spec, bound as std sockets;
 //!   [`checks`]: bcrypt on idle-priority threads; [`events`]: the
 //!   rate-limited audit log and reload; [`metrics`]: connection counters
@@ -31,6 +33,7 @@ pub mod accept;
 pub mod bind;
 pub mod checks;
 pub mod client;
+pub mod cluster;
 pub mod core;
 pub mod events;
 pub mod job;

@@ -89,8 +89,9 @@ impl<R: Runtime> Server<R> {
 
 /// Adopts `listeners` into the current runtime, spawns a loop for each,
 /// and returns once the server has stopped and drained (every connection
-/// closed, on all threads, or the drain limit passed); `announce` logs
-/// the start of the drain. Fails (and stops the server) if a listener
+/// closed, on all threads, or the drain limit passed). `announce` marks
+/// the one call per server (the first worker) that starts the cluster
+/// links and logs the start of the drain. Fails (and stops the server) if a listener
 /// cannot be adopted.
 pub async fn serve_listeners<R: Runtime>(
     shared: &Arc<Shared<R>>,
@@ -100,6 +101,9 @@ pub async fn serve_listeners<R: Runtime>(
     if let Err(err) = spawn_listeners(shared, listeners) {
         shared.stop();
         return Err(err);
+    }
+    if announce {
+        crate::cluster::start(shared);
     }
     shared.stopped().await;
     if announce {
@@ -175,11 +179,12 @@ impl<R: Runtime> ServerHandle<R> {
             .map_err(|_| String::from("reload thread panicked"))?
     }
 
-    /// Reloads the access rules on the calling thread (signal handler,
-    /// tests); blocks while the files are read. Same result as
-    /// [`ServerHandle::reload`].
+    /// Reloads the access rules and the cluster peer list on the calling
+    /// thread (signal handler, tests); blocks while the files are read.
+    /// Same result as [`ServerHandle::reload`].
     pub fn reload_blocking(&self) -> Result<(), String> {
-        events::reload(&self.shared)
+        let cluster = self.shared.cluster.reload();
+        events::reload(&self.shared).and(cluster)
     }
 
     /// Runs `f` on the broker (stats, inspection); events it raises are

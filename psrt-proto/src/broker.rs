@@ -29,6 +29,7 @@ use rand_core::RngCore;
 use crate::Limits;
 use crate::acl::{Acl, UserRights};
 use crate::auth::{Keys, Passwords};
+use crate::cluster::Cluster;
 use crate::stats::{ClientInfo, Counters, StatsSnapshot, Tallies};
 use crate::subs::SubIndex;
 use crate::topic::{self, TopicError};
@@ -468,6 +469,8 @@ pub struct Broker {
     events: VecDeque<BrokerEvent>,
     rng: Box<dyn RngCore + Send>,
     scratch: Vec<u32>,
+    /// The outboxes to cluster peers, offered every local publish.
+    cluster: Cluster,
 }
 
 impl std::fmt::Debug for Broker {
@@ -507,6 +510,7 @@ impl Broker {
             events: VecDeque::new(),
             rng,
             scratch: Vec::new(),
+            cluster: Cluster::default(),
         }
     }
 
@@ -597,7 +601,18 @@ impl Broker {
                 })
                 .sum(),
             tallies: self.tallies,
+            cluster: self.cluster.stats(),
         }
+    }
+
+    /// The cluster peers' outboxes and counters.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// The cluster peers' outboxes, for the links and the peer list.
+    pub fn cluster_mut(&mut self) -> &mut Cluster {
+        &mut self.cluster
     }
 
     /// The next event worth logging.
@@ -822,6 +837,7 @@ impl Broker {
             self.access_denied(id, AccessOp::Publish, &topic);
             return Ok(status::ERR_ACCESS);
         }
+        self.cluster.offer(&topic, prio, &payload, now);
         self.route(&topic, prio, payload, now, true);
         Ok(status::OK)
     }

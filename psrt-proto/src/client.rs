@@ -62,7 +62,7 @@ pub use options::{
     COMMAND_QUEUE, ClientOptions, MAX_IOV, MAX_PENDING_WRITE, PRIORITY, READ_CHUNK, TlsOptions,
 };
 pub use session::{ControlSession, Request};
-pub use target::{DEFAULT_PORT, Target};
+pub use target::{DEFAULT_PORT, Target, node_list};
 pub use udp_publisher::{ACK_BUF, UdpAuth, UdpPublisher, ack_status};
 
 /// Requests a [`ControlClient`] keeps in flight at most unless told
@@ -292,6 +292,9 @@ enum Waiter {
     Bye(RequestId),
     /// A keep-alive NOP of the client itself; its reply is swallowed.
     KeepAlive,
+    /// A PUBLISH_REPL offer of the owner: `OK_WAITING` means the payload
+    /// is owed next.
+    ReplOffer(RequestId),
 }
 
 /// A request awaiting its reply.
@@ -338,6 +341,10 @@ pub struct ControlClient {
     last_tx: Instant,
     /// When bytes last arrived (or the client started).
     last_rx: Instant,
+    /// A PUBLISH_REPL offer is unanswered or was answered `OK_WAITING`:
+    /// the next bytes the server reads must be the payload, so no
+    /// keep-alive NOP may go out in between.
+    repl_owed: bool,
 }
 
 impl ControlClient {
@@ -377,6 +384,7 @@ impl ControlClient {
             timeout,
             last_tx: now,
             last_rx: now,
+            repl_owed: false,
         })
     }
 
@@ -511,6 +519,51 @@ impl ControlClient {
         self.request(op_frame(op::NOP), now)
     }
 
+    /// Offers a message to a cluster peer (PUBLISH_REPL, the session's
+    /// user must be a replicator there). The reply is `OK_WAITING` (send
+    /// the payload with [`repl_payload`](Self::repl_payload) next, before
+    /// any other request), `NOT_REQUIRED` (nobody there subscribes),
+    /// `ERR_ACCESS` or `ERR`. No keep-alive NOP goes out while the payload
+    /// may be owed, since the server would read it as the payload.
+    pub fn publish_repl(&mut self, topic: &str, now: Instant) -> Result<RequestId, ClientError> {
+        check_nul(topic)?;
+        parse_topic(topic.as_bytes(), usize::MAX)?;
+        check_size(topic.len(), MAX_FRAME_BODY)?;
+        self.check_can_send()?;
+        let mut frame = BytesMut::with_capacity(5 + topic.len());
+        request::encode_op(
+            &mut frame,
+            &request::Op::PublishRepl {
+                topic: Bytes::copy_from_slice(topic.as_bytes()),
+            },
+        );
+        let id = self.next_request_id();
+        self.enqueue(frame.freeze(), Waiter::ReplOffer(id), now)?;
+        self.repl_owed = true;
+        Ok(id)
+    }
+
+    /// Sends the payload of an offer answered `OK_WAITING`: `PRIO
+    /// TIMESTAMP LEN payload`, answered `OK` once delivered there.
+    /// `timestamp_ns` is the original publish time, ns since the Unix
+    /// epoch.
+    pub fn repl_payload(
+        &mut self,
+        prio: u8,
+        timestamp_ns: u64,
+        payload: &[u8],
+        now: Instant,
+    ) -> Result<RequestId, ClientError> {
+        check_size(payload.len(), MAX_FRAME_BODY)?;
+        self.check_can_send()?;
+        let mut frame = BytesMut::with_capacity(13 + payload.len());
+        request::encode_repl_payload(&mut frame, prio, timestamp_ns, payload);
+        let id = self.next_request_id();
+        self.enqueue(frame.freeze(), Waiter::Request(id), now)?;
+        self.repl_owed = false;
+        Ok(id)
+    }
+
     /// Ends the session: after the server's OK comes [`ClientEvent::Closed`].
     /// No request is accepted afterwards.
     pub fn bye(&mut self, now: Instant) -> Result<RequestId, ClientError> {
@@ -601,6 +654,11 @@ impl ControlClient {
         };
         match pending.waiter {
             Waiter::KeepAlive => {}
+            Waiter::ReplOffer(id) => {
+                self.repl_owed = code == status::OK_WAITING;
+                self.events
+                    .push_back(ClientEvent::Reply { id, status: code });
+            }
             Waiter::Request(id) => self
                 .events
                 .push_back(ClientEvent::Reply { id, status: code }),
@@ -631,7 +689,7 @@ impl ControlClient {
     /// When the next keep-alive NOP is due: only once logged in (the server
     /// reads no operation before it sends the token) and never after BYE.
     fn keepalive_at(&self) -> Option<Instant> {
-        if self.state != ControlState::Ready || self.closing {
+        if self.state != ControlState::Ready || self.closing || self.repl_owed {
             return None;
         }
         self.last_tx.checked_add(self.timeout / 2)

@@ -1,5 +1,6 @@
 //! The server's YAML files, parsed from text: the server config
-//! ([`ServerConfig::parse`]) and the ACL ([`parse_acl`]). The password and
+//! ([`ServerConfig::parse`]), the ACL ([`parse_acl`]) and the cluster
+//! peers ([`parse_cluster`]). The password and
 //! key files live in [`crate::auth`]. Reading the files is the driver's job;
 //! this module never touches the file system.
 //!
@@ -21,6 +22,10 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use crate::Limits;
 use crate::acl::{Acl, AclEntry};
 use crate::topic::{self, TopicError};
+
+mod cluster;
+
+pub use cluster::{PeerConfig, parse_cluster};
 
 /// A file that could not be used, and where and why, in words a user can act
 /// on. Displays as `FILE:LINE:COLUMN: KEY: MESSAGE`, leaving out the parts

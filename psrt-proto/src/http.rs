@@ -24,6 +24,8 @@ mod metrics;
 
 pub use metrics::{MetricsText, runtime_of};
 
+mod cluster;
+
 /// Largest request head accepted (request line and headers), in bytes.
 pub const MAX_HEAD: usize = 8 * 1024;
 /// Most header lines accepted in a request.
@@ -172,7 +174,7 @@ pub fn render_status(stats: &StatsSnapshot, info: &StatusInfo) -> Vec<u8> {
             subscription_count: stats.subscription_count,
             client_count: stats.client_count,
         },
-        cluster: None,
+        cluster: cluster::status_body(&stats.cluster),
     })
 }
 
@@ -276,8 +278,8 @@ struct StatusBody<'a> {
     build: &'a str,
     counters: &'a Counters,
     clients: ClientCounts,
-    /// Always `null`: clustering reports nothing here yet.
-    cluster: Option<()>,
+    /// The cluster peers' links; `null` on a standalone node.
+    cluster: Option<cluster::ClusterBody<'a>>,
 }
 
 /// The `clients` object of `/status`.
@@ -392,6 +394,7 @@ mod tests {
                 data_socket: true,
                 queued: 3,
             }],
+            cluster: Vec::new(),
             top_topics: vec![TopicStat {
                 topic: "a/\"b\"".into(),
                 messages: 10,

@@ -39,6 +39,7 @@ pub mod acl;
 pub mod auth;
 pub mod broker;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 #[cfg(any(test, feature = "fuzzing"))]

@@ -23,6 +23,7 @@
 //!
 //! A failure names its seed and step; `scripts/sim.sh --seed N` replays it.
 
+pub mod cluster;
 mod model;
 
 use std::collections::BTreeMap;

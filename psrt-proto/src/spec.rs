@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::Limits;
 use crate::broker::AuthConfig;
+use crate::cluster::ClusterSpec;
 use crate::conn::ConnConfig;
 
 /// Re-reads the password, ACL and key files (on SIGHUP). An error keeps the
@@ -48,6 +49,8 @@ pub struct ServerSpec {
     /// `/metrics` (`psrtd` sets e.g. `runtime monoio, io_uring; allocator
     /// jemalloc`); empty when the embedding program does not say.
     pub build: String,
+    /// Cluster peers to replicate to; none for a standalone node.
+    pub cluster: ClusterSpec,
 }
 
 impl std::fmt::Debug for ServerSpec {
@@ -85,6 +88,7 @@ impl ServerSpec {
             host: String::from("localhost"),
             version: String::from(env!("CARGO_PKG_VERSION")),
             build: String::new(),
+            cluster: ClusterSpec::default(),
         }
     }
 }

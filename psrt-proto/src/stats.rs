@@ -67,6 +67,9 @@ pub struct StatsSnapshot {
     pub queued_messages: usize,
     /// Audit counters and the latency histogram.
     pub tallies: Tallies,
+    /// Every cluster peer's link (empty on a standalone node).
+    #[serde(skip)]
+    pub cluster: Vec<crate::cluster::PeerStats>,
 }
 
 /// Upper bounds of the delivery-latency histogram's buckets, in µs (a

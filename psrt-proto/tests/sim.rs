@@ -122,3 +122,73 @@ fn long_run() {
     };
     println!("{total:?}");
 }
+
+/// Cluster seeds run by every `cargo test`.
+const CLUSTER_SEEDS: u64 = 200;
+/// Steps per cluster seed.
+const CLUSTER_STEPS: usize = 400;
+
+fn run_cluster_seeds(
+    seeds: impl IntoIterator<Item = u64>,
+    steps: usize,
+) -> sim::cluster::ClusterStats {
+    let base = start();
+    let mut total = sim::cluster::ClusterStats::default();
+    for seed in seeds {
+        match sim::cluster::run(seed, steps, base) {
+            Ok(stats) => {
+                total.published += stats.published;
+                total.replicated += stats.replicated;
+                total.guaranteed += stats.guaranteed;
+                total.partitions += stats.partitions;
+                total.crashes += stats.crashes;
+                total.links_up += stats.links_up;
+                total.dropped += stats.dropped;
+            }
+            Err(failure) => panic!("cluster {failure}"),
+        }
+    }
+    total
+}
+
+#[test]
+fn cluster_seeds_hold_every_invariant() {
+    let total = run_cluster_seeds(0..CLUSTER_SEEDS, CLUSTER_STEPS);
+    // The runs must exercise what they claim to.
+    assert!(total.replicated > 10 * CLUSTER_SEEDS, "{total:?}");
+    assert!(total.guaranteed > CLUSTER_SEEDS, "{total:?}");
+    assert!(total.partitions > 0 && total.crashes > 0, "{total:?}");
+    assert!(total.dropped > 0, "{total:?}");
+    assert!(total.links_up > 2 * CLUSTER_SEEDS, "{total:?}");
+}
+
+#[test]
+fn a_cluster_seed_replays_exactly() {
+    let base = start();
+    let first = sim::cluster::run(7, CLUSTER_STEPS, base);
+    let later = sim::cluster::run(
+        7,
+        CLUSTER_STEPS,
+        base + std::time::Duration::from_secs(3600),
+    );
+    assert_eq!(first, later);
+}
+
+/// The long cluster run of `scripts/sim.sh --cluster`: same variables as
+/// [`long_run`].
+#[test]
+#[ignore = "long run: scripts/sim.sh --cluster"]
+fn long_cluster_run() {
+    let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let steps = var("SIM_STEPS").map_or(CLUSTER_STEPS, |s| {
+        usize::try_from(s).unwrap_or(CLUSTER_STEPS)
+    });
+    let total = match var("SIM_SEED") {
+        Some(seed) => run_cluster_seeds([seed], steps),
+        None => {
+            let first = var("SIM_FIRST").unwrap_or(0);
+            run_cluster_seeds(first..first + var("SIM_SEEDS").unwrap_or(10_000), steps)
+        }
+    };
+    println!("{total:?}");
+}

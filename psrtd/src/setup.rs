@@ -18,7 +18,8 @@ use std::time::Duration;
 use psrt_proto::acl::Acl;
 use psrt_proto::auth::{Keys, Passwords};
 use psrt_proto::broker::AuthConfig;
-use psrt_proto::config::{BindAddr, FileError, ServerConfig, parse_acl};
+use psrt_proto::cluster::{ClusterSpec, PeerSpec, PeersReloader};
+use psrt_proto::config::{BindAddr, FileError, ServerConfig, parse_acl, parse_cluster};
 use psrt_proto::conn::ConnConfig;
 use psrt_proto::spec::{Reloader, ServerSpec};
 use psrt_proto::tls::{TlsError, server_config_from_pem};
@@ -112,6 +113,18 @@ impl Loaded {
         if let Some(pid_file) = &self.config.server.pid_file {
             line(&mut out, "pid_file", &pid_file.display().to_string());
         }
+        if let Some(cluster) = &self.config.cluster {
+            line(&mut out, "cluster", &cluster.config.display().to_string());
+        }
+        for peer in &spec.cluster.peers {
+            let tls = if peer.config.tls { " (TLS)" } else { "" };
+            let user = &peer.config.user;
+            line(
+                &mut out,
+                "peer",
+                &format!("{} as {user:?}{tls}", peer.config.path),
+            );
+        }
         out
     }
 }
@@ -152,12 +165,6 @@ pub fn load_from(source: ConfigSource) -> Result<Loaded, SetupError> {
             ServerConfig::builtin_default()
         }
     };
-    if let Some(cluster) = &config.cluster {
-        tracing::warn!(
-            "cluster.config ({}) is ignored: clustering is not implemented yet",
-            cluster.config.display()
-        );
-    }
     let spec = build_spec(&config)?;
     Ok(Loaded {
         source,
@@ -207,7 +214,53 @@ fn build_spec(config: &ServerConfig) -> Result<ServerSpec, SetupError> {
         host: host_name(),
         version: String::from(env!("CARGO_PKG_VERSION")),
         build: crate::build_info::describe().to_owned(),
+        cluster: cluster_spec(config)?,
     })
+}
+
+/// The cluster peers from the file `cluster.config` names, with their
+/// `tls_ca` bundles read, and a reload of the same file; no peers without
+/// a `cluster:` section.
+fn cluster_spec(config: &ServerConfig) -> Result<ClusterSpec, FileError> {
+    let Some(section) = &config.cluster else {
+        return Ok(ClusterSpec::default());
+    };
+    let path = section.config.clone();
+    let peers = read_peers(&path)?;
+    let reload: PeersReloader = Arc::new(move || read_peers(&path).map_err(|e| e.to_string()));
+    Ok(ClusterSpec {
+        peers,
+        reload: Some(reload),
+        ..ClusterSpec::default()
+    })
+}
+
+/// Reads and validates the cluster file and every `tls_ca` it names.
+fn read_peers(path: &Path) -> Result<Vec<PeerSpec>, FileError> {
+    let configs = parse_cluster(&read_text(path)?, path)?;
+    configs
+        .into_iter()
+        .map(|config| {
+            let ca_pem = match &config.tls_ca {
+                Some(ca) => {
+                    let pem = read_bytes(ca)?;
+                    psrt_proto::tls::client_config(Some(&pem)).map_err(|err| FileError {
+                        path: ca.clone(),
+                        line: None,
+                        column: None,
+                        key: None,
+                        message: format!(
+                            "not usable as the CA of cluster peer {:?} (tls_ca): {err}",
+                            config.path
+                        ),
+                    })?;
+                    Some(pem)
+                }
+                None => None,
+            };
+            Ok(PeerSpec { config, ca_pem })
+        })
+        .collect()
 }
 
 /// The files SIGHUP re-reads, and what parsing them needs.

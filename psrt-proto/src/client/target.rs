@@ -48,6 +48,17 @@ impl Target {
     }
 }
 
+/// The nodes of a cluster address list, `node1:2873,node2:2873`, in the
+/// order given; empty pieces (a trailing comma) are skipped. A single
+/// address is a list of one.
+pub fn node_list(addrs: &str) -> Vec<&str> {
+    addrs
+        .split(',')
+        .map(str::trim)
+        .filter(|addr| !addr.is_empty())
+        .collect()
+}
+
 /// The host and port of `host:port` or `[v6]:port`; `None` without a port.
 fn split_port(addr: &str) -> Option<(&str, u16)> {
     let (host, port) = addr.rsplit_once(':')?;
@@ -90,6 +101,13 @@ mod tests {
     #[test]
     fn a_port_out_of_range_is_not_split_off() {
         assert_eq!(Target::parse("host:99999"), tcp("host:99999", DEFAULT_PORT));
+    }
+
+    #[test]
+    fn node_lists_split_on_commas() {
+        assert_eq!(node_list("a:1, b:2,,"), ["a:1", "b:2"]);
+        assert_eq!(node_list("/run/psrt.sock"), ["/run/psrt.sock"]);
+        assert!(node_list(" , ").is_empty());
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! latency histogram in seconds; clients, subscriptions and queued
 //! messages; the process's resident memory and open files.
 //!
-//! New series (per-peer replication, say) are one more function over
+//! Per-peer replication series come from [`super::cluster`]. New series
+//! are one more function over
 //! [`MetricsText`] called from [`render`]: a [`MetricsText::family`] line
 //! pair, then one [`MetricsText::sample`] per label set (e.g. `peer`).
 
@@ -74,6 +75,7 @@ pub fn render(stats: &StatsSnapshot, info: &StatusInfo) -> String {
     audit(&mut m, stats);
     latency(&mut m, stats);
     process(&mut m, info);
+    super::cluster::push_metrics(&mut m, &stats.cluster);
     m.finish()
 }
 
@@ -305,7 +307,7 @@ fn process(m: &mut MetricsText, info: &StatusInfo) {
 }
 
 /// Microseconds as decimal seconds, exactly (`250` → `0.00025`).
-fn seconds(us: u64) -> String {
+pub(super) fn seconds(us: u64) -> String {
     let text = format!("{}.{:06}", us / 1_000_000, us % 1_000_000);
     text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }

@@ -303,6 +303,11 @@ fn cluster_config_is_accepted() {
         "config.yml",
         &format!("{MINIMAL}cluster:\n  config: cluster.yml\n"),
     );
+    let err = load_file(&config).expect_err("the peers file must exist");
+    assert!(err.to_string().contains("cluster.yml"), "{err}");
+    dir.write("cluster.yml", "- path: node2:2873\n  user: repl\n");
     let loaded = load_file(&config).expect("cluster key accepted");
     assert!(loaded.config.cluster.is_some());
+    assert_eq!(loaded.spec.cluster.peers.len(), 1);
+    assert!(loaded.summary().contains("peer: node2:2873"));
 }

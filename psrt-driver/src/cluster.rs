@@ -1,0 +1,382 @@
+//! Cluster links, written once for every runtime: one task per peer drives
+//! a `psrt_proto::cluster::Link` over a client connection, reconnecting
+//! with capped exponential backoff and jitter; a supervisor task starts and
+//! stops them as the peer list changes (at start and on SIGHUP).
+//!
+//! A link takes messages from its peer's outbox in the broker in batches,
+//! under the broker lock and never across an `.await`; publishers only
+//! append to the outbox (or drop when it is full), so a slow or dead peer
+//! never delays local delivery.
+//!
+//! Logging: a link logs when it comes up and when it goes down, and while
+//! retrying only when the failure changes, never once per retry.
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use psrt_proto::TxBuf;
+use psrt_proto::client::{ClientOptions, ReadOutcome, Target, TlsOptions};
+use psrt_proto::cluster::{ClusterSpec, Link, LinkState, PeerSpec, PeersReloader};
+use psrt_proto::conn::BrokerLock;
+use rand::Rng;
+
+use crate::job::Job;
+use crate::runtime::{Runtime, Stream, Timer, until};
+use crate::shared::Shared;
+
+/// Messages a link moves from its outbox per broker lock.
+const BATCH: usize = 256;
+/// The first reconnect delay.
+const BACKOFF_START: Duration = Duration::from_millis(100);
+/// The longest reconnect delay.
+const BACKOFF_CAP: Duration = Duration::from_secs(10);
+
+/// The cluster part of a server's shared state: the peer-list updates the
+/// supervisor task applies, and how to re-read the list.
+pub struct ClusterControl {
+    updates: async_channel::Sender<Vec<PeerSpec>>,
+    /// Taken by the one supervisor task when the server starts.
+    receiver: Mutex<Option<async_channel::Receiver<Vec<PeerSpec>>>>,
+    reload: Option<PeersReloader>,
+}
+
+impl ClusterControl {
+    /// The control for `spec`, its peers queued as the first update (none
+    /// for a standalone node, whose supervisor then never starts).
+    pub fn new(spec: &ClusterSpec) -> Self {
+        let (updates, receiver) = async_channel::unbounded();
+        let configured = !spec.peers.is_empty() || spec.reload.is_some();
+        if configured {
+            let _ = updates.try_send(spec.peers.clone());
+        }
+        Self {
+            updates,
+            receiver: Mutex::new(configured.then_some(receiver)),
+            reload: spec.reload.clone(),
+        }
+    }
+
+    /// Re-reads the peer list and hands it to the supervisor: added peers
+    /// connect, removed ones disconnect, unchanged ones are not touched.
+    /// Blocks while the file is read. On error the peers in force stay.
+    pub fn reload(&self) -> Result<(), String> {
+        let Some(reload) = &self.reload else {
+            return Ok(());
+        };
+        match reload() {
+            Ok(peers) => {
+                tracing::info!(peers = peers.len(), "cluster peer list reloaded");
+                let _ = self.updates.try_send(peers);
+                Ok(())
+            }
+            Err(message) => {
+                tracing::error!(%message, "cluster reload failed; keeping the peers in force");
+                Err(message)
+            }
+        }
+    }
+
+    fn take_receiver(&self) -> Option<async_channel::Receiver<Vec<PeerSpec>>> {
+        self.receiver
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+}
+
+/// Starts the supervisor of the cluster links, once per server (on the
+/// first worker of a thread-per-core runtime); a no-op without peers.
+pub fn start<R: Runtime>(shared: &Arc<Shared<R>>) {
+    if let Some(updates) = shared.cluster.take_receiver() {
+        let job = ClusterJob(Task::Supervisor {
+            shared: shared.clone(),
+            updates,
+        });
+        shared.spawn(Job::Cluster(Box::new(job)));
+    }
+}
+
+/// A cluster task, spawned as [`Job::Cluster`].
+pub struct ClusterJob<R: Runtime>(Task<R>);
+
+enum Task<R: Runtime> {
+    /// Applies peer-list updates until the server stops.
+    Supervisor {
+        shared: Arc<Shared<R>>,
+        updates: async_channel::Receiver<Vec<PeerSpec>>,
+    },
+    /// Keeps one peer's link up until the peer is removed or the server
+    /// stops.
+    Link(PeerLink<R>),
+}
+
+impl<R: Runtime> ClusterJob<R> {
+    /// Runs the task to its end.
+    pub(crate) async fn run(self) {
+        match self.0 {
+            Task::Supervisor { shared, updates } => supervise(shared, updates).await,
+            Task::Link(link) => link.run().await,
+        }
+    }
+}
+
+async fn supervise<R: Runtime>(
+    shared: Arc<Shared<R>>,
+    updates: async_channel::Receiver<Vec<PeerSpec>>,
+) {
+    let limits = shared.with_broker(|broker| *broker.cluster().limits());
+    tracing::debug!(?limits, "cluster supervisor started");
+    let mut links: HashMap<String, (PeerSpec, async_channel::Sender<()>)> = HashMap::new();
+    while let Some(Ok(peers)) = until(shared.stopped(), updates.recv()).await {
+        links.retain(|path, (spec, stop)| {
+            let keep = peers.contains(spec);
+            if !keep {
+                tracing::info!(peer = %path, "cluster peer removed or changed: disconnecting");
+                stop.close();
+            }
+            keep
+        });
+        shared.with_broker(|broker| {
+            let names = peers.iter().map(|p| p.config.path.as_str());
+            broker.cluster_mut().set_peers(names);
+        });
+        for spec in peers {
+            if links.contains_key(&spec.config.path) {
+                continue;
+            }
+            tracing::info!(peer = %spec.config.path, "cluster peer added: connecting");
+            let (stop, stopping) = async_channel::bounded(1);
+            let link = PeerLink {
+                shared: shared.clone(),
+                spec: spec.clone(),
+                stopping,
+            };
+            shared.spawn(Job::Cluster(Box::new(ClusterJob(Task::Link(link)))));
+            links.insert(spec.config.path.clone(), (spec, stop));
+        }
+    }
+}
+
+/// One peer's link task.
+struct PeerLink<R: Runtime> {
+    shared: Arc<Shared<R>>,
+    spec: PeerSpec,
+    /// Closed when the peer is removed from the list.
+    stopping: async_channel::Receiver<()>,
+}
+
+/// What woke a link's loop.
+enum Event {
+    Read(std::io::Result<usize>),
+    Wrote(std::io::Result<usize>),
+    Batch,
+    Removed,
+    Timeout,
+}
+
+impl<R: Runtime> PeerLink<R> {
+    fn peer(&self) -> &str {
+        &self.spec.config.path
+    }
+
+    /// Completes when the peer is removed or the server stops.
+    async fn stop(&self) {
+        futures_lite::future::or(self.shared.stopped(), async {
+            let _ = self.stopping.recv().await;
+        })
+        .await;
+    }
+
+    fn set_state(&self, state: LinkState) {
+        self.shared.with_broker(|broker| {
+            if let Some(outbox) = broker.cluster_mut().peer_mut(self.peer()) {
+                outbox.set_state(state);
+            }
+        });
+    }
+
+    async fn run(self) {
+        let mut failures = 0u32;
+        let mut last_logged: Option<String> = None;
+        loop {
+            self.set_state(LinkState::Connecting);
+            let mut was_up = false;
+            let Some(error) = until(self.stop(), self.session(&mut was_up)).await else {
+                return;
+            };
+            if was_up {
+                failures = 0;
+                last_logged = None;
+            }
+            self.shared.with_broker(|broker| {
+                if let Some(outbox) = broker.cluster_mut().peer_mut(self.peer()) {
+                    outbox.link_failed(error.clone());
+                }
+            });
+            if last_logged.as_ref() != Some(&error) {
+                tracing::warn!(peer = %self.peer(), %error, "cluster link down; reconnecting with backoff");
+                last_logged = Some(error);
+            }
+            let delay = backoff(failures);
+            failures = failures.saturating_add(1);
+            if until(self.stop(), self.shared.runtime().sleep(delay))
+                .await
+                .is_none()
+            {
+                return;
+            }
+        }
+    }
+
+    /// One connection to the peer, until it fails: the failure, in words.
+    async fn session(&self, was_up: &mut bool) -> String {
+        let config = &self.spec.config;
+        let target = Target::parse(&config.path);
+        let options = ClientOptions {
+            login: config.user.clone(),
+            password: config.password.clone(),
+            tls: config.tls.then(|| TlsOptions {
+                ca_pem: self.spec.ca_pem.clone(),
+                server_name: None,
+            }),
+            timeout: config.timeout,
+            data_socket: false,
+            ..ClientOptions::default()
+        };
+        let [tls, _] = match options.tls_sessions(&target) {
+            Ok(sessions) => sessions,
+            Err(err) => return format!("TLS setup: {err}"),
+        };
+        let runtime = self.shared.runtime();
+        let connect = until(runtime.sleep(config.timeout), runtime.connect(&target)).await;
+        let mut stream = match connect {
+            None => return String::from("connect timed out"),
+            Some(Err(err)) => return format!("connect: {err}"),
+            Some(Ok(stream)) => stream,
+        };
+        let client = match options.control_client(tls, Instant::now()) {
+            Ok(client) => client,
+            Err(err) => return err.to_string(),
+        };
+        let mut link = Link::new(client);
+        let error = self.drive(&mut stream, &mut link, was_up).await;
+        let report = link.abort(&error);
+        self.shared.with_broker(|broker| {
+            broker
+                .cluster_mut()
+                .apply(self.peer(), report, Instant::now())
+        });
+        stream.shutdown().await;
+        error
+    }
+
+    /// The link's event loop; returns its failure (or its removal), in
+    /// words.
+    async fn drive(&self, stream: &mut R::Stream, link: &mut Link, was_up: &mut bool) -> String {
+        let mut tx = TxBuf::new();
+        let mut timer = R::Timer::default();
+        loop {
+            if let Err(err) = link.poll_send(Instant::now(), unix_ns()) {
+                return err.to_string();
+            }
+            link.poll_transmit(&mut tx);
+            if link.is_up() && !*was_up {
+                *was_up = true;
+                self.set_state(LinkState::Up);
+                tracing::info!(peer = %self.peer(), "cluster link up");
+            }
+            timer.set(link.poll_timeout());
+            let wants = link.wants_messages();
+            let event = poll_fn(|cx| {
+                if let Poll::Ready(read) = stream.poll_read(cx, link.read_buf()) {
+                    return Poll::Ready(Event::Read(read));
+                }
+                if !tx.is_empty()
+                    && let Poll::Ready(written) = stream.poll_write(cx, &tx)
+                {
+                    return Poll::Ready(Event::Wrote(written));
+                }
+                if wants {
+                    let listed = self.shared.with_broker(|broker| {
+                        let report = link.take_report();
+                        let cluster = broker.cluster_mut();
+                        cluster.apply(self.peer(), report, Instant::now());
+                        let outbox = cluster.peer_mut(self.peer())?;
+                        outbox.take(link.batch_mut(), BATCH, cx.waker());
+                        Some(())
+                    });
+                    if listed.is_none() {
+                        return Poll::Ready(Event::Removed);
+                    }
+                    if !link.batch_mut().is_empty() {
+                        return Poll::Ready(Event::Batch);
+                    }
+                }
+                timer.poll_fired(cx).map(|()| Event::Timeout)
+            })
+            .await;
+            let outcome = match event {
+                Event::Read(read) => match ReadOutcome::of(&read) {
+                    ReadOutcome::Data => link.handle_input(Instant::now()),
+                    ReadOutcome::Eof => link.handle_eof(),
+                },
+                Event::Wrote(Ok(written)) => {
+                    tx.advance(written);
+                    Ok(())
+                }
+                Event::Wrote(Err(err)) => return format!("write: {err}"),
+                Event::Batch => Ok(()),
+                Event::Removed => return String::from("the peer was removed"),
+                Event::Timeout => link.handle_timeout(Instant::now()),
+            };
+            if let Err(err) = outcome {
+                return err.to_string();
+            }
+        }
+    }
+}
+
+/// The wall clock in ns since the Unix epoch (0 if it is set before it).
+fn unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The delay before reconnect attempt `failures + 1`: doubling from
+/// [`BACKOFF_START`] up to [`BACKOFF_CAP`], then a random 50-100 % of it,
+/// so the nodes of a cluster that lost each other do not retry in step.
+fn backoff(failures: u32) -> Duration {
+    let full = BACKOFF_START
+        .saturating_mul(1u32 << failures.min(16))
+        .min(BACKOFF_CAP);
+    full.mul_f64(rand::rng().random_range(0.5..=1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter() {
+        for failures in 0..40 {
+            let full = BACKOFF_START
+                .saturating_mul(1u32 << failures.min(16))
+                .min(BACKOFF_CAP);
+            let delay = backoff(failures);
+            assert!(delay <= full && delay >= full / 2, "{failures}: {delay:?}");
+        }
+        assert!(backoff(30) >= BACKOFF_CAP / 2);
+        assert!(backoff(0) <= BACKOFF_START);
+    }
+
+    #[test]
+    fn a_standalone_node_has_no_supervisor() {
+        let control = ClusterControl::new(&ClusterSpec::default());
+        assert!(control.take_receiver().is_none());
+        assert_eq!(control.reload(), Ok(()));
+    }
+}

@@ -1,0 +1,351 @@
+//! The per-peer outboxes the broker fills on every local publish, and each
+//! peer's counters.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::LinkReport;
+
+/// Bytes a queued message is charged beyond its topic and payload (the
+/// offer's and payload's frame heads).
+const FRAME_OVERHEAD: usize = 18;
+
+/// Bounds of each peer's outbox and of its memory of `NOT_REQUIRED` topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Messages waiting for one peer, at most.
+    pub messages: usize,
+    /// Bytes (topics, payloads, frame heads) waiting for one peer, at most.
+    pub bytes: usize,
+    /// How long a topic the peer answered `NOT_REQUIRED` is not offered
+    /// again: a subscriber that appears there meanwhile misses at most this
+    /// much of it.
+    pub not_required_ttl: Duration,
+    /// `NOT_REQUIRED` topics remembered per peer, at most (the memory is
+    /// cleared when full).
+    pub not_required_topics: usize,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        Self {
+            messages: 16_384,
+            bytes: 64 * 1024 * 1024,
+            not_required_ttl: Duration::from_secs(1),
+            not_required_topics: 65_536,
+        }
+    }
+}
+
+/// A message on its way to a peer: what PUBLISH_REPL and its payload carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplMessage {
+    /// The normalised topic, shared by every peer's copy.
+    pub topic: Arc<str>,
+    /// Priority byte as published.
+    pub prio: u8,
+    /// The payload, shared with the local subscribers' copies.
+    pub payload: Bytes,
+    /// When it was published here (the timestamp sent is derived from it).
+    pub published: Instant,
+}
+
+impl ReplMessage {
+    /// Bytes it is charged in an outbox.
+    pub fn cost(&self) -> usize {
+        self.topic.len() + self.payload.len() + FRAME_OVERHEAD
+    }
+}
+
+/// Where a peer's link is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LinkState {
+    /// Connecting, or waiting for the greeting and login.
+    #[default]
+    Connecting,
+    /// Logged in: messages flow.
+    Up,
+    /// Failed; a reconnect is scheduled.
+    Down,
+}
+
+impl LinkState {
+    /// Lower-case name for `/status`, `/metrics` and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Connecting => "connecting",
+            LinkState::Up => "up",
+            LinkState::Down => "down",
+        }
+    }
+}
+
+/// One peer's state and counters, as `/status` and `/metrics` show them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerStats {
+    /// The peer's `path` from the cluster file.
+    pub peer: String,
+    /// Where its link is.
+    pub state: LinkState,
+    /// Messages waiting in its outbox.
+    pub queue_len: usize,
+    /// Bytes waiting in its outbox.
+    pub queue_bytes: usize,
+    /// Payloads delivered to it (answered OK).
+    pub sent: u64,
+    /// Payload bytes delivered to it.
+    pub sent_bytes: u64,
+    /// Offers it answered `NOT_REQUIRED`.
+    pub not_required: u64,
+    /// Messages not offered because it answered `NOT_REQUIRED` for their
+    /// topic a moment before (their payloads stayed off the link).
+    pub suppressed: u64,
+    /// Messages dropped for it: outbox full, link down, refused or lost
+    /// in flight.
+    pub dropped: u64,
+    /// Connection attempts after the first.
+    pub reconnects: u64,
+    /// The last failure of its link, if any since start.
+    pub last_error: Option<String>,
+    /// Smoothed round-trip time of an offer, in µs.
+    pub rtt_us: Option<u64>,
+}
+
+/// The messages waiting for one peer, bounded in count and bytes, and the
+/// peer's counters.
+#[derive(Debug)]
+pub struct Outbox {
+    stats: PeerStats,
+    queue: VecDeque<ReplMessage>,
+    bytes: usize,
+    /// Topics answered `NOT_REQUIRED`, with when to forget them.
+    not_required: HashMap<Arc<str>, Instant>,
+    waker: Option<Waker>,
+}
+
+impl Outbox {
+    fn new(peer: &str) -> Self {
+        Self {
+            stats: PeerStats {
+                peer: peer.to_owned(),
+                ..PeerStats::default()
+            },
+            queue: VecDeque::new(),
+            bytes: 0,
+            not_required: HashMap::new(),
+            waker: None,
+        }
+    }
+
+    /// The peer's counters, with the outbox's current fill.
+    pub fn stats(&self) -> PeerStats {
+        PeerStats {
+            queue_len: self.queue.len(),
+            queue_bytes: self.bytes,
+            ..self.stats.clone()
+        }
+    }
+
+    /// Messages waiting.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Bytes waiting.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Moves the link to `state`. Leaving `Up` drops what waits (it would
+    /// be stale by the time a new link is up, and is not replayed) and the
+    /// `NOT_REQUIRED` memory (the peer's subscriptions may differ after a
+    /// restart). Returns whether the state changed.
+    pub fn set_state(&mut self, state: LinkState) -> bool {
+        if self.stats.state == state {
+            return false;
+        }
+        if self.stats.state == LinkState::Up {
+            self.stats.dropped += self.queue.len() as u64;
+            self.queue.clear();
+            self.bytes = 0;
+            self.not_required.clear();
+        }
+        self.stats.state = state;
+        true
+    }
+
+    /// Records a failure of the link and counts a reconnect to come.
+    pub fn link_failed(&mut self, error: String) {
+        self.set_state(LinkState::Down);
+        self.stats.reconnects += 1;
+        self.stats.last_error = Some(error);
+    }
+
+    /// Applies what a link reports: counters, round trip, and the topics
+    /// the peer does not want for a while (from `now`).
+    pub fn apply(&mut self, report: LinkReport, now: Instant, limits: &QueueLimits) {
+        let stats = &mut self.stats;
+        stats.sent += report.sent;
+        stats.sent_bytes += report.sent_bytes;
+        stats.not_required += report.not_required.len() as u64;
+        stats.suppressed += report.suppressed;
+        stats.dropped += report.dropped;
+        if report.rtt_us.is_some() {
+            stats.rtt_us = report.rtt_us;
+        }
+        if let Some(error) = report.error {
+            stats.last_error = Some(error);
+        }
+        let until = now.checked_add(limits.not_required_ttl).unwrap_or(now);
+        for topic in report.not_required {
+            if self.not_required.len() >= limits.not_required_topics {
+                self.not_required.clear();
+            }
+            self.not_required.insert(topic, until);
+        }
+    }
+
+    /// Moves up to `max` waiting messages into `batch`, oldest first. When
+    /// none waits, `waker` is woken by the next message.
+    pub fn take(&mut self, batch: &mut VecDeque<ReplMessage>, max: usize, waker: &Waker) {
+        let count = self.queue.len().min(max);
+        for message in self.queue.drain(..count) {
+            self.bytes -= message.cost();
+            batch.push_back(message);
+        }
+        if self.queue.is_empty() {
+            match &self.waker {
+                Some(current) if current.will_wake(waker) => {}
+                _ => self.waker = Some(waker.clone()),
+            }
+        }
+    }
+
+    /// Queues `message` for the peer, or drops and counts it; a topic the
+    /// peer answered `NOT_REQUIRED` recently is skipped.
+    fn offer(&mut self, message: &ReplMessage, now: Instant, limits: &QueueLimits) {
+        if self.stats.state != LinkState::Up {
+            self.stats.dropped += 1;
+            return;
+        }
+        if let Some(until) = self.not_required.get(&message.topic) {
+            if now < *until {
+                self.stats.suppressed += 1;
+                return;
+            }
+            self.not_required.remove(&message.topic);
+        }
+        let cost = message.cost();
+        if self.queue.len() >= limits.messages || self.bytes + cost > limits.bytes {
+            self.stats.dropped += 1;
+            return;
+        }
+        self.queue.push_back(message.clone());
+        self.bytes += cost;
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// Wakes the link (its peer was removed, so it must look and stop).
+    fn wake(&mut self) {
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+}
+
+/// Every peer's outbox, in the broker.
+#[derive(Debug, Default)]
+pub struct Cluster {
+    limits: QueueLimits,
+    peers: Vec<Outbox>,
+}
+
+impl Cluster {
+    /// No peers yet, with these bounds for the outboxes.
+    pub fn new(limits: QueueLimits) -> Self {
+        Self {
+            limits,
+            peers: Vec::new(),
+        }
+    }
+
+    /// The outboxes' bounds.
+    pub fn limits(&self) -> &QueueLimits {
+        &self.limits
+    }
+
+    /// Whether no peer is configured (publishes then skip replication).
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// Sets the peer list: outboxes of peers still listed are kept as they
+    /// are (queue and counters), new peers get an empty one, removed peers'
+    /// are dropped (their links are woken to notice).
+    pub fn set_peers<'a>(&mut self, peers: impl IntoIterator<Item = &'a str>) {
+        let mut old = std::mem::take(&mut self.peers);
+        for name in peers {
+            if self.peers.iter().any(|o| o.stats.peer == name) {
+                continue;
+            }
+            let outbox = match old.iter().position(|o| o.stats.peer == name) {
+                Some(at) => old.swap_remove(at),
+                None => Outbox::new(name),
+            };
+            self.peers.push(outbox);
+        }
+        old.iter_mut().for_each(Outbox::wake);
+    }
+
+    /// The outbox of `peer`, if listed.
+    pub fn peer_mut(&mut self, peer: &str) -> Option<&mut Outbox> {
+        self.peers.iter_mut().find(|o| o.stats.peer == peer)
+    }
+
+    /// The outbox of `peer`, if listed.
+    pub fn peer(&self, peer: &str) -> Option<&Outbox> {
+        self.peers.iter().find(|o| o.stats.peer == peer)
+    }
+
+    /// Every peer's state and counters, in configuration order.
+    pub fn stats(&self) -> Vec<PeerStats> {
+        self.peers.iter().map(Outbox::stats).collect()
+    }
+
+    /// Offers a locally published message to every peer.
+    pub fn offer(&mut self, topic: &str, prio: u8, payload: &Bytes, now: Instant) {
+        if self.peers.is_empty() {
+            return;
+        }
+        let message = ReplMessage {
+            topic: Arc::from(topic),
+            prio,
+            payload: payload.clone(),
+            published: now,
+        };
+        let limits = self.limits;
+        for outbox in &mut self.peers {
+            outbox.offer(&message, now, &limits);
+        }
+    }
+
+    /// Applies a link's report to `peer`'s outbox (ignored when the peer
+    /// was removed meanwhile).
+    pub fn apply(&mut self, peer: &str, report: LinkReport, now: Instant) {
+        let limits = self.limits;
+        if let Some(outbox) = self.peer_mut(peer) {
+            outbox.apply(report, now, &limits);
+        }
+    }
+}

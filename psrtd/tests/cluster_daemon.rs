@@ -1,0 +1,206 @@
+//! Clustering with the real daemon: `cluster.config` and `--test-config`,
+//! a wrong peer password shown in `/status`, and a peer killed by PID and
+//! restarted heals by itself.
+
+mod daemon_support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use daemon_support::*;
+use nix::sys::signal::Signal;
+
+const ACL: &str = "repl: {replicator: true}\n_: {sub: ['#'], pub: ['#'], admin: true}\n";
+
+/// One node's files: config, password file, ACL and cluster file listing
+/// `peers` as `(port, password)`.
+fn node_files(dir: &TempDir, name: &str, port: u16, stats: u16, peers: &[(u16, &str)]) -> PathBuf {
+    let passwd = dir.write(
+        &format!("{name}.passwd"),
+        &format!("repl:{}\n", bcrypt_hash("secret")),
+    );
+    let acl = dir.write(&format!("{name}.acl.yml"), ACL);
+    let cluster: String = peers
+        .iter()
+        .map(|(peer, password)| {
+            format!(
+                "- path: 127.0.0.1:{peer}\n  user: repl\n  password: {password}\n  timeout: 2\n"
+            )
+        })
+        .collect();
+    let cluster = dir.write(&format!("{name}.cluster.yml"), &cluster);
+    dir.write(
+        &format!("{name}.yml"),
+        &format!(
+            "server:\n  bind_stats: 127.0.0.1:{stats}\nproto:\n  bind: 127.0.0.1:{port}\n\
+             auth:\n  allow_anonymous: true\n  password_file: {}\n  acl: {}\n\
+             cluster:\n  config: {}\n",
+            passwd.display(),
+            acl.display(),
+            cluster.display()
+        ),
+    )
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// The `cluster.peers` of a node's `/status`.
+fn peers(stats: u16) -> Vec<serde_json::Value> {
+    let (status, body) = http_get(addr(stats), "/status");
+    assert!(status.contains("200"), "{status}: {body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+    json["cluster"]["peers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn peer_state(stats: u16) -> String {
+    peers(stats)
+        .first()
+        .and_then(|p| p["state"].as_str())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// A subscriber to `filter` with its data socket.
+struct Subscriber {
+    _control: TcpStream,
+    data: TcpStream,
+}
+
+impl Subscriber {
+    fn new(port: u16, filter: &str) -> Subscriber {
+        let (mut control, token) = login(addr(port), "", "");
+        let token = token.expect("anonymous login");
+        let mut data = TcpStream::connect(addr(port)).expect("data socket");
+        data.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        data.write_all(&[0xEE, 0xAB, 0x00]).expect("greeting");
+        let mut header = [0u8; 4];
+        data.read_exact(&mut header).expect("greeting reply");
+        data.write_all(&token).expect("token");
+        data.write_all(&[5]).expect("timeout byte");
+        let mut ok = [0u8; 1];
+        data.read_exact(&mut ok).expect("data OK");
+        assert_eq!(ok, [OK]);
+        let mut frame = vec![0x02];
+        frame.extend_from_slice(&u32::try_from(filter.len()).expect("short").to_le_bytes());
+        frame.extend_from_slice(filter.as_bytes());
+        control.write_all(&frame).expect("subscribe");
+        control.read_exact(&mut ok).expect("subscribe reply");
+        assert_eq!(ok, [OK]);
+        Subscriber {
+            _control: control,
+            data,
+        }
+    }
+
+    /// The next pushed payload (beacons skipped).
+    fn next(&mut self) -> Vec<u8> {
+        loop {
+            let mut kind = [0u8; 1];
+            self.data.read_exact(&mut kind).expect("pushed frame");
+            if kind[0] == 0 {
+                continue;
+            }
+            let mut head = [0u8; 5];
+            self.data.read_exact(&mut head).expect("frame head");
+            let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            let mut body = vec![0u8; len];
+            self.data.read_exact(&mut body).expect("frame body");
+            let nul = body.iter().position(|&b| b == 0).expect("separator");
+            return body.split_off(nul + 1);
+        }
+    }
+}
+
+#[test]
+fn test_config_lists_the_peers_and_names_a_bad_cluster_key() {
+    let dir = TempDir::new("cluster-test-config");
+    let config = node_files(&dir, "a", 1, 2, &[(3, "secret")]);
+    let out = run_bounded(psrtd().arg("--test-config").arg("-c").arg(&config));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("peer: 127.0.0.1:3 as \"repl\""), "{stdout}");
+    dir.write("a.cluster.yml", "- path: 127.0.0.1:3\n  timeout: never\n");
+    let out = run_bounded(psrtd().arg("--test-config").arg("-c").arg(&config));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("a.cluster.yml:2:"), "{stderr}");
+    assert!(stderr.contains("[0].timeout"), "{stderr}");
+}
+
+#[test]
+fn a_wrong_peer_password_is_reported_in_status() {
+    let dir = TempDir::new("cluster-password");
+    let (port_a, stats_a, port_b) = (free_tcp_port(), free_tcp_port(), free_tcp_port());
+    let b_config = node_files(&dir, "b", port_b, free_tcp_port(), &[]);
+    let _b = Daemon::start(&b_config, port_b);
+    let a_config = node_files(&dir, "a", port_a, stats_a, &[(port_b, "wrong")]);
+    let a = Daemon::start(&a_config, port_a);
+    let refused = poll(|| {
+        peers(stats_a).first().is_some_and(|p| {
+            p["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("login refused"))
+        })
+    });
+    assert!(refused, "{:?}\n{}", peers(stats_a), a.log());
+    assert_ne!(peer_state(stats_a), "up");
+    // Retries are not logged one by one.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        a.log().matches("cluster link down").count(),
+        1,
+        "{}",
+        a.log()
+    );
+}
+
+#[test]
+fn a_peer_killed_and_restarted_heals_by_itself() {
+    let dir = TempDir::new("cluster-heal");
+    let (port_a, stats_a, port_b, stats_b) = (
+        free_tcp_port(),
+        free_tcp_port(),
+        free_tcp_port(),
+        free_tcp_port(),
+    );
+    let a_config = node_files(&dir, "a", port_a, stats_a, &[(port_b, "secret")]);
+    let b_config = node_files(&dir, "b", port_b, stats_b, &[(port_a, "secret")]);
+    let a = Daemon::start(&a_config, port_a);
+    let mut b = Daemon::start(&b_config, port_b);
+    assert!(poll(|| peer_state(stats_a) == "up"), "{}", a.log());
+    let mut subscriber = Subscriber::new(port_b, "plant/#");
+    let (mut publisher, _) = login(addr(port_a), "", "");
+    assert_eq!(publish(&mut publisher, "plant/1", b"before"), OK);
+    assert_eq!(subscriber.next(), b"before");
+
+    b.signal(Signal::SIGKILL);
+    b.wait_exit();
+    assert!(poll(|| peer_state(stats_a) != "up"), "{:?}", peers(stats_a));
+    let b = Daemon::start(&b_config, port_b);
+    assert!(
+        poll(|| peer_state(stats_a) == "up"),
+        "{}\n{}",
+        a.log(),
+        b.log()
+    );
+    let mut subscriber = Subscriber::new(port_b, "plant/#");
+    // Nothing was published since the link came back, so A has no stale
+    // NOT_REQUIRED answer for the topic.
+    assert_eq!(publish(&mut publisher, "plant/1", b"after"), OK);
+    assert_eq!(subscriber.next(), b"after");
+    let reconnects = peers(stats_a)[0]["reconnects"].as_u64().expect("count");
+    assert!(reconnects >= 1, "{:?}", peers(stats_a));
+    a.wait_for_log("cluster link up", 2);
+}
