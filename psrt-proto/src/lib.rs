@@ -41,6 +41,7 @@ pub mod broker;
 pub mod client;
 pub mod config;
 pub mod conn;
+pub mod framepool;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz_checks;
 pub mod http;
