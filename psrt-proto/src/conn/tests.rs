@@ -513,7 +513,11 @@ fn large_frames_reuse_pooled_buffers_once_delivered() {
     let first = conn.read_buf_with(0).as_ptr();
     conn.read_buf().extend_from_slice(rest);
     conn.handle_input(now);
-    assert_eq!(FramePool::global().len(), 1, "the emptied frame buffer kept");
+    assert_eq!(
+        FramePool::global().len(),
+        1,
+        "the emptied frame buffer kept"
+    );
     // The frame was decoded; once its payload is gone (the request is
     // dropped with the connection's queue here), the next large frame's
     // header alone gets the same memory back.
