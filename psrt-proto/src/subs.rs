@@ -12,7 +12,7 @@
 //!   to literal children of every node sit in one hash table keyed by
 //!   (parent id, level id).
 //! - Subscribers of a node are a sorted small vector of client ids, inline
-//!   up to three of them.
+//!   up to two of them (a node is 32 bytes).
 //!
 //! A filter ending at a node puts its client in that node's set; a filter
 //! ending in `#` puts it in the set of the `#` child of the node before
@@ -61,6 +61,7 @@ pub struct SubIndex {
     free: Vec<u32>,
     edges: HashTable<Edge>,
     levels: Levels,
+    sets: Sets,
     pairs: usize,
 }
 
@@ -78,6 +79,7 @@ impl SubIndex {
             free: Vec::new(),
             edges: HashTable::new(),
             levels: Levels::default(),
+            sets: Sets::default(),
             pairs: 0,
         }
     }
@@ -97,7 +99,9 @@ impl SubIndex {
                 Level::Literal(text) => node = self.literal_child(node, text),
             }
         }
-        let added = self.nodes[node as usize].subs.insert(client);
+        let added = self.nodes[node as usize]
+            .subs
+            .insert(client, &mut self.sets);
         if added {
             self.pairs += 1;
         }
@@ -128,7 +132,7 @@ impl SubIndex {
         let Some(node) = self.nodes.get_mut(filter.0 as usize) else {
             return false;
         };
-        if !node.subs.remove(client) {
+        if !node.subs.remove(client, &mut self.sets) {
             return false;
         }
         self.pairs -= 1;
@@ -221,10 +225,10 @@ impl SubIndex {
     ) -> ControlFlow<()> {
         let at = &self.nodes[node as usize];
         let Some(rest) = rest else {
-            return found(at.subs.as_slice());
+            return found(at.subs.as_slice(&self.sets));
         };
         if at.hash != NONE {
-            found(self.nodes[at.hash as usize].subs.as_slice())?;
+            found(self.nodes[at.hash as usize].subs.as_slice(&self.sets))?;
         }
         let (level, tail) = split_level(rest);
         if at.kids > 0
@@ -399,13 +403,21 @@ fn edge_hash(parent: u32, level: u32) -> u64 {
 }
 
 /// Clients inline up to this many.
-const INLINE: usize = 3;
+const INLINE: usize = 2;
 
-/// A sorted set of client ids, inline while small.
+/// A sorted set of client ids: inline while small, else a vector in
+/// [`Sets`] (by index, so a node stays 32 bytes).
 #[derive(Debug)]
 enum Subs {
     Inline { len: u8, ids: [u32; INLINE] },
-    Heap(Box<Vec<u32>>),
+    Heap(u32),
+}
+
+/// The vectors of the subscriber sets too large to be inline.
+#[derive(Debug, Default)]
+struct Sets {
+    sets: Vec<Vec<u32>>,
+    free: Vec<u32>,
 }
 
 impl Default for Subs {
@@ -418,20 +430,20 @@ impl Default for Subs {
 }
 
 impl Subs {
-    fn as_slice(&self) -> &[u32] {
+    fn as_slice<'a>(&'a self, sets: &'a Sets) -> &'a [u32] {
         match self {
             Subs::Inline { len, ids } => ids.get(..usize::from(*len)).unwrap_or_default(),
-            Subs::Heap(ids) => ids,
+            Subs::Heap(at) => sets.sets.get(*at as usize).map_or(&[], Vec::as_slice),
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.as_slice().is_empty()
+        matches!(self, Subs::Inline { len: 0, .. })
     }
 
     /// Adds `client`; false when it was there.
-    fn insert(&mut self, client: u32) -> bool {
-        let Err(at) = self.as_slice().binary_search(&client) else {
+    fn insert(&mut self, client: u32, sets: &mut Sets) -> bool {
+        let Err(at) = self.as_slice(sets).binary_search(&client) else {
             return false;
         };
         match self {
@@ -445,17 +457,21 @@ impl Subs {
                 let mut heap = Vec::with_capacity(INLINE * 2);
                 heap.extend_from_slice(ids);
                 heap.insert(at, client);
-                *self = Subs::Heap(Box::new(heap));
+                *self = Subs::Heap(sets.add(heap));
             }
-            Subs::Heap(ids) => ids.insert(at, client),
+            Subs::Heap(index) => {
+                if let Some(heap) = sets.sets.get_mut(*index as usize) {
+                    heap.insert(at, client);
+                }
+            }
         }
         true
     }
 
     /// Removes `client`; false when it was not there. A set that fits
     /// inline again goes back inline, releasing its memory.
-    fn remove(&mut self, client: u32) -> bool {
-        let Ok(at) = self.as_slice().binary_search(&client) else {
+    fn remove(&mut self, client: u32, sets: &mut Sets) -> bool {
+        let Ok(at) = self.as_slice(sets).binary_search(&client) else {
             return false;
         };
         match self {
@@ -463,21 +479,51 @@ impl Subs {
                 ids.copy_within(at + 1..usize::from(*len), at);
                 *len -= 1;
             }
-            Subs::Heap(ids) => {
-                ids.remove(at);
-                if ids.len() <= INLINE {
+            Subs::Heap(index) => {
+                let index = *index;
+                let Some(heap) = sets.sets.get_mut(index as usize) else {
+                    return false;
+                };
+                heap.remove(at);
+                if heap.len() <= INLINE {
                     let mut inline = [0; INLINE];
-                    inline[..ids.len()].copy_from_slice(ids);
+                    inline[..heap.len()].copy_from_slice(heap);
                     *self = Subs::Inline {
-                        len: ids.len() as u8,
+                        len: heap.len() as u8,
                         ids: inline,
                     };
-                } else if ids.len() * 4 < ids.capacity() {
-                    ids.shrink_to(ids.len() * 2);
+                    sets.release(index);
+                } else if heap.len() * 4 < heap.capacity() {
+                    heap.shrink_to(heap.len() * 2);
                 }
             }
         }
         true
+    }
+}
+
+impl Sets {
+    /// Stores `set`; its index.
+    fn add(&mut self, set: Vec<u32>) -> u32 {
+        match self.free.pop() {
+            Some(at) => {
+                self.sets[at as usize] = set;
+                at
+            }
+            None => {
+                self.sets.push(set);
+                // At most one set per node.
+                u32::try_from(self.sets.len() - 1).unwrap_or(NONE)
+            }
+        }
+    }
+
+    /// Frees the set at `at`.
+    fn release(&mut self, at: u32) {
+        if let Some(set) = self.sets.get_mut(at as usize) {
+            *set = Vec::new();
+            self.free.push(at);
+        }
     }
 }
 

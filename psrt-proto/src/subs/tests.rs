@@ -143,6 +143,7 @@ fn subscriber_sets_grow_past_inline_and_come_back() {
     assert_eq!(lookup_sorted(&index, "t"), vec![9, 10]);
     let node = &index.nodes[id.0 as usize];
     assert!(matches!(node.subs, Subs::Inline { len: 2, .. }));
+    assert_eq!(index.sets.free.len(), index.sets.sets.len(), "set freed");
 }
 
 #[test]
@@ -174,7 +175,7 @@ fn removal_prunes_every_node_and_level() {
 
 #[test]
 fn nodes_stay_small() {
-    assert!(std::mem::size_of::<Node>() <= 40);
+    assert!(std::mem::size_of::<Node>() <= 32);
     assert!(std::mem::size_of::<Edge>() <= 12);
 }
 
