@@ -524,7 +524,8 @@ mod tests {
             table
                 .contains("| 2. CPU cores busy, server (bench): plain / TLS | 1.50 (0.25) / n/a |")
         );
-        assert_eq!(table.lines().count(), 2 + 15);
+        assert!(table.contains("| 4. 1 MiB, 2 pub -> 2 subs (MB/s, server CPU cores) | – | – |"));
+        assert_eq!(table.lines().count(), 2 + 17);
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub const SMALL_PAYLOAD: usize = 32;
 pub const LARGE_PAYLOAD: usize = 1 << 20;
 /// Payload size of the medium-message workload.
 pub const MEDIUM_PAYLOAD: usize = 64 << 10;
+/// Payload bytes subscribers of a large-payload workload may lag behind:
+/// below the servers' default per-client queue bytes (64 MiB), so a
+/// healthy subscriber is never dropped as a slow consumer.
+const LARGE_QUEUE_BYTES: usize = 48 << 20;
 /// Publishes each large-payload publisher keeps at least unanswered:
 /// enough that the server always has a frame to read while it delivers
 /// the last one.
@@ -422,8 +426,10 @@ pub fn large(
         check: &|_, _| true,
         ack_window,
         // Room for every publish unanswered plus some on the way to the
-        // subscribers, so the backlog does not throttle the pipeline.
-        backlog: (ack_window * shape.publishers + LARGE_IN_FLIGHT) as u64,
+        // subscribers, so the backlog does not throttle the pipeline, but
+        // within the server's per-client queue bytes.
+        backlog: (ack_window * shape.publishers + LARGE_IN_FLIGHT)
+            .min(LARGE_QUEUE_BYTES / shape.payload) as u64,
         window: scale.window,
         server,
     };
