@@ -25,10 +25,10 @@
 //! itself), so its cost depends on the topic's depth and on the wildcard
 //! filters along its path, not on how many subscriptions exist.
 
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::ops::ControlFlow;
 
-use hashbrown::HashTable;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::topic::Level;
 
@@ -533,9 +533,11 @@ struct Levels {
     /// Level texts by id; a free slot has no references.
     slots: Vec<LevelSlot>,
     free: Vec<u32>,
-    /// Ids, hashed by their text.
+    /// Ids, hashed by their text with a per-process random seed
+    /// (foldhash: a topic level is hashed once per lookup, so its speed is
+    /// the routing speed).
     table: HashTable<u32>,
-    state: RandomState,
+    state: DefaultHashBuilder,
 }
 
 #[derive(Debug)]
