@@ -9,7 +9,9 @@
 //!    over TLS;
 //! 2. fan-out: 1 publisher -> many subscribers, plain and over TLS;
 //! 3. latency at a fixed publish rate (p50, p99, p99.9, max);
-//! 4. 1 MiB payloads (msg/s and MB/s);
+//! 4. large payloads, 16 or more publishes in flight per publisher: 1 MiB
+//!    and 64 KiB one to one, 1 MiB two publishers to two subscribers (MB/s
+//!    and the server's CPU);
 //! 5. many subscriptions (exact and wildcard) over many clients: the time
 //!    to subscribe them all, then publish throughput;
 //! 6. idle clients (control + data socket): server memory per client.

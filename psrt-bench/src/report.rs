@@ -87,10 +87,19 @@ fn rows(scale: &Scale) -> Vec<Row> {
         ("3. latency max (µs)".into(), |r| {
             latency_cell(r, |l| l.max)
         }),
-        ("4. 1 MiB payloads (msg/s)".into(), |r| rate_cell(&r.large)),
-        ("4. 1 MiB payloads (MB/s)".into(), |r| {
-            cell(&r.large, |t| format!("{:.0}", t.megabytes()))
+        ("4. 1 MiB payloads, 1 pub -> 1 sub (msg/s)".into(), |r| {
+            rate_cell(&r.large)
         }),
+        ("4. 1 MiB, 1 -> 1 (MB/s, server CPU cores)".into(), |r| {
+            megabytes_cell(&r.large)
+        }),
+        ("4. 64 KiB, 1 -> 1 (MB/s, server CPU cores)".into(), |r| {
+            megabytes_cell(&r.medium)
+        }),
+        (
+            "4. 1 MiB, 2 pub -> 2 subs (MB/s, server CPU cores)".into(),
+            |r| megabytes_cell(&r.large_duo),
+        ),
         (
             format!(
                 "5. subscribe {subs} filters over {} clients (ms)",
@@ -166,6 +175,21 @@ fn cpu_cell(plain: &Outcome<Throughput>, tls: &Outcome<Throughput>) -> String {
         _ => "n/a".to_owned(),
     };
     format!("{} / {}", show(plain), show(tls))
+}
+
+/// MB/s delivered and the server's CPU cores busy, as `2,105 (0.92)`,
+/// with any loss.
+fn megabytes_cell(outcome: &Outcome<Throughput>) -> String {
+    cell(outcome, |t| {
+        let mut text = thousands(t.megabytes());
+        if let Some(cpu) = t.cpu {
+            let _ = write!(text, " ({:.2})", cpu.server);
+        }
+        if t.lost() > 0 {
+            let _ = write!(text, " (lost {} of {})", t.lost(), t.expected);
+        }
+        text
+    })
 }
 
 fn throughput_text(t: &Throughput) -> String {
@@ -370,7 +394,8 @@ Every server runs as its own process on a free loopback port with the same \
 config (`workers: 2`, `data_queue: 1024` (the default of both), anonymous access) and is restarted \
 for each workload. The benchmark client shares the machine's cores with the \
 server: blocking std sockets on one thread per client, publishes pipelined \
-(at most 1,024 unanswered, 4 for 1 MiB payloads) and paused while the \
+(at most 1,024 unanswered; 16 to 32 per publisher for 1 MiB and 64 KiB \
+payloads, so the server always has a frame to read) and paused while the \
 slowest subscriber lags by more than a bounded backlog (below `data_queue`), \
 so a server is measured at the rate it delivers, not the rate it accepts. \
 Every delivery is counted: a cell shows `lost N of M` when messages went \
@@ -436,6 +461,8 @@ mod tests {
                 max: Duration::from_micros(p99_us),
             }),
             large: Err(Failure::Error("boom | bang".into())),
+            medium: Ok(throughput(rate)),
+            large_duo: Err(Failure::NotRun),
             subscriptions: Ok(Subscriptions {
                 count: 10,
                 subscribe_time: Duration::from_millis(5),
@@ -446,6 +473,17 @@ mod tests {
                 bytes_per_client: Some(idle),
             }),
         }
+    }
+
+    #[test]
+    fn megabytes_cells_show_the_server_cpu_and_loss() {
+        let mut t = throughput(1000);
+        t.payload = 1 << 20;
+        assert_eq!(megabytes_cell(&Ok(t)), "1,049 (1.50)");
+        t.delivered = 900;
+        t.cpu = None;
+        assert_eq!(megabytes_cell(&Ok(t)), "944 (lost 100 of 1000)");
+        assert_eq!(megabytes_cell(&Err(Failure::NotRun)), "–");
     }
 
     #[test]
@@ -486,7 +524,8 @@ mod tests {
             table
                 .contains("| 2. CPU cores busy, server (bench): plain / TLS | 1.50 (0.25) / n/a |")
         );
-        assert_eq!(table.lines().count(), 2 + 15);
+        assert!(table.contains("| 4. 1 MiB, 2 pub -> 2 subs (MB/s, server CPU cores) | – | – |"));
+        assert_eq!(table.lines().count(), 2 + 17);
     }
 
     #[test]

@@ -24,8 +24,18 @@ use crate::{BenchError, Scale};
 
 /// Payload size of the fan-in, fan-out, latency and subscription workloads.
 pub const SMALL_PAYLOAD: usize = 32;
-/// Payload size of the large-message workload.
+/// Payload size of the large-message workloads.
 pub const LARGE_PAYLOAD: usize = 1 << 20;
+/// Payload size of the medium-message workload.
+pub const MEDIUM_PAYLOAD: usize = 64 << 10;
+/// Payload bytes subscribers of a large-payload workload may lag behind:
+/// below the servers' default per-client queue bytes (64 MiB), so a
+/// healthy subscriber is never dropped as a slow consumer.
+const LARGE_QUEUE_BYTES: usize = 48 << 20;
+/// Publishes each large-payload publisher keeps at least unanswered:
+/// enough that the server always has a frame to read while it delivers
+/// the last one.
+pub const LARGE_IN_FLIGHT: usize = 16;
 /// Small messages subscribers may lag behind publishers: below the
 /// server's per-client queue ([`crate::server::DATA_QUEUE`]) with a margin.
 const SMALL_BACKLOG: u64 = 768;
@@ -185,8 +195,12 @@ pub struct Results {
     pub fan_out_tls: Outcome<Throughput>,
     /// Latency at a fixed rate.
     pub latency: Outcome<Latency>,
-    /// 1 MiB payloads.
+    /// 1 MiB payloads, 1 publisher -> 1 subscriber.
     pub large: Outcome<Throughput>,
+    /// 64 KiB payloads, 1 publisher -> 1 subscriber.
+    pub medium: Outcome<Throughput>,
+    /// 1 MiB payloads, 2 publishers -> 2 subscribers of both.
+    pub large_duo: Outcome<Throughput>,
     /// Many subscriptions.
     pub subscriptions: Outcome<Subscriptions>,
     /// Idle clients' memory.
@@ -206,8 +220,12 @@ pub enum Workload {
     FanOutTls,
     /// 3. Latency at a fixed rate.
     Latency,
-    /// 4. 1 MiB payloads.
+    /// 4. 1 MiB payloads, 1 publisher -> 1 subscriber.
     Large,
+    /// 4. 64 KiB payloads, 1 publisher -> 1 subscriber.
+    Medium,
+    /// 4. 1 MiB payloads, 2 publishers -> 2 subscribers.
+    LargeDuo,
     /// 5. Many subscriptions.
     Subscriptions,
     /// 6. Idle clients' memory.
@@ -247,7 +265,13 @@ pub fn run_selected(scale: &Scale, only: &[Workload], start: &mut Start<'_>) -> 
             latency(&t.endpoint, scale)
         }),
         large: on_fresh(wanted(Workload::Large), Plain, start, |t| {
-            large(&t.endpoint, scale)
+            large(&t.endpoint, t.pid, scale, LargeShape::ONE_MIB)
+        }),
+        medium: on_fresh(wanted(Workload::Medium), Plain, start, |t| {
+            large(&t.endpoint, t.pid, scale, LargeShape::MEDIUM)
+        }),
+        large_duo: on_fresh(wanted(Workload::LargeDuo), Plain, start, |t| {
+            large(&t.endpoint, t.pid, scale, LargeShape::DUO)
         }),
         subscriptions: on_fresh(wanted(Workload::Subscriptions), Plain, start, |t| {
             subscriptions(&t.endpoint, scale)
@@ -341,23 +365,76 @@ pub fn fan_out(
     flow.run()
 }
 
-/// Workload 4: 1 publisher -> 1 subscriber, 1 MiB payloads.
-pub fn large(endpoint: &Endpoint, scale: &Scale) -> Result<Throughput, BenchError> {
-    let (subscriber, stream) = subscriber(endpoint, &["bench/large".to_owned()])?;
+/// The shape of a large-payload workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LargeShape {
+    /// Payload bytes per message.
+    pub payload: usize,
+    /// Publishers, each with [`LARGE_IN_FLIGHT`] publishes unanswered.
+    pub publishers: usize,
+    /// Subscribers, each receiving every message.
+    pub subscribers: usize,
+}
+
+impl LargeShape {
+    /// 1 MiB, 1 publisher -> 1 subscriber.
+    pub const ONE_MIB: Self = Self {
+        payload: LARGE_PAYLOAD,
+        publishers: 1,
+        subscribers: 1,
+    };
+    /// 64 KiB, 1 publisher -> 1 subscriber.
+    pub const MEDIUM: Self = Self {
+        payload: MEDIUM_PAYLOAD,
+        publishers: 1,
+        subscribers: 1,
+    };
+    /// 1 MiB, 2 publishers -> 2 subscribers.
+    pub const DUO: Self = Self {
+        payload: LARGE_PAYLOAD,
+        publishers: 2,
+        subscribers: 2,
+    };
+}
+
+/// Workload 4: large payloads that keep the server busy: every publisher
+/// pipelines [`LARGE_IN_FLIGHT`] publishes on its connection and every
+/// subscriber (on `bench/large`) receives every message; samples the CPU
+/// time of process `server` when given.
+pub fn large(
+    endpoint: &Endpoint,
+    server: Option<u32>,
+    scale: &Scale,
+    shape: LargeShape,
+) -> Result<Throughput, BenchError> {
+    let mut controls = Vec::new();
+    let mut streams = Vec::new();
+    for _ in 0..shape.subscribers {
+        let (control, stream) = subscriber(endpoint, &["bench/large".to_owned()])?;
+        controls.push(control);
+        streams.push(stream);
+    }
+    // A publisher reads replies once `ack_window` are unanswered, down to
+    // half of it: twice the target keeps at least that many in flight.
+    let ack_window = 2 * LARGE_IN_FLIGHT;
     let flow = Flow {
-        publishers: connect_many(endpoint, 1)?,
+        publishers: connect_many(endpoint, shape.publishers)?,
         topic: &|_, _, topic| topic.push_str("bench/large"),
-        payload: vec![b'x'; LARGE_PAYLOAD],
-        subscribers: vec![stream],
+        payload: vec![b'x'; shape.payload],
+        subscribers: streams,
         routing: Routing::Every,
         check: &|_, _| true,
-        ack_window: 4,
-        backlog: 8,
+        ack_window,
+        // Room for every publish unanswered plus some on the way to the
+        // subscribers, so the backlog does not throttle the pipeline, but
+        // within the server's per-client queue bytes.
+        backlog: (ack_window * shape.publishers + LARGE_IN_FLIGHT)
+            .min(LARGE_QUEUE_BYTES / shape.payload) as u64,
         window: scale.window,
-        server: None,
+        server,
     };
     let result = flow.run();
-    drop(subscriber);
+    drop(controls);
     result
 }
 
@@ -856,6 +933,7 @@ fn count_deliveries(
 }
 
 const _: () = assert!(SMALL_BACKLOG < DATA_QUEUE as u64);
+const _: () = assert!(8 * LARGE_IN_FLIGHT < DATA_QUEUE);
 
 #[cfg(test)]
 mod tests {

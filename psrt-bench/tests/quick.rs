@@ -76,6 +76,8 @@ fn quick_workloads_deliver_everything() {
         ("fan-out", &results.fan_out),
         ("fan-out-tls", &results.fan_out_tls),
         ("large", &results.large),
+        ("medium", &results.medium),
+        ("large-duo", &results.large_duo),
     ] {
         let t = throughput
             .as_ref()

@@ -1,5 +1,6 @@
-//! Subscription index lookups: does the cost stay flat as subscriptions
-//! grow, and what does a wide fan-out cost?
+//! Subscription index: does the lookup cost stay flat as subscriptions
+//! grow, what does a wide fan-out cost, and how long do 100,000
+//! subscriptions take to make and to remove?
 //!
 //! Run with `cargo bench -p psrt-proto --bench index`.
 
@@ -95,6 +96,49 @@ fn exact_100k_subscriptions(bencher: Bencher) {
 #[divan::bench]
 fn fan_out_1000_clients(bencher: Bencher) {
     bench_lookup(bencher, &fan_out_index(), "fan/out", 1_000);
+}
+
+/// The distinct-filter shape: 100 clients, 1,000 five-level
+/// filters each (`ret/C/I/+/v`).
+fn five_level_index() -> SubIndex {
+    let mut index = SubIndex::new();
+    for client in 0..100_u32 {
+        for i in 0..1_000 {
+            index.insert(&format!("ret/{client}/{i}/+/v"), client);
+        }
+    }
+    index
+}
+
+#[divan::bench(sample_count = 10)]
+fn subscribe_100k(bencher: Bencher) {
+    bencher.bench_local(|| black_box(large_index()).len());
+}
+
+#[divan::bench(sample_count = 10)]
+fn subscribe_100k_five_level(bencher: Bencher) {
+    bencher.bench_local(|| black_box(five_level_index()).len());
+}
+
+#[divan::bench(sample_count = 10)]
+fn unsubscribe_100k_five_level(bencher: Bencher) {
+    bencher
+        .with_inputs(five_level_index)
+        .bench_local_values(|mut index| {
+            for client in 0..100_u32 {
+                for i in 0..1_000 {
+                    if let Some(id) = index.find(&format!("ret/{client}/{i}/+/v")) {
+                        index.remove(id, client);
+                    }
+                }
+            }
+            index.len()
+        });
+}
+
+#[divan::bench]
+fn route_five_level_100k(bencher: Bencher) {
+    bench_lookup(bencher, &five_level_index(), "ret/42/512/x/v", 1);
 }
 
 #[divan::bench]

@@ -31,7 +31,7 @@ use crate::acl::{Acl, UserRights};
 use crate::auth::{Keys, Passwords};
 use crate::cluster::Cluster;
 use crate::stats::{ClientInfo, Counters, StatsSnapshot, Tallies};
-use crate::subs::SubIndex;
+use crate::subs::{FilterId, SubIndex};
 use crate::topic::{self, TopicError};
 use crate::topk::{SortBy, TopTopics};
 use crate::txbuf::TxBuf;
@@ -441,7 +441,9 @@ struct Session {
     origin: Origin,
     rights: Arc<UserRights>,
     token: Token,
-    filters: HashSet<Box<str>>,
+    /// The filters held, as ids into the broker's index (which keeps their
+    /// text once for every session).
+    filters: HashSet<FilterId>,
     data: DataSlot,
 }
 
@@ -777,7 +779,7 @@ impl Broker {
         let Some(session) = self.take_session(id) else {
             return;
         };
-        for filter in &session.filters {
+        for &filter in &session.filters {
             self.index.remove(filter, id.slot);
         }
         self.tokens.remove(&session.token);
@@ -863,13 +865,16 @@ impl Broker {
                 denied = Some(filter.into_owned());
                 break;
             }
-            if !session.filters.contains(&*filter) {
+            let held = index
+                .find(&filter)
+                .is_some_and(|held| session.filters.contains(&held));
+            if !held {
                 if session.filters.len() >= max_filters {
                     reply = status::ERR;
                     break;
                 }
-                session.filters.insert(filter.as_ref().into());
-                index.insert(&filter, id.slot);
+                let (held, _) = index.insert(&filter, id.slot);
+                session.filters.insert(held);
             }
             added += 1;
         }
@@ -890,8 +895,10 @@ impl Broker {
             let Ok(filter) = topic::parse_filter(raw, max_depth) else {
                 return status::ERR;
             };
-            if session.filters.remove(&*filter) {
-                index.remove(&filter, id.slot);
+            if let Some(held) = index.find(&filter)
+                && session.filters.remove(&held)
+            {
+                index.remove(held, id.slot);
             }
         }
         status::OK
@@ -1081,8 +1088,8 @@ impl Broker {
                 .live_rights(&session.login)
                 .unwrap_or_else(|| deny_all.clone());
             let rights = session.rights.clone();
-            session.filters.retain(|filter| {
-                let keep = rights.may_subscribe(filter);
+            session.filters.retain(|&filter| {
+                let keep = rights.may_subscribe(&index.filter(filter));
                 if !keep {
                     index.remove(filter, slot as u32);
                 }

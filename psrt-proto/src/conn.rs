@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use crate::broker::{Broker, PasswordCheck, SessionId};
+use crate::framepool::{FramePool, POOLED_FRAME};
 use crate::tls::TlsSession;
 use crate::txbuf::TxBuf;
 use crate::wire::request::{self, OpLimits};
@@ -70,8 +71,10 @@ pub const DRAIN_RECHECK: Duration = Duration::from_millis(20);
 /// whole frame once at least 1/`RESERVE_AHEAD` of what is still missing
 /// has arrived. A peer that declares a large frame and stalls makes us
 /// hold at most this many times what it sent (and never more than the
-/// input bound), while a real large publish is copied into place once.
-pub const RESERVE_AHEAD: usize = 8;
+/// input bound), while a real large publish is copied into place once: a
+/// 1 MiB frame gets its buffer after its first 64 KiB read, and only that
+/// read is copied again.
+pub const RESERVE_AHEAD: usize = 16;
 
 /// Makes room for `additional` more input bytes. When the buffer must grow
 /// it at least doubles: once decoded frames have been split off, `BytesMut`
@@ -298,6 +301,9 @@ pub struct Connection {
     tls: Option<Box<Tls>>,
     /// Raw bytes from the socket.
     input: BytesMut,
+    /// Whether `input` came from the [`FramePool`], to go back there once
+    /// empty.
+    input_pooled: bool,
     /// Replies not yet handed to `poll_transmit` (or, on a data socket, to
     /// the `TxBuf` ahead of messages).
     replies: BytesMut,
@@ -361,6 +367,7 @@ impl Connection {
             kind: SocketKind::Control,
             tls: None,
             input: BytesMut::new(),
+            input_pooled: false,
             replies: BytesMut::new(),
             requests: VecDeque::new(),
             requests_bytes: 0,
@@ -389,15 +396,51 @@ impl Connection {
     /// grown geometrically (see [`reserve_input`]). Once enough of a large
     /// control frame has arrived (see [`RESERVE_AHEAD`]), the buffer is
     /// grown to hold all of it at once, so its first bytes are not copied
-    /// again at every doubling.
+    /// again at every doubling; a frame of [`POOLED_FRAME`] bytes or more
+    /// gets a reused buffer from the [`FramePool`].
     pub fn read_buf_with(&mut self, additional: usize) -> &mut BytesMut {
         let rest = self.declared_rest();
-        if rest > 0 && rest <= self.input.len().saturating_mul(RESERVE_AHEAD) {
-            self.input.reserve(rest.max(additional));
-        } else {
+        let ahead = rest <= self.input.len().saturating_mul(RESERVE_AHEAD);
+        let spare = self.input.capacity() - self.input.len();
+        let need = rest.max(additional);
+        let reserved = rest > 0 && (spare >= need || self.reserve_frame(need, ahead));
+        if !reserved {
             reserve_input(&mut self.input, additional);
         }
         &mut self.input
+    }
+
+    /// Room for `need` more bytes of the frame at the head of the input;
+    /// false when none was made. A large frame moves (with what came of it
+    /// so far) into a buffer from the [`FramePool`], so it lands in memory
+    /// already mapped: a reused one as soon as its header is known, a new
+    /// one only once enough of it came (`may_allocate`, see
+    /// [`RESERVE_AHEAD`]). The buffer it leaves goes back to the pool if it
+    /// came from there.
+    fn reserve_frame(&mut self, need: usize, may_allocate: bool) -> bool {
+        let size = self.input.len() + need;
+        if size < POOLED_FRAME {
+            if may_allocate {
+                self.input.reserve(need);
+            }
+            return may_allocate;
+        }
+        let pool = FramePool::global();
+        let frame = if may_allocate {
+            pool.take(size)
+        } else {
+            match pool.take_reusable(size) {
+                Some(frame) => frame,
+                None => return false,
+            }
+        };
+        let mut frame = frame;
+        frame.extend_from_slice(&self.input);
+        let old = std::mem::replace(&mut self.input, frame);
+        if std::mem::replace(&mut self.input_pooled, true) {
+            pool.give(old);
+        }
+        true
     }
 
     /// Bytes still to come of the plain-text control frame at the head of
@@ -713,8 +756,11 @@ impl Connection {
     /// buffer memory; the allocation lives on only in the `Bytes` of
     /// frames still queued, and the next read gets a fresh one.
     fn release_idle_buffers(&mut self) {
-        if self.input.is_empty() && self.input.capacity() > 0 {
-            self.input = BytesMut::new();
+        if self.input.is_empty() && (self.input.capacity() > 0 || self.input_pooled) {
+            let input = std::mem::take(&mut self.input);
+            if std::mem::take(&mut self.input_pooled) {
+                FramePool::global().give(input);
+            }
         }
         if let Some(tls) = &mut self.tls
             && tls.plain.is_empty()

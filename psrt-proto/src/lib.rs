@@ -42,6 +42,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod conn;
+pub mod framepool;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz_checks;
 pub mod http;

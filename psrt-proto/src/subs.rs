@@ -1,77 +1,167 @@
 //! The subscription index: which clients hold a filter matching a topic.
 //!
-//! A level trie. Each node stands for a filter prefix; its children are the
-//! next level, literal levels in a hash map (looked up by `&str`, so a lookup
-//! never allocates) and the `+` level in its own slot. A filter ending at a
-//! node puts its client in that node's `exact` set; a filter ending in `#`
-//! puts it in the `hash` set of the node before the `#`.
+//! A level trie laid out flat, so a subscription costs a few dozen bytes
+//! rather than a few hundred:
+//!
+//! - Nodes live in one slab (`Vec<Node>`) and are named by `u32` ids; a
+//!   node stands for a filter prefix and holds its parent, the level that
+//!   leads to it, its `+` and `#` children, and its subscribers. Freed ids
+//!   are reused.
+//! - Literal levels are interned once ([`Levels`], reference counted), so
+//!   `site/1/temp` and `site/2/temp` share the text `temp`, and the edges
+//!   to literal children of every node sit in one hash table keyed by
+//!   (parent id, level id).
+//! - Subscribers of a node are a sorted small vector of client ids, inline
+//!   up to two of them (a node is 32 bytes).
+//!
+//! A filter ending at a node puts its client in that node's set; a filter
+//! ending in `#` puts it in the set of the `#` child of the node before
+//! the `#`. The node where a filter ends names the filter
+//! ([`FilterId`]): a session keeps those ids instead of the filter texts.
 //!
 //! A lookup walks the topic's levels once, following the literal child and
-//! the `+` child at every level and collecting the `hash` sets on the way
-//! (`#` matches one or more remaining levels, never the parent itself), so
-//! its cost depends on the topic's depth and on the wildcard filters along
-//! its path, not on how many subscriptions exist.
-//!
-//! Per-node subscriber sets are [`IndexSet`]s: insertion and removal are O(1)
-//! and iterating them is a walk over a dense vector.
+//! the `+` child at every level and collecting the `#` children's sets on
+//! the way (`#` matches one or more remaining levels, never the parent
+//! itself), so its cost depends on the topic's depth and on the wildcard
+//! filters along its path, not on how many subscriptions exist.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::ops::ControlFlow;
 
-use indexmap::IndexSet;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::topic::Level;
+
+/// No node.
+const NONE: u32 = u32::MAX;
+/// The root node's id: the empty prefix.
+const ROOT: u32 = 0;
+/// [`Node::level`] of a `+` node.
+const PLUS: u32 = u32::MAX - 1;
+/// [`Node::level`] of a `#` node.
+const HASH: u32 = u32::MAX - 2;
+/// [`Node::level`] of the root and of free slab slots.
+const NO_LEVEL: u32 = u32::MAX;
+/// Topic levels whose interned ids a lookup remembers, so a level is hashed
+/// once however many branches reach it.
+const MEMO_LEVELS: usize = 16;
+
+/// A filter held in a [`SubIndex`]: stable while any client holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FilterId(u32);
 
 /// Filters and the clients holding them, for routing published topics.
 ///
 /// Clients are opaque `u32` keys (the broker's session slots). Filters must
 /// already be validated and normalised with [`crate::topic::parse_filter`],
 /// topics with [`crate::topic::parse_topic`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SubIndex {
-    root: Node,
+    nodes: Vec<Node>,
+    free: Vec<u32>,
+    edges: HashTable<Edge>,
+    levels: Levels,
+    sets: Sets,
     pairs: usize,
+}
+
+impl Default for SubIndex {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl SubIndex {
     /// An empty index.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            nodes: vec![Node::new(NONE, NO_LEVEL)],
+            free: Vec::new(),
+            edges: HashTable::new(),
+            levels: Levels::default(),
+            sets: Sets::default(),
+            pairs: 0,
+        }
     }
 
-    /// Adds the pair (`filter`, `client`); returns `true` when it was new.
-    pub fn insert(&mut self, filter: &str, client: u32) -> bool {
-        let mut node = &mut self.root;
-        let mut levels = filter.split('/');
-        let set = loop {
-            let Some(level) = levels.next() else {
-                break &mut node.exact;
-            };
-            node = match Level::of(level) {
-                Level::Hash => break &mut node.hash,
-                Level::Plus => node.plus.get_or_insert_with(Box::default),
-                Level::Literal(text) => node.children.entry(text.into()).or_default(),
-            };
-        };
-        let added = set.insert(client);
+    /// Adds the pair (`filter`, `client`): the filter's id, and whether the
+    /// pair was new.
+    pub fn insert(&mut self, filter: &str, client: u32) -> (FilterId, bool) {
+        let mut node = ROOT;
+        for level in filter.split('/') {
+            match Level::of(level) {
+                Level::Plus => node = self.wildcard_child(node, PLUS),
+                Level::Hash => {
+                    // `#` ends a valid filter.
+                    node = self.wildcard_child(node, HASH);
+                    break;
+                }
+                Level::Literal(text) => node = self.literal_child(node, text),
+            }
+        }
+        let added = self.nodes[node as usize]
+            .subs
+            .insert(client, &mut self.sets);
         if added {
             self.pairs += 1;
         }
-        added
+        (FilterId(node), added)
+    }
+
+    /// The id of `filter` when some client holds it.
+    pub fn find(&self, filter: &str) -> Option<FilterId> {
+        let mut node = ROOT;
+        for level in filter.split('/') {
+            let at = &self.nodes[node as usize];
+            node = match Level::of(level) {
+                Level::Plus => at.plus,
+                Level::Hash => at.hash,
+                Level::Literal(text) => self.edge(node, self.levels.find(text)?)?,
+            };
+            if node == NONE || level == "#" {
+                break;
+            }
+        }
+        (node != NONE && !self.nodes[node as usize].subs.is_empty()).then_some(FilterId(node))
     }
 
     /// Removes the pair (`filter`, `client`); returns `true` when it was
-    /// there. Trie nodes left empty are freed, so the index shrinks back as
-    /// clients leave.
-    pub fn remove(&mut self, filter: &str, client: u32) -> bool {
-        let removed = self.root.remove(Some(filter), client);
-        if removed {
-            self.pairs -= 1;
-            if self.pairs == 0 {
-                self.root = Node::default();
-            }
+    /// there. Trie nodes left empty are freed, so the index shrinks back
+    /// as clients leave.
+    pub fn remove(&mut self, filter: FilterId, client: u32) -> bool {
+        let Some(node) = self.nodes.get_mut(filter.0 as usize) else {
+            return false;
+        };
+        if !node.subs.remove(client, &mut self.sets) {
+            return false;
         }
-        removed
+        self.pairs -= 1;
+        if self.pairs == 0 {
+            *self = Self::new();
+        } else {
+            self.prune(filter.0);
+        }
+        true
+    }
+
+    /// The text of a filter held in the index (empty for an id it does
+    /// not hold).
+    pub fn filter(&self, filter: FilterId) -> String {
+        let mut levels = Vec::new();
+        let mut at = filter.0;
+        while let Some(node) = self.nodes.get(at as usize)
+            && at != ROOT
+            && node.level != NO_LEVEL
+        {
+            levels.push(match node.level {
+                PLUS => "+",
+                HASH => "#",
+                level => self.levels.name(level),
+            });
+            at = node.parent;
+        }
+        levels.reverse();
+        levels.join("/")
     }
 
     /// Clears `out`, then fills it with every client holding at least one
@@ -84,10 +174,11 @@ impl SubIndex {
     pub fn lookup(&self, topic: &str, out: &mut Vec<u32>) {
         out.clear();
         let mut sources = 0_usize;
-        let _ = self.root.visit(Some(topic), &mut |set| {
+        let mut memo = Memo::new();
+        let _ = self.visit(ROOT, Some(topic), 0, &mut memo, &mut |set| {
             if !set.is_empty() {
                 sources += 1;
-                out.extend(set.iter().copied());
+                out.extend_from_slice(set);
             }
             ControlFlow::Continue(())
         });
@@ -100,15 +191,15 @@ impl SubIndex {
     /// Whether any client holds a filter matching `topic` (replication's
     /// NOT_REQUIRED answer). Stops at the first match.
     pub fn has_match(&self, topic: &str) -> bool {
-        self.root
-            .visit(Some(topic), &mut |set| {
-                if set.is_empty() {
-                    ControlFlow::Continue(())
-                } else {
-                    ControlFlow::Break(())
-                }
-            })
-            .is_break()
+        let mut memo = Memo::new();
+        self.visit(ROOT, Some(topic), 0, &mut memo, &mut |set| {
+            if set.is_empty() {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            }
+        })
+        .is_break()
     }
 
     /// Number of distinct (filter, client) pairs held.
@@ -120,93 +211,425 @@ impl SubIndex {
     pub fn is_empty(&self) -> bool {
         self.pairs == 0
     }
-}
-
-/// One filter prefix.
-#[derive(Debug, Default)]
-struct Node {
-    /// Next literal level.
-    children: HashMap<Box<str>, Node>,
-    /// Next level `+`.
-    plus: Option<Box<Node>>,
-    /// Clients whose filter ends exactly here.
-    exact: IndexSet<u32>,
-    /// Clients whose filter is this prefix followed by `#`.
-    hash: IndexSet<u32>,
-}
-
-impl Node {
-    fn is_empty(&self) -> bool {
-        self.children.is_empty()
-            && self.plus.is_none()
-            && self.exact.is_empty()
-            && self.hash.is_empty()
-    }
 
     /// Calls `found` with every subscriber set matching `rest` (the topic's
-    /// remaining levels, `None` once they are all consumed) below this node.
+    /// remaining levels, `None` once they are all consumed, the first of
+    /// them at `depth`) below `node`.
     fn visit<'a>(
         &'a self,
+        node: u32,
         rest: Option<&str>,
-        found: &mut impl FnMut(&'a IndexSet<u32>) -> ControlFlow<()>,
+        depth: usize,
+        memo: &mut Memo,
+        found: &mut impl FnMut(&'a [u32]) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
+        let at = &self.nodes[node as usize];
         let Some(rest) = rest else {
-            return found(&self.exact);
+            return found(at.subs.as_slice(&self.sets));
         };
-        found(&self.hash)?;
-        let (level, tail) = split_level(rest);
-        if let Some(child) = self.children.get(level) {
-            child.visit(tail, found)?;
+        if at.hash != NONE {
+            found(self.nodes[at.hash as usize].subs.as_slice(&self.sets))?;
         }
-        if let Some(plus) = &self.plus {
-            plus.visit(tail, found)?;
+        let (level, tail) = split_level(rest);
+        if at.kids > 0
+            && let Some(id) = memo.level(&self.levels, depth, level)
+            && let Some(child) = self.edge(node, id)
+        {
+            self.visit(child, tail, depth + 1, memo, found)?;
+        }
+        if at.plus != NONE {
+            self.visit(at.plus, tail, depth + 1, memo, found)?;
         }
         ControlFlow::Continue(())
     }
 
-    /// Removes `client` from the filter `rest` below this node, freeing
-    /// children that become empty.
-    fn remove(&mut self, rest: Option<&str>, client: u32) -> bool {
-        let Some(rest) = rest else {
-            return remove_from(&mut self.exact, client);
-        };
-        let (level, tail) = split_level(rest);
-        match Level::of(level) {
-            Level::Hash => remove_from(&mut self.hash, client),
-            Level::Plus => {
-                let Some(plus) = self.plus.as_mut() else {
-                    return false;
-                };
-                let removed = plus.remove(tail, client);
-                if plus.is_empty() {
-                    self.plus = None;
-                }
-                removed
+    /// The literal child of `parent` at interned `level`.
+    fn edge(&self, parent: u32, level: u32) -> Option<u32> {
+        self.edges
+            .find(edge_hash(parent, level), |e| {
+                e.parent == parent && e.level == level
+            })
+            .map(|e| e.child)
+    }
+
+    /// The literal child `text` of `parent`, made when missing.
+    fn literal_child(&mut self, parent: u32, text: &str) -> u32 {
+        if let Some(level) = self.levels.find(text)
+            && let Some(child) = self.edge(parent, level)
+        {
+            return child;
+        }
+        let level = self.levels.acquire(text);
+        let child = self.alloc(parent, level);
+        self.edges.insert_unique(
+            edge_hash(parent, level),
+            Edge {
+                parent,
+                level,
+                child,
+            },
+            |e| edge_hash(e.parent, e.level),
+        );
+        self.nodes[parent as usize].kids += 1;
+        child
+    }
+
+    /// The `+` or `#` child of `parent`, made when missing.
+    fn wildcard_child(&mut self, parent: u32, kind: u32) -> u32 {
+        let at = &self.nodes[parent as usize];
+        let existing = if kind == PLUS { at.plus } else { at.hash };
+        if existing != NONE {
+            return existing;
+        }
+        let child = self.alloc(parent, kind);
+        let at = &mut self.nodes[parent as usize];
+        if kind == PLUS {
+            at.plus = child;
+        } else {
+            at.hash = child;
+        }
+        child
+    }
+
+    /// A fresh node, in a freed slot when there is one.
+    fn alloc(&mut self, parent: u32, level: u32) -> u32 {
+        let node = Node::new(parent, level);
+        match self.free.pop() {
+            Some(id) => {
+                self.nodes[id as usize] = node;
+                id
             }
-            Level::Literal(text) => {
-                let Some(child) = self.children.get_mut(text) else {
-                    return false;
-                };
-                let removed = child.remove(tail, client);
-                if child.is_empty() {
-                    self.children.remove(text);
-                    if self.children.is_empty() {
-                        self.children = HashMap::new();
+            None => {
+                self.nodes.push(node);
+                // Each node holds a distinct prefix of a held filter, and
+                // pairs are bounded far below u32::MAX by the broker.
+                u32::try_from(self.nodes.len() - 1).unwrap_or(NONE)
+            }
+        }
+    }
+
+    /// Frees `node` and then its ancestors while they hold nothing.
+    fn prune(&mut self, mut node: u32) {
+        while node != ROOT {
+            let at = &self.nodes[node as usize];
+            if !at.is_empty() {
+                return;
+            }
+            let (parent, level) = (at.parent, at.level);
+            let up = &mut self.nodes[parent as usize];
+            match level {
+                PLUS => up.plus = NONE,
+                HASH => up.hash = NONE,
+                level => {
+                    up.kids -= 1;
+                    let hash = edge_hash(parent, level);
+                    if let Ok(edge) = self
+                        .edges
+                        .find_entry(hash, |e| e.parent == parent && e.level == level)
+                    {
+                        edge.remove();
                     }
+                    self.levels.release(level);
+                    self.shrink_edges();
                 }
-                removed
             }
+            self.nodes[node as usize] = Node::new(NONE, NO_LEVEL);
+            self.free.push(node);
+            node = parent;
+        }
+    }
+
+    /// Gives back edge-table memory once most of it is unused.
+    fn shrink_edges(&mut self) {
+        if self.edges.capacity() > 64 && self.edges.len() * 4 < self.edges.capacity() {
+            self.edges
+                .shrink_to(self.edges.len() * 2, |e| edge_hash(e.parent, e.level));
         }
     }
 }
 
-/// Removes `client` from `set`, releasing the set's memory once it is empty.
-fn remove_from(set: &mut IndexSet<u32>, client: u32) -> bool {
-    let removed = set.swap_remove(&client);
-    if set.is_empty() {
-        *set = IndexSet::new();
+/// One filter prefix.
+#[derive(Debug)]
+struct Node {
+    /// The node one level up ([`NONE`] for the root and free slots).
+    parent: u32,
+    /// The interned level leading here from the parent, or [`PLUS`],
+    /// [`HASH`], [`NO_LEVEL`].
+    level: u32,
+    /// The `+` child, or [`NONE`].
+    plus: u32,
+    /// The `#` child, or [`NONE`].
+    hash: u32,
+    /// Literal children (edges in [`SubIndex::edges`]).
+    kids: u32,
+    /// Clients whose filter ends here.
+    subs: Subs,
+}
+
+impl Node {
+    fn new(parent: u32, level: u32) -> Self {
+        Self {
+            parent,
+            level,
+            plus: NONE,
+            hash: NONE,
+            kids: 0,
+            subs: Subs::default(),
+        }
     }
-    removed
+
+    fn is_empty(&self) -> bool {
+        self.kids == 0 && self.plus == NONE && self.hash == NONE && self.subs.is_empty()
+    }
+}
+
+/// An edge to a literal child.
+#[derive(Debug)]
+struct Edge {
+    parent: u32,
+    level: u32,
+    child: u32,
+}
+
+/// The hash of an edge key: ids are ours (slab slots), so a fixed mix is
+/// enough; the splitmix64 finaliser spreads them over every bit.
+fn edge_hash(parent: u32, level: u32) -> u64 {
+    let mut x = (u64::from(parent) << 32) | u64::from(level);
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// Clients inline up to this many.
+const INLINE: usize = 2;
+
+/// A sorted set of client ids: inline while small, else a vector in
+/// [`Sets`] (by index, so a node stays 32 bytes).
+#[derive(Debug)]
+enum Subs {
+    Inline { len: u8, ids: [u32; INLINE] },
+    Heap(u32),
+}
+
+/// The vectors of the subscriber sets too large to be inline.
+#[derive(Debug, Default)]
+struct Sets {
+    sets: Vec<Vec<u32>>,
+    free: Vec<u32>,
+}
+
+impl Default for Subs {
+    fn default() -> Self {
+        Subs::Inline {
+            len: 0,
+            ids: [0; INLINE],
+        }
+    }
+}
+
+impl Subs {
+    fn as_slice<'a>(&'a self, sets: &'a Sets) -> &'a [u32] {
+        match self {
+            Subs::Inline { len, ids } => ids.get(..usize::from(*len)).unwrap_or_default(),
+            Subs::Heap(at) => sets.sets.get(*at as usize).map_or(&[], Vec::as_slice),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        matches!(self, Subs::Inline { len: 0, .. })
+    }
+
+    /// Adds `client`; false when it was there.
+    fn insert(&mut self, client: u32, sets: &mut Sets) -> bool {
+        let Err(at) = self.as_slice(sets).binary_search(&client) else {
+            return false;
+        };
+        match self {
+            Subs::Inline { len, ids } if usize::from(*len) < INLINE => {
+                let n = usize::from(*len);
+                ids.copy_within(at..n, at + 1);
+                ids[at] = client;
+                *len += 1;
+            }
+            Subs::Inline { ids, .. } => {
+                let mut heap = Vec::with_capacity(INLINE * 2);
+                heap.extend_from_slice(ids);
+                heap.insert(at, client);
+                *self = Subs::Heap(sets.add(heap));
+            }
+            Subs::Heap(index) => {
+                if let Some(heap) = sets.sets.get_mut(*index as usize) {
+                    heap.insert(at, client);
+                }
+            }
+        }
+        true
+    }
+
+    /// Removes `client`; false when it was not there. A set that fits
+    /// inline again goes back inline, releasing its memory.
+    fn remove(&mut self, client: u32, sets: &mut Sets) -> bool {
+        let Ok(at) = self.as_slice(sets).binary_search(&client) else {
+            return false;
+        };
+        match self {
+            Subs::Inline { len, ids } => {
+                ids.copy_within(at + 1..usize::from(*len), at);
+                *len -= 1;
+            }
+            Subs::Heap(index) => {
+                let index = *index;
+                let Some(heap) = sets.sets.get_mut(index as usize) else {
+                    return false;
+                };
+                heap.remove(at);
+                if heap.len() <= INLINE {
+                    let mut inline = [0; INLINE];
+                    inline[..heap.len()].copy_from_slice(heap);
+                    *self = Subs::Inline {
+                        len: heap.len() as u8,
+                        ids: inline,
+                    };
+                    sets.release(index);
+                } else if heap.len() * 4 < heap.capacity() {
+                    heap.shrink_to(heap.len() * 2);
+                }
+            }
+        }
+        true
+    }
+}
+
+impl Sets {
+    /// Stores `set`; its index.
+    fn add(&mut self, set: Vec<u32>) -> u32 {
+        match self.free.pop() {
+            Some(at) => {
+                self.sets[at as usize] = set;
+                at
+            }
+            None => {
+                self.sets.push(set);
+                // At most one set per node.
+                u32::try_from(self.sets.len() - 1).unwrap_or(NONE)
+            }
+        }
+    }
+
+    /// Frees the set at `at`.
+    fn release(&mut self, at: u32) {
+        if let Some(set) = self.sets.get_mut(at as usize) {
+            *set = Vec::new();
+            self.free.push(at);
+        }
+    }
+}
+
+/// Interned literal levels, reference counted by the edges using them.
+#[derive(Debug, Default)]
+struct Levels {
+    /// Level texts by id; a free slot has no references.
+    slots: Vec<LevelSlot>,
+    free: Vec<u32>,
+    /// Ids, hashed by their text with a per-process random seed
+    /// (foldhash: a topic level is hashed once per lookup, so its speed is
+    /// the routing speed).
+    table: HashTable<u32>,
+    state: DefaultHashBuilder,
+}
+
+#[derive(Debug)]
+struct LevelSlot {
+    name: Box<str>,
+    refs: u32,
+}
+
+impl Levels {
+    /// The id of `text`, when interned.
+    fn find(&self, text: &str) -> Option<u32> {
+        let slots = &self.slots;
+        self.table
+            .find(self.state.hash_one(text), |&id| {
+                slots.get(id as usize).is_some_and(|s| &*s.name == text)
+            })
+            .copied()
+    }
+
+    /// The id of `text`, interned when new, with one more reference.
+    fn acquire(&mut self, text: &str) -> u32 {
+        if let Some(id) = self.find(text) {
+            self.slots[id as usize].refs += 1;
+            return id;
+        }
+        let slot = LevelSlot {
+            name: text.into(),
+            refs: 1,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.slots[id as usize] = slot;
+                id
+            }
+            None => {
+                self.slots.push(slot);
+                // Bounded like the nodes (one level per edge at most).
+                u32::try_from(self.slots.len() - 1).unwrap_or(NONE)
+            }
+        };
+        let (slots, state) = (&self.slots, &self.state);
+        self.table.insert_unique(state.hash_one(text), id, |&id| {
+            state.hash_one(slots.get(id as usize).map_or("", |s| &*s.name))
+        });
+        id
+    }
+
+    /// Drops one reference to `id`, forgetting the text with the last.
+    fn release(&mut self, id: u32) {
+        let Some(slot) = self.slots.get_mut(id as usize) else {
+            return;
+        };
+        slot.refs -= 1;
+        if slot.refs > 0 {
+            return;
+        }
+        let name = std::mem::take(&mut slot.name);
+        if let Ok(entry) = self
+            .table
+            .find_entry(self.state.hash_one(&*name), |&x| x == id)
+        {
+            entry.remove();
+        }
+        self.free.push(id);
+    }
+
+    /// The text of an interned level.
+    fn name(&self, id: u32) -> &str {
+        self.slots.get(id as usize).map_or("", |s| &s.name)
+    }
+}
+
+/// The interned ids of a topic's first levels, looked up once per lookup.
+struct Memo {
+    ids: [Option<Option<u32>>; MEMO_LEVELS],
+}
+
+impl Memo {
+    fn new() -> Self {
+        Self {
+            ids: [None; MEMO_LEVELS],
+        }
+    }
+
+    /// The id of `level`, the topic's level at `depth`.
+    fn level(&mut self, levels: &Levels, depth: usize, level: &str) -> Option<u32> {
+        match self.ids.get_mut(depth) {
+            Some(Some(known)) => *known,
+            Some(slot) => *slot.insert(levels.find(level)),
+            None => levels.find(level),
+        }
+    }
 }
 
 /// Splits off the first level: `("a", Some("b/c"))` for `"a/b/c"`,
@@ -219,209 +642,4 @@ fn split_level(rest: &str) -> (&str, Option<&str>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::topic::filter_matches;
-    use proptest::prelude::*;
-
-    fn lookup_sorted(index: &SubIndex, topic: &str) -> Vec<u32> {
-        let mut out = Vec::new();
-        index.lookup(topic, &mut out);
-        out.sort_unstable();
-        out
-    }
-
-    #[test]
-    fn insert_and_remove_report_novelty() {
-        let mut index = SubIndex::new();
-        assert!(index.is_empty());
-        assert!(index.insert("a/b", 1));
-        assert!(!index.insert("a/b", 1));
-        assert!(index.insert("a/b", 2));
-        assert!(index.insert("a/#", 1));
-        assert_eq!(index.len(), 3);
-        assert!(index.remove("a/b", 1));
-        assert!(!index.remove("a/b", 1));
-        assert!(!index.remove("x/y", 1));
-        assert!(!index.remove("a/+", 1));
-        assert!(!index.remove("#", 1));
-        assert_eq!(index.len(), 2);
-    }
-
-    #[test]
-    fn wildcards_follow_upstream_semantics() {
-        let mut index = SubIndex::new();
-        index.insert("a/+", 1);
-        index.insert("a/#", 2);
-        index.insert("#", 3);
-        index.insert("a", 4);
-        index.insert("b/+", 5);
-        index.insert("+/+/c", 6);
-        assert_eq!(lookup_sorted(&index, "a"), vec![3, 4]);
-        assert_eq!(lookup_sorted(&index, "a/b"), vec![1, 2, 3]);
-        assert_eq!(lookup_sorted(&index, "a/b/c"), vec![2, 3, 6]);
-        assert_eq!(lookup_sorted(&index, "b/"), vec![3, 5]);
-        assert_eq!(lookup_sorted(&index, "x/y/c"), vec![3, 6]);
-        assert_eq!(lookup_sorted(&index, "x/y/d"), vec![3]);
-    }
-
-    #[test]
-    fn a_client_with_several_matching_filters_appears_once() {
-        let mut index = SubIndex::new();
-        for filter in ["a/b", "a/+", "a/#", "#", "+/b"] {
-            index.insert(filter, 7);
-        }
-        index.insert("a/b", 8);
-        assert_eq!(lookup_sorted(&index, "a/b"), vec![7, 8]);
-    }
-
-    #[test]
-    fn lookup_clears_the_output_first() {
-        let mut index = SubIndex::new();
-        index.insert("a", 1);
-        let mut out = vec![99, 98];
-        index.lookup("b", &mut out);
-        assert!(out.is_empty());
-        index.lookup("a", &mut out);
-        assert_eq!(out, vec![1]);
-    }
-
-    #[test]
-    fn lookup_with_capacity_does_not_reallocate() {
-        let mut index = SubIndex::new();
-        index.insert("a/b", 1);
-        index.insert("a/+", 1);
-        index.insert("a/#", 2);
-        let mut out = Vec::with_capacity(8);
-        let before = out.as_ptr();
-        index.lookup("a/b", &mut out);
-        assert_eq!(out.as_ptr(), before);
-        assert_eq!(out.len(), 2);
-    }
-
-    #[test]
-    fn has_match_sees_wildcards_and_ignores_parents() {
-        let mut index = SubIndex::new();
-        assert!(!index.has_match("a"));
-        index.insert("a/#", 1);
-        assert!(!index.has_match("a"));
-        assert!(index.has_match("a/b/c"));
-        index.remove("a/#", 1);
-        assert!(!index.has_match("a/b/c"));
-    }
-
-    #[test]
-    fn removal_prunes_every_node() {
-        let mut index = SubIndex::new();
-        let filters = ["a/b/c", "a/+/c", "a/#", "+/x/#", "#", "a/b/"];
-        for (client, filter) in (0..).zip(filters) {
-            index.insert(filter, client);
-        }
-        index.insert("a/b/c", 9);
-        index.remove("a/b/c", 0);
-        assert!(index.root.children.contains_key("a"));
-        index.remove("a/b/c", 9);
-        index.remove("a/b/", 5);
-        let a = &index.root.children["a"];
-        assert!(!a.children.contains_key("b"), "emptied branch a/b kept");
-        for (client, filter) in (0..).zip(filters) {
-            index.remove(filter, client);
-        }
-        assert!(index.is_empty());
-        assert!(index.root.is_empty());
-        assert_eq!(index.root.children.capacity(), 0);
-    }
-
-    fn level() -> impl Strategy<Value = &'static str> {
-        prop::sample::select(vec!["a", "b", "", "+", "#"])
-    }
-
-    /// A normalised filter: `#` only last, empty levels only last.
-    fn filter() -> impl Strategy<Value = String> {
-        prop::collection::vec(level(), 1..5).prop_map(|levels| {
-            let mut out = Vec::new();
-            for (i, level) in levels.iter().enumerate() {
-                let last = i + 1 == levels.len();
-                let fixed = match *level {
-                    "#" if !last => "+",
-                    "" if !last || i == 0 => "a",
-                    other => other,
-                };
-                out.push(fixed);
-            }
-            out.join("/")
-        })
-    }
-
-    /// A normalised topic: empty levels only last, never the whole topic.
-    fn topic() -> impl Strategy<Value = String> {
-        let level = prop::sample::select(vec!["a", "b", "c", ""]);
-        prop::collection::vec(level, 1..6).prop_map(|levels| {
-            let last = levels.len() - 1;
-            let fixed: Vec<&str> = (0..)
-                .zip(&levels)
-                .map(|(i, l)| {
-                    if l.is_empty() && (i != last || i == 0) {
-                        "c"
-                    } else {
-                        l
-                    }
-                })
-                .collect();
-            fixed.join("/")
-        })
-    }
-
-    fn naive(pairs: &[(String, u32)], topic: &str) -> Vec<u32> {
-        let mut out: Vec<u32> = pairs
-            .iter()
-            .filter(|(f, _)| filter_matches(f, topic))
-            .map(|&(_, c)| c)
-            .collect();
-        out.sort_unstable();
-        out.dedup();
-        out
-    }
-
-    proptest! {
-        #[test]
-        fn lookup_agrees_with_the_naive_matcher(
-            subs in prop::collection::vec((filter(), 0_u32..6), 0..40),
-            removals in prop::collection::vec(any::<prop::sample::Index>(), 0..30),
-            topics in prop::collection::vec(topic(), 1..20),
-        ) {
-            let mut index = SubIndex::new();
-            let mut pairs: Vec<(String, u32)> = Vec::new();
-            for (f, c) in &subs {
-                let new = !pairs.contains(&(f.clone(), *c));
-                prop_assert_eq!(index.insert(f, *c), new);
-                if new {
-                    pairs.push((f.clone(), *c));
-                }
-            }
-            let check = |index: &SubIndex, pairs: &[(String, u32)]| -> Result<(), TestCaseError> {
-                prop_assert_eq!(index.len(), pairs.len());
-                for t in &topics {
-                    let expected = naive(pairs, t);
-                    prop_assert_eq!(lookup_sorted(index, t), expected.clone(), "topic {}", t);
-                    prop_assert_eq!(index.has_match(t), !expected.is_empty());
-                }
-                Ok(())
-            };
-            check(&index, &pairs)?;
-            for r in removals {
-                if pairs.is_empty() {
-                    break;
-                }
-                let (f, c) = pairs.swap_remove(r.index(pairs.len()));
-                prop_assert!(index.remove(&f, c));
-                prop_assert!(!index.remove(&f, c));
-                check(&index, &pairs)?;
-            }
-            for (f, c) in pairs.drain(..) {
-                prop_assert!(index.remove(&f, c));
-            }
-            prop_assert!(index.root.is_empty());
-        }
-    }
-}
+mod tests;

@@ -6,7 +6,9 @@
 //! * [`runtime`]: the server runtime chosen at build time.
 //! * [`build_info`]: the one-line description of this build (runtime, I/O
 //!   driver, allocator) that `--version` and `/status` show.
+//! * [`memory`]: housekeeping that gives idle large-frame buffers back.
 
 pub mod build_info;
+pub mod memory;
 pub mod runtime;
 pub mod setup;

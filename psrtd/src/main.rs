@@ -102,6 +102,8 @@ fn serve(loaded: Loaded) -> Result<(), String> {
         config = %loaded.source,
         "psrtd starting"
     );
+    psrtd::memory::start_housekeeping()
+        .map_err(|err| format!("cannot start the memory housekeeping thread: {err}"))?;
     let mut pid_written = false;
     let served = runtime::serve(loaded.spec, |addrs| {
         log_bound(addrs, tls, anonymous);

@@ -496,3 +496,37 @@ fn requests_after_a_login_are_applied_once_the_login_is_answered() {
     assert_eq!(pair.take(&lock, now), [status::OK; 4]);
     assert_eq!(lock.take_count(), 2, "the login, then the rest");
 }
+
+#[test]
+fn large_frames_reuse_pooled_buffers_once_delivered() {
+    use crate::framepool::FramePool;
+    let now = start();
+    let mut conn = logged_in(now);
+    let body = 200_000usize;
+    let mut frame = BytesMut::from(&[crate::wire::op::PUBLISH, 0x7F][..]);
+    frame.extend_from_slice(&u32::try_from(body).expect("small").to_le_bytes());
+    frame.extend_from_slice(b"t\0");
+    frame.extend_from_slice(&vec![1u8; body - 2]);
+    let (head, rest) = frame.split_at(64 * 1024);
+    conn.read_buf().extend_from_slice(head);
+    conn.handle_input(now);
+    let first = conn.read_buf_with(0).as_ptr();
+    conn.read_buf().extend_from_slice(rest);
+    conn.handle_input(now);
+    assert_eq!(
+        FramePool::global().len(),
+        1,
+        "the emptied frame buffer kept"
+    );
+    // The frame was decoded; once its payload is gone (the request is
+    // dropped with the connection's queue here), the next large frame's
+    // header alone gets the same memory back.
+    drop(conn);
+    let mut conn = logged_in(now);
+    conn.read_buf().extend_from_slice(&frame[..8]);
+    conn.handle_input(now);
+    let again = conn.read_buf_with(0);
+    assert!(again.capacity() >= 6 + body);
+    assert_eq!(again.as_ptr(), first, "the pooled buffer, reused");
+    assert!(FramePool::global().is_empty());
+}
