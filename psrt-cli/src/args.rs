@@ -296,9 +296,8 @@ mod tests {
         assert!(Args::try_parse_from(["psrt-cli", "--udp", "-t", "a"]).is_err());
         let args = Args::try_parse_from(["psrt-cli", "--tls-ca", "ca.pem"]).unwrap();
         assert!(args.use_tls());
-        let args =
-            Args::try_parse_from(["psrt-cli", "--tls-cert", "c.pem", "--tls-key", "k.pem"])
-                .unwrap();
+        let args = Args::try_parse_from(["psrt-cli", "--tls-cert", "c.pem", "--tls-key", "k.pem"])
+            .unwrap();
         assert!(args.use_tls());
         assert!(Args::try_parse_from(["psrt-cli", "--tls-cert", "c.pem"]).is_err());
     }

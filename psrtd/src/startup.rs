@@ -70,9 +70,7 @@ pub fn daemonize() -> Result<Role, String> {
             drop(pipe);
             Ok(Role::Launcher(await_start(outcome)))
         }
-        daemonize::Outcome::Parent(Err(err)) => {
-            Err(format!("cannot run in the background: {err}"))
-        }
+        daemonize::Outcome::Parent(Err(err)) => Err(format!("cannot run in the background: {err}")),
         daemonize::Outcome::Child(result) => {
             drop(outcome);
             let mut startup = Startup {

@@ -167,7 +167,10 @@ fn test_config_warns_about_an_exposed_open_broker() {
         warnings[0].contains("anonymous") && warnings[0].contains("0.0.0.0:2873"),
         "{stdout}"
     );
-    assert!(warnings[1].contains("stats page on 0.0.0.0:8880"), "{stdout}");
+    assert!(
+        warnings[1].contains("stats page on 0.0.0.0:8880"),
+        "{stdout}"
+    );
 
     dir.write("acl.yml", "_: {sub: [\"public/#\"]}\n");
     let closed = dir.write(

@@ -79,7 +79,11 @@ pub fn restart_binds_at_once(start: Start) {
     spec.stats = bound.stats;
     for round in 1..=RESTARTS {
         let (mut sub, data) = subscriber(&server);
-        assert_eq!(sub.subscribe(&["r/#", "s/+/x"]), OK, "subscribe, round {round}");
+        assert_eq!(
+            sub.subscribe(&["r/#", "s/+/x"]),
+            OK,
+            "subscribe, round {round}"
+        );
         server.stop();
         assert!(
             std::net::TcpStream::connect(bound.tcp).is_err(),

@@ -466,7 +466,12 @@ fn handshake(
 ) -> Result<(TlsSession, TlsSession), TlsError> {
     let mut client = TlsSession::client(client.clone(), "localhost").expect("client");
     let mut server = TlsSession::server(server.clone()).expect("server");
-    run(&mut client, &mut server, usize::MAX, &mut Received::default())?;
+    run(
+        &mut client,
+        &mut server,
+        usize::MAX,
+        &mut Received::default(),
+    )?;
     Ok((client, server))
 }
 
@@ -479,12 +484,18 @@ fn replaced_certificate_reaches_new_handshakes_only() {
     let trusts_old = client_config(Some(old.ca_pem.as_bytes())).expect("client");
     let trusts_new = client_config(Some(new.ca_pem.as_bytes())).expect("client");
     let (mut client, mut session) = handshake(&server, &trusts_old).expect("old certificate");
-    assert!(handshake(&server, &trusts_new).is_err(), "new CA before reload");
+    assert!(
+        handshake(&server, &trusts_new).is_err(),
+        "new CA before reload"
+    );
 
     cert.replace_from_pem(new.cert_pem.as_bytes(), new_key.as_bytes())
         .expect("replaced");
     handshake(&server, &trusts_new).expect("new certificate after reload");
-    assert!(handshake(&server, &trusts_old).is_err(), "old CA after reload");
+    assert!(
+        handshake(&server, &trusts_old).is_err(),
+        "old CA after reload"
+    );
     let mut got = Received::default();
     client.write_plaintext(b"still here").expect("write");
     run(&mut client, &mut session, usize::MAX, &mut got).expect("established session");
@@ -510,13 +521,16 @@ fn client_ca_requires_a_certificate_it_issued() {
     let (server_pki, server_key) = fresh_pki();
     let (client_pki, client_key) = fresh_pki();
     let (stranger_pki, stranger_key) = fresh_pki();
-    let cert = ServerCert::from_pem(server_pki.cert_pem.as_bytes(), server_key.as_bytes())
-        .expect("cert");
+    let cert =
+        ServerCert::from_pem(server_pki.cert_pem.as_bytes(), server_key.as_bytes()).expect("cert");
     let server = server_config(cert, Some(client_pki.ca_pem.as_bytes())).expect("server config");
     let ca = Some(server_pki.ca_pem.as_bytes());
 
     let anonymous = client_config(ca).expect("client");
-    assert!(handshake(&server, &anonymous).is_err(), "no client certificate");
+    assert!(
+        handshake(&server, &anonymous).is_err(),
+        "no client certificate"
+    );
     let identity = (client_pki.cert_pem.as_bytes(), client_key.as_bytes());
     let signed = client_config_with_cert(ca, Some(identity)).expect("client");
     let (mut client, mut session) = handshake(&server, &signed).expect("issued by the client CA");
@@ -526,7 +540,10 @@ fn client_ca_requires_a_certificate_it_issued() {
     assert_eq!(&got.by_server[..], b"hello");
     let identity = (stranger_pki.cert_pem.as_bytes(), stranger_key.as_bytes());
     let stranger = client_config_with_cert(ca, Some(identity)).expect("client");
-    assert!(handshake(&server, &stranger).is_err(), "issued by another CA");
+    assert!(
+        handshake(&server, &stranger).is_err(),
+        "issued by another CA"
+    );
 }
 
 #[test]
