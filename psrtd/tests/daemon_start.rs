@@ -2,15 +2,20 @@
 //! daemon cannot bind; a second daemon refuses a pid file or a Unix socket
 //! that a running one holds, and leaves them alone; `--test-config`
 //! reports every problem in one run, a pid file it could not write, and
-//! the warnings of an exposed config.
+//! the warnings of an exposed config; systemd hears READY=1 once every
+//! listener is bound, and RELOADING=1 then READY=1 around a reload.
 
 mod daemon_support;
 
-use std::net::{SocketAddr, TcpListener};
-use std::os::unix::net::UnixStream;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::Path;
+use std::process::{Child, Stdio};
 
-use daemon_support::{Daemon, TempDir, bcrypt_hash, free_tcp_port, login, psrtd, run_bounded};
+use daemon_support::{
+    Daemon, TempDir, WAIT, bcrypt_hash, free_tcp_port, login, poll, psrtd, run_bounded, signal_pid,
+};
+use nix::sys::signal::Signal;
 
 /// `psrtd ARGS -c config`, run to completion: (success, stdout, stderr).
 fn run_psrtd(args: &[&str], config: &Path) -> (bool, String, String) {
@@ -181,4 +186,60 @@ fn test_config_warns_about_an_exposed_open_broker() {
     let (ok, stdout, stderr) = run_psrtd(&["--test-config"], &closed);
     assert!(ok, "refused: {stderr}");
     assert!(!stdout.contains("warning:"), "{stdout}");
+}
+
+/// A child killed (if still running) and reaped on drop.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// The next notification psrtd sent on `socket`.
+fn notification(socket: &UnixDatagram) -> String {
+    let mut buf = [0u8; 512];
+    let len = socket.recv(&mut buf).expect("a notification in time");
+    String::from_utf8_lossy(&buf[..len]).into_owned()
+}
+
+#[test]
+fn systemd_hears_ready_once_bound_and_reloading_around_a_reload() {
+    let dir = TempDir::new("start-notify");
+    let port = free_tcp_port();
+    let config = dir.write("config.yml", &format!("proto:\n  bind: 127.0.0.1:{port}\n"));
+    let socket_path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("notify socket");
+    socket.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut daemon = Reaped(
+        psrtd()
+            .arg("-c")
+            .arg(&config)
+            .env("NOTIFY_SOCKET", &socket_path)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn psrtd"),
+    );
+    let ready = notification(&socket);
+    assert!(ready.contains("READY=1"), "{ready:?}");
+    TcpStream::connect(loopback(port)).expect("listening once READY=1 is sent");
+
+    signal_pid(daemon.0.id(), Signal::SIGHUP);
+    let reloading = notification(&socket);
+    assert!(reloading.contains("RELOADING=1"), "{reloading:?}");
+    let reloaded = notification(&socket);
+    assert!(reloaded.contains("READY=1"), "{reloaded:?}");
+
+    signal_pid(daemon.0.id(), Signal::SIGTERM);
+    assert!(
+        poll(|| matches!(daemon.0.try_wait(), Ok(Some(_)))),
+        "psrtd did not stop"
+    );
 }
