@@ -63,6 +63,13 @@ pub struct Args {
     /// Trust this PEM CA file (implies --tls) instead of the Mozilla roots.
     #[arg(long = "tls-ca", value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
+    /// Present this PEM client certificate (implies --tls), for servers
+    /// with `tls_client_ca`.
+    #[arg(long = "tls-cert", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long = "tls-key", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Keep-alive and answer timeout, in seconds (fractions allowed).
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_timeout)]
     pub timeout: Duration,
@@ -167,7 +174,7 @@ impl Args {
 
     /// Whether to connect with TLS (`--tls` or `--tls-ca`).
     pub fn use_tls(&self) -> bool {
-        self.tls || self.tls_ca.is_some()
+        self.tls || self.tls_ca.is_some() || self.tls_cert.is_some()
     }
 }
 
@@ -364,6 +371,10 @@ mod tests {
         assert!(Args::try_parse_from(["psrt-cli", "--udp", "-t", "a"]).is_err());
         let args = Args::try_parse_from(["psrt-cli", "--tls-ca", "ca.pem"]).unwrap();
         assert!(args.use_tls());
+        let args = Args::try_parse_from(["psrt-cli", "--tls-cert", "c.pem", "--tls-key", "k.pem"])
+            .unwrap();
+        assert!(args.use_tls());
+        assert!(Args::try_parse_from(["psrt-cli", "--tls-cert", "c.pem"]).is_err());
     }
 
     #[test]

@@ -88,8 +88,8 @@ pub enum CliError {
         /// The refusal.
         source: ClientError,
     },
-    /// The `--tls-ca` file could not be read.
-    #[error("cannot read the CA file {path}: {source}")]
+    /// A `--tls-ca`, `--tls-cert` or `--tls-key` file could not be read.
+    #[error("cannot read the TLS file {path}: {source}")]
     CaFile {
         /// The file.
         path: PathBuf,
@@ -154,17 +154,21 @@ pub async fn run(args: Args) -> Result<(), CliError> {
 
 /// Client options from the login, TLS and timeout flags.
 pub fn connect_options(args: &Args) -> Result<ClientOptions, CliError> {
+    let read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|source| CliError::CaFile {
+            path: path.clone(),
+            source,
+        })
+    };
     let tls = if args.use_tls() {
-        let ca_pem = match &args.tls_ca {
-            Some(path) => Some(std::fs::read(path).map_err(|source| CliError::CaFile {
-                path: path.clone(),
-                source,
-            })?),
-            None => None,
+        let client_cert = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+            _ => None,
         };
         Some(TlsOptions {
-            ca_pem,
+            ca_pem: args.tls_ca.as_ref().map(read).transpose()?,
             server_name: None,
+            client_cert,
         })
     } else {
         None

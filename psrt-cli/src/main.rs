@@ -22,7 +22,11 @@ fn main() -> ExitCode {
     match runtime.block_on(psrt_cli::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("psrt-cli: {err}");
+            let message = err.to_string();
+            eprintln!("psrt-cli: {message}");
+            if let Some(hint) = psrt_proto::tls::hint(&message) {
+                eprintln!("psrt-cli: hint: {hint}");
+            }
             ExitCode::FAILURE
         }
     }

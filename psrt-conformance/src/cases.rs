@@ -23,7 +23,9 @@ pub use data::{
     data_socket_bad_token_refused, data_socket_beacons_when_idle, data_socket_closes_with_session,
     second_data_socket_refused, slow_consumer_dropped_others_unaffected,
 };
-pub use lifecycle::{graceful_stop_delivers_accepted, reload_revokes_publish};
+pub use lifecycle::{
+    graceful_stop_delivers_accepted, reload_revokes_publish, restart_binds_at_once,
+};
 pub use login::{
     anonymous_login, anonymous_refused_when_off, bye_answers_ok_then_closes, nop_answers_ok,
     password_login_with_bcrypt, user_without_acl_refused, wrong_password_refused,

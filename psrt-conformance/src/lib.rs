@@ -134,6 +134,7 @@ macro_rules! conformance_suite {
             stats_require_admin,
             reload_revokes_publish,
             graceful_stop_delivers_accepted,
+            restart_binds_at_once,
         );
     };
 }

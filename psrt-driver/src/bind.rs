@@ -177,10 +177,18 @@ impl Bind for StdBind {
 
 /// Binds a non-blocking Unix-socket listener at `path` with mode 0770.
 /// A socket file left there by a crashed run is replaced (it would make
-/// the bind fail); any other kind of file is left alone and the bind
-/// fails.
+/// the bind fail), but only when no server answers on it: the socket of
+/// a live server is left alone and the bind fails with `AddrInUse`, so a
+/// second daemon never cuts off the first. Any other kind of file is left
+/// alone and the bind fails.
 pub fn bind_unix(path: &Path) -> io::Result<UnixListener> {
     if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "a running server answers on this socket",
+            ));
+        }
         std::fs::remove_file(path)?;
     }
     let listener = UnixListener::bind(path)?;

@@ -240,7 +240,7 @@ impl<R: Runtime> PeerLink<R> {
             password: config.password.clone(),
             tls: config.tls.then(|| TlsOptions {
                 ca_pem: self.spec.ca_pem.clone(),
-                server_name: None,
+                ..TlsOptions::default()
             }),
             timeout: config.timeout,
             data_socket: false,

@@ -17,7 +17,7 @@ use psrt_proto::conn::{BrokerLock, Transport};
 use psrt_proto::spec::ServerSpec;
 use rand::SeedableRng;
 
-use crate::accept::{AcceptJob, Serves};
+use crate::accept::{AcceptJob, ListenerCloser, Serves};
 use crate::bind::{BoundAddrs, StdBind, StdListeners, bind_all, remove_unix_files};
 use crate::checks::CheckPool;
 use crate::core::ServerCore;
@@ -114,19 +114,23 @@ pub async fn serve_listeners<R: Runtime>(
 }
 
 fn spawn_listeners<R: Runtime>(shared: &Arc<Shared<R>>, listeners: StdListeners) -> io::Result<()> {
-    let accept = |listener, serves| {
-        let job = AcceptJob::new(shared.clone(), listener, serves);
+    let accept = |listener, closer, serves| {
+        let job = AcceptJob::new(shared.clone(), listener, closer, serves);
         shared.spawn(Job::Accept(Box::new(job)));
     };
     for listener in listeners.tcp {
+        let closer = ListenerCloser::of(&listener)?;
         accept(
             R::Listener::from_tcp(listener)?,
+            closer,
             Serves::Protocol(Transport::Tcp),
         );
     }
     for listener in listeners.unix {
+        let closer = ListenerCloser::of(&listener)?;
         accept(
             R::Listener::from_unix(listener)?,
+            closer,
             Serves::Protocol(Transport::Unix),
         );
     }
@@ -135,7 +139,8 @@ fn spawn_listeners<R: Runtime>(shared: &Arc<Shared<R>>, listeners: StdListeners)
         shared.spawn(Job::Udp(Box::new(job)));
     }
     if let Some(listener) = listeners.stats {
-        accept(R::Listener::from_tcp(listener)?, Serves::Stats);
+        let closer = ListenerCloser::of(&listener)?;
+        accept(R::Listener::from_tcp(listener)?, closer, Serves::Stats);
     }
     shared.spawn(Job::Stats(Box::new(StatsJob::sampler(shared.clone()))));
     Ok(())

@@ -77,6 +77,11 @@ impl<R: Runtime> Shared<R> {
         self.stop.close();
     }
 
+    /// Whether the shutdown has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.stop.is_closed()
+    }
+
     /// Completes once the shutdown has begun.
     pub fn stopped(&self) -> impl Future<Output = ()> + Send + '_ {
         // Nothing is ever sent: `recv` only returns once the channel closes.

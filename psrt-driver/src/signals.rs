@@ -45,7 +45,9 @@ impl SignalThread {
             .spawn(move || {
                 for signal in signals.forever() {
                     if signal == SIGHUP {
-                        tracing::info!("SIGHUP: reloading passwords, ACL and keys");
+                        tracing::info!(
+                            "SIGHUP: reloading passwords, ACL, keys and TLS certificate"
+                        );
                         let _ = handle.reload_blocking();
                     } else {
                         handle.stop();

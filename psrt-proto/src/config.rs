@@ -151,6 +151,9 @@ pub struct ProtoSection {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key; set together with `tls_cert`. Default none.
     pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates: when set, TLS clients must present a
+    /// certificate one of them issued. Needs `tls_cert`. Default none.
+    pub tls_client_ca: Option<PathBuf>,
     /// Accept plain (non-TLS) connections. Default true.
     pub allow_no_tls: bool,
 }
@@ -254,6 +257,7 @@ impl ServerConfig {
                 timeout: limits.timeout,
                 tls_cert: None,
                 tls_key: None,
+                tls_client_ca: None,
                 allow_no_tls: true,
             },
             auth: AuthSection::default(),
@@ -300,6 +304,7 @@ impl ServerConfig {
             &mut self.server.pid_file,
             &mut self.proto.tls_cert,
             &mut self.proto.tls_key,
+            &mut self.proto.tls_client_ca,
             &mut self.auth.password_file,
             &mut self.auth.key_file,
             &mut self.auth.acl,
@@ -469,6 +474,10 @@ fn check_tls(proto: &RawProto, text: &str, path: &Path) -> Result<(), FileError>
             let message = format!("tls_cert is missing: {both}");
             return Err(located(text, path, "proto", "tls_key").message(&message));
         }
+        (None, None) if proto.tls_client_ca.is_some() => {
+            let message = "client certificates need TLS: set tls_cert and tls_key too";
+            return Err(located(text, path, "proto", "tls_client_ca").message(message));
+        }
         (None, None) if !proto.allow_no_tls => {
             let message = "plain connections are forbidden but TLS is not configured: \
                 set tls_cert and tls_key, or allow_no_tls: true";
@@ -571,6 +580,8 @@ struct RawProto {
     tls_cert: Option<PathBuf>,
     #[serde(default)]
     tls_key: Option<PathBuf>,
+    #[serde(default)]
+    tls_client_ca: Option<PathBuf>,
     #[serde(default = "yes")]
     allow_no_tls: bool,
     #[serde(default, rename = "fips")]
@@ -605,6 +616,7 @@ impl RawConfig {
                 timeout: proto.timeout,
                 tls_cert: proto.tls_cert,
                 tls_key: proto.tls_key,
+                tls_client_ca: proto.tls_client_ca,
                 allow_no_tls: proto.allow_no_tls,
             },
             auth,

@@ -10,11 +10,18 @@
 //!
 //! Configurations always use the `ring` crypto provider explicitly, so the
 //! result never depends on a process-wide default provider.
+//!
+//! A server's certificate is a [`ServerCert`], replaceable while it runs
+//! (SIGHUP): new handshakes get the new one, established sessions keep
+//! theirs. [`server_config`] optionally requires client certificates
+//! signed by a given CA.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use bytes::{Buf, BytesMut};
 use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, Connection, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -44,6 +51,9 @@ pub enum TlsError {
     /// A certificate of the CA PEM cannot be used as a trust anchor.
     #[error("CA certificate rejected: {0}")]
     InvalidCa(#[source] rustls::Error),
+    /// The client CA cannot verify client certificates.
+    #[error("client CA rejected: {0}")]
+    InvalidClientCa(#[source] rustls::server::VerifierBuilderError),
     /// The name to verify the server against is neither a DNS name nor an IP address.
     #[error("invalid server name {0:?}")]
     InvalidServerName(String),
@@ -105,15 +115,90 @@ pub fn server_config_from_pem(
     cert_chain_pem: &[u8],
     key_pem: &[u8],
 ) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config(ServerCert::from_pem(cert_chain_pem, key_pem)?, None)
+}
+
+/// Builds the configuration of a TLS server presenting `cert` (whichever
+/// certificate it holds at each handshake). With `client_ca_pem`, every
+/// client must present a certificate issued by one of its certificates;
+/// without, no client certificate is asked for.
+pub fn server_config(
+    cert: Arc<ServerCert>,
+    client_ca_pem: Option<&[u8]>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Config)?;
+    let builder = match client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(pem_text) => {
+            let roots = Arc::new(root_store(Some(pem_text))?);
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
+                .build()
+                .map_err(TlsError::InvalidClientCa)?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    Ok(Arc::new(builder.with_cert_resolver(cert)))
+}
+
+/// A certificate chain and its private key, checked to match.
+fn certified_key(cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, TlsError> {
     let certs = parse_certs(cert_chain_pem)?;
     let key = parse_key(key_pem)?;
-    let config = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(TlsError::Config)?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(config_error)?;
-    Ok(Arc::new(config))
+    CertifiedKey::from_der(certs, key, &provider()).map_err(config_error)
+}
+
+/// The certificate a TLS server presents, replaceable while it runs: each
+/// handshake takes the one in force, so a replacement reaches new
+/// connections and established sessions keep the one they agreed on.
+#[derive(Debug)]
+pub struct ServerCert {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ServerCert {
+    /// A certificate from a PEM chain (end-entity first) and its PEM key;
+    /// fails when either is unusable or they do not match.
+    pub fn from_pem(cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerCert>, TlsError> {
+        Ok(Arc::new(ServerCert {
+            current: RwLock::new(Arc::new(certified_key(cert_chain_pem, key_pem)?)),
+        }))
+    }
+
+    /// Replaces the certificate for the handshakes to come. On error the
+    /// one in force stays.
+    pub fn replace_from_pem(&self, cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<(), TlsError> {
+        let replacement = Arc::new(certified_key(cert_chain_pem, key_pem)?);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = replacement;
+        Ok(())
+    }
+
+    /// The certificate in force.
+    fn current(&self) -> Arc<CertifiedKey> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl ResolvesServerCert for ServerCert {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+/// Advice for a TLS error a user can fix: a certificate with `CA:TRUE`
+/// used as a server or client certificate, which rustls refuses
+/// (`CaUsedAsEndEntity`; the one-line `openssl req -x509` recipe makes
+/// such certificates).
+pub fn hint(error: &str) -> Option<&'static str> {
+    error.contains("CaUsedAsEndEntity").then_some(
+        "the certificate presented is a CA certificate (basicConstraints CA:TRUE), which \
+         rustls refuses as a server or client certificate: issue a certificate with \
+         CA:FALSE from that CA (see the README's TLS section)",
+    )
 }
 
 /// Builds the root store a client trusts: exactly the certificates of
@@ -138,11 +223,25 @@ fn root_store(ca_pem: Option<&[u8]>) -> Result<RootCertStore, TlsError> {
 /// `None` it trusts the Mozilla root set shipped by `webpki-roots`. No client
 /// certificate is presented.
 pub fn client_config(ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, TlsError> {
-    let config = ClientConfig::builder_with_provider(provider())
+    client_config_with_cert(ca_pem, None)
+}
+
+/// Like [`client_config`], presenting the client certificate `identity`
+/// (PEM chain, PEM key) when the server asks for one.
+pub fn client_config_with_cert(
+    ca_pem: Option<&[u8]>,
+    identity: Option<(&[u8], &[u8])>,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(TlsError::Config)?
-        .with_root_certificates(root_store(ca_pem)?)
-        .with_no_client_auth();
+        .with_root_certificates(root_store(ca_pem)?);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert_chain_pem, key_pem)) => builder
+            .with_client_auth_cert(parse_certs(cert_chain_pem)?, parse_key(key_pem)?)
+            .map_err(config_error)?,
+    };
     Ok(Arc::new(config))
 }
 

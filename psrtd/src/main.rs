@@ -2,18 +2,23 @@
 //!
 //! Order of start-up: parse the command line, start logging, load and
 //! validate the config and every file it names ([`psrtd::setup`]), fork to
-//! the background when asked (before any runtime thread exists), then serve
-//! until SIGTERM/SIGINT. The pid file is written once every listener is
-//! bound and removed on exit.
+//! the background when asked (before any runtime thread exists; the
+//! launching process exits once the daemon has bound every listener, with
+//! its error if it could not: [`psrtd::startup`]), lock and write the pid
+//! file ([`psrtd::pid_file`]), bind, tell the launcher and systemd that
+//! the daemon is ready, then serve until SIGTERM/SIGINT. The pid file is
+//! removed on exit.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use psrtd::build_info;
+use psrtd::pid_file::PidFile;
 use psrtd::runtime::{self, BoundAddrs};
 use psrtd::setup::{self, Loaded};
+use psrtd::startup::{self, Role, Startup};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 
@@ -42,11 +47,14 @@ struct Cli {
     /// Debug logging (RUST_LOG, when set, takes precedence)
     #[arg(short, long)]
     verbose: bool,
-    /// Check the config and every file it names, print what would be
-    /// served, and exit; binds and writes nothing
+    /// Check the config and every file it names (all problems at once),
+    /// print what would be served and any warning, and exit; binds and
+    /// writes nothing
     #[arg(long)]
     test_config: bool,
-    /// Run in the background; implies --log-syslog
+    /// Run in the background; implies --log-syslog. Returns once every
+    /// listener is bound, non-zero with the error if the daemon cannot
+    /// start
     #[arg(short, long)]
     daemonize: bool,
     /// Log to syslog (facility daemon) instead of stderr
@@ -58,42 +66,49 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let syslog = cli.log_syslog || cli.daemonize;
     init_logging(cli.verbose, syslog);
-    match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+    let mut startup = Startup::default();
+    match run(&cli, &mut startup) {
+        Ok(code) => code,
         Err(message) => {
-            eprintln!("psrtd: {message}");
+            for line in message.lines() {
+                eprintln!("psrtd: {line}");
+            }
             if syslog {
                 tracing::error!("{message}");
             }
+            startup.failed(&message);
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(cli: &Cli) -> Result<(), String> {
+fn run(cli: &Cli, startup: &mut Startup) -> Result<ExitCode, String> {
     let loaded = setup::load(cli.config.as_deref()).map_err(|err| err.to_string())?;
     if cli.test_config {
         print!("{}", loaded.summary());
-        return Ok(());
+        for warning in loaded.warnings() {
+            println!("warning: {warning}");
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     if cli.daemonize {
-        daemonize()?;
+        match startup::daemonize()? {
+            Role::Launcher(code) => return Ok(code),
+            Role::Daemon(daemon) => *startup = daemon,
+        }
     }
-    serve(loaded)
+    serve(loaded, startup)?;
+    Ok(ExitCode::SUCCESS)
 }
 
-/// Forks to the background: the parent exits 0, the child continues in a
-/// new session with `/` as working directory (every config path is
-/// absolute by now) and standard streams on /dev/null. Runs before the
-/// runtime starts any thread, as fork requires.
-fn daemonize() -> Result<(), String> {
-    daemonize::Daemonize::new()
-        .start()
-        .map_err(|err| format!("cannot run in the background: {err}"))
-}
-
-fn serve(loaded: Loaded) -> Result<(), String> {
-    let pid_file = loaded.config.server.pid_file.clone();
+fn serve(loaded: Loaded, startup: &mut Startup) -> Result<(), String> {
+    for warning in loaded.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let pid_file = match &loaded.config.server.pid_file {
+        Some(path) => Some(PidFile::acquire(path).map_err(|err| err.to_string())?),
+        None => None,
+    };
     let anonymous = loaded.spec.auth.allow_anonymous;
     let tls = setup::tls_state(&loaded.spec.conn);
     tracing::info!(
@@ -104,13 +119,12 @@ fn serve(loaded: Loaded) -> Result<(), String> {
     );
     psrtd::memory::start_housekeeping()
         .map_err(|err| format!("cannot start the memory housekeeping thread: {err}"))?;
-    let mut pid_written = false;
     let served = runtime::serve(loaded.spec, |addrs| {
         log_bound(addrs, tls, anonymous);
-        pid_written = pid_file.as_deref().is_some_and(write_pid_file);
+        startup.ready();
     });
-    if pid_written {
-        remove_pid_file(pid_file.as_deref());
+    if let Some(pid_file) = pid_file {
+        pid_file.remove();
     }
     served.map_err(|err| err.to_string())?;
     tracing::info!("psrtd stopped");
@@ -131,25 +145,6 @@ fn log_bound(addrs: &BoundAddrs, tls: &str, anonymous: bool) {
         tracing::info!(%addr, "stats HTTP on");
     }
     tracing::info!(tls, anonymous = setup::on_off(anonymous), "ready");
-}
-
-/// Writes this process's pid; a failure is logged and the server keeps
-/// running (its listeners are bound already). True when written.
-fn write_pid_file(path: &Path) -> bool {
-    match std::fs::write(path, format!("{}\n", std::process::id())) {
-        Ok(()) => true,
-        Err(err) => {
-            tracing::error!(path = %path.display(), %err, "cannot write the pid file");
-            false
-        }
-    }
-}
-
-fn remove_pid_file(path: Option<&Path>) {
-    let Some(path) = path else { return };
-    if let Err(err) = std::fs::remove_file(path) {
-        tracing::warn!(path = %path.display(), %err, "cannot remove the pid file");
-    }
 }
 
 /// Logs to stderr, or to syslog when asked (or when no syslog connection
@@ -195,6 +190,7 @@ fn open_syslog() -> Option<syslog_tracing::Syslog> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use std::path::Path;
 
     #[test]
     fn cli_definition_is_consistent() {
@@ -220,19 +216,5 @@ mod tests {
     #[test]
     fn unknown_flag_is_refused() {
         assert!(Cli::try_parse_from(["psrtd", "--bogus"]).is_err());
-    }
-
-    #[test]
-    fn pid_file_round_trip() {
-        let dir = std::env::temp_dir().join(format!("psrtd-pid-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("psrtd.pid");
-        assert!(write_pid_file(&path));
-        let text = std::fs::read_to_string(&path).expect("pid file");
-        assert_eq!(text.trim(), std::process::id().to_string());
-        remove_pid_file(Some(&path));
-        assert!(!path.exists());
-        assert!(!write_pid_file(&dir.join("missing").join("psrtd.pid")));
-        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -2,12 +2,17 @@
 //!
 //! [`load`] picks the config file ([`select_config`]), reads and validates
 //! it and every file it names (password file, ACL, key file, TLS PEMs), and
-//! builds the spec a runtime serves. The spec's reload closure re-reads only
-//! the password, ACL and key files, from the same paths, on SIGHUP.
+//! builds the spec a runtime serves. The spec's reload closure re-reads the
+//! password, ACL and key files and the TLS certificate and key, from the
+//! same paths, on SIGHUP, and tells systemd it is reloading meanwhile.
 //!
 //! Every error names the file and, when known, the line and the key
-//! ([`FileError`]'s `Display`), so `psrtd: <error>` is enough for a user to
-//! fix the file.
+//! ([`FileError`]'s `Display`; a file that cannot be read at all is named
+//! with the config key that points to it), so `psrtd: <error>` is enough
+//! for a user to fix the file. Every referenced file is checked even when
+//! an earlier one failed, so one run reports every problem
+//! ([`SetupError::Several`]). [`Loaded::warnings`] names settings that are
+//! valid but unsafe on a network.
 
 use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
@@ -22,10 +27,14 @@ use psrt_proto::cluster::{ClusterSpec, PeerSpec, PeersReloader};
 use psrt_proto::config::{BindAddr, FileError, ServerConfig, parse_acl, parse_cluster};
 use psrt_proto::conn::ConnConfig;
 use psrt_proto::spec::{Reloader, ServerSpec};
-use psrt_proto::tls::{TlsError, server_config_from_pem};
+use psrt_proto::tls::TlsError;
+use sd_notify::NotifyState;
+
+use crate::startup;
 
 #[cfg(test)]
 mod tests;
+mod tls;
 
 /// Where the daemon looks for its config when none is given, in order.
 pub const DEFAULT_CONFIG_PATHS: [&str; 2] =
@@ -77,6 +86,38 @@ pub enum SetupError {
         #[source]
         source: TlsError,
     },
+    /// The client CA (`proto.tls_client_ca`) cannot verify certificates.
+    #[error("{} (proto.tls_client_ca): {source}", path.display())]
+    ClientCa {
+        /// The client CA file.
+        path: PathBuf,
+        /// What rustls refused.
+        #[source]
+        source: TlsError,
+    },
+    /// The pid file (`server.pid_file`) could not be written.
+    #[error(transparent)]
+    PidFile(#[from] crate::pid_file::PidFileError),
+    /// More than one of the above, one per line in the order checked.
+    #[error("{}", lines(.0))]
+    Several(Vec<SetupError>),
+}
+
+impl SetupError {
+    /// `problems` as one error: the only one, or [`SetupError::Several`].
+    fn of(mut problems: Vec<SetupError>) -> SetupError {
+        if problems.len() == 1
+            && let Some(only) = problems.pop()
+        {
+            return only;
+        }
+        SetupError::Several(problems)
+    }
+}
+
+fn lines(problems: &[SetupError]) -> String {
+    let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    lines.join("\n")
 }
 
 /// A validated config and the server it describes.
@@ -108,6 +149,9 @@ impl Loaded {
         }
         line(&mut out, "stats", &optional_addr(spec.stats));
         line(&mut out, "tls", tls_state(&spec.conn));
+        if let Some(client_ca) = &self.config.proto.tls_client_ca {
+            line(&mut out, "tls_client_ca", &client_ca.display().to_string());
+        }
         line(&mut out, "anonymous", on_off(spec.auth.allow_anonymous));
         line(&mut out, "workers", &spec.workers.to_string());
         if let Some(pid_file) = &self.config.server.pid_file {
@@ -127,6 +171,50 @@ impl Loaded {
         }
         out
     }
+
+    /// Valid settings that expose the broker: anonymous clients with full
+    /// rights, or a stats page open to anyone, on an address other hosts
+    /// can reach. Each is a full sentence, logged at start and printed by
+    /// `--test-config`.
+    pub fn warnings(&self) -> Vec<String> {
+        exposure_warnings(&self.spec)
+    }
+}
+
+/// See [`Loaded::warnings`].
+fn exposure_warnings(spec: &ServerSpec) -> Vec<String> {
+    let anonymous = spec
+        .auth
+        .allow_anonymous
+        .then(|| spec.auth.acl.rights(""))
+        .flatten();
+    let full = anonymous
+        .as_ref()
+        .is_some_and(|rights| rights.may_subscribe("#") && rights.may_publish("#"));
+    let admin = anonymous.as_ref().is_some_and(|rights| rights.is_admin());
+    let mut warnings = Vec::new();
+    let exposed: Vec<String> = spec
+        .tcp
+        .iter()
+        .chain(&spec.udp)
+        .filter(|addr| !addr.ip().is_loopback())
+        .map(ToString::to_string)
+        .collect();
+    if full && !exposed.is_empty() {
+        warnings.push(format!(
+            "anonymous clients may publish and subscribe to every topic, and {} can be \
+             reached from other hosts: set auth.allow_anonymous: false, or give the `_` \
+             user of the ACL (auth.acl) only the topics it needs",
+            exposed.join(", ")
+        ));
+    }
+    if let Some(stats) = spec.stats.filter(|addr| admin && !addr.ip().is_loopback()) {
+        warnings.push(format!(
+            "the stats page on {stats} (server.bind_stats) is open to anyone who can reach it: \
+             bind it to 127.0.0.1, or take `admin` from the `_` user of the ACL (auth.acl)"
+        ));
+    }
+    warnings
 }
 
 /// Reads and validates the config at `config_path`, or at the first of
@@ -165,7 +253,19 @@ pub fn load_from(source: ConfigSource) -> Result<Loaded, SetupError> {
             ServerConfig::builtin_default()
         }
     };
-    let spec = build_spec(&config)?;
+    let mut problems = Vec::new();
+    if let Some(path) = &config.server.pid_file
+        && let Err(err) = crate::pid_file::check(path)
+    {
+        problems.push(SetupError::PidFile(err));
+    }
+    let spec = build_spec(&config).map_err(|errors| problems.extend(errors));
+    let Ok(spec) = spec else {
+        return Err(SetupError::of(problems));
+    };
+    if !problems.is_empty() {
+        return Err(SetupError::of(problems));
+    }
     Ok(Loaded {
         source,
         config,
@@ -190,14 +290,51 @@ fn read_text(path: &Path) -> Result<String, FileError> {
     std::fs::read_to_string(path).map_err(|err| FileError::unreadable(path, &err))
 }
 
-fn read_bytes(path: &Path) -> Result<Vec<u8>, FileError> {
-    std::fs::read(path).map_err(|err| FileError::unreadable(path, &err))
+/// Reads the file that config key `key` names; an unreadable file is
+/// reported with that key.
+fn read_named(path: &Path, key: &str) -> Result<Vec<u8>, FileError> {
+    std::fs::read(path).map_err(|err| unreadable(path, key, &err))
 }
 
-fn build_spec(config: &ServerConfig) -> Result<ServerSpec, SetupError> {
+/// Like [`read_named`], as UTF-8 text.
+fn read_named_text(path: &Path, key: &str) -> Result<String, FileError> {
+    std::fs::read_to_string(path).map_err(|err| unreadable(path, key, &err))
+}
+
+fn unreadable(path: &Path, key: &str, err: &std::io::Error) -> FileError {
+    FileError {
+        key: Some(key.to_owned()),
+        ..FileError::unreadable(path, err)
+    }
+}
+
+/// The spec of `config`, or every problem of the files it names.
+fn build_spec(config: &ServerConfig) -> Result<ServerSpec, Vec<SetupError>> {
     let files = AuthFiles::of(config);
-    let auth = files.load()?;
-    let reload: Reloader = Arc::new(move || files.load().map_err(|err| err.to_string()));
+    let loaded = (files.load(), tls::conn_config(config), cluster_spec(config));
+    let (auth, (conn, tls), cluster) = match loaded {
+        (Ok(auth), Ok(conn), Ok(cluster)) => (auth, conn, cluster),
+        (auth, conn, cluster) => {
+            let mut problems: Vec<SetupError> = auth
+                .err()
+                .unwrap_or_default()
+                .into_iter()
+                .map(SetupError::File)
+                .collect();
+            problems.extend(conn.err().unwrap_or_default());
+            problems.extend(cluster.err().map(SetupError::File));
+            return Err(problems);
+        }
+    };
+    let reload: Reloader = Arc::new(move || {
+        startup::notify(&[NotifyState::Reloading]);
+        let auth = files.load().map_err(|errors| joined(&errors));
+        if let Some(tls) = &tls {
+            tls.reload();
+        }
+        startup::notify(&[NotifyState::Ready]);
+        auth
+    });
     let (tcp, unix) = split_binds(config.binds());
     Ok(ServerSpec {
         limits: config.limits(),
@@ -207,14 +344,14 @@ fn build_spec(config: &ServerConfig) -> Result<ServerSpec, SetupError> {
         unix,
         udp: config.udp_binds().to_vec(),
         stats: config.stats_bind(),
-        conn: conn_config(config)?,
+        conn,
         auth,
         reload: Some(reload),
         drain_timeout: DRAIN_TIMEOUT,
         host: host_name(),
         version: String::from(env!("CARGO_PKG_VERSION")),
         build: crate::build_info::describe().to_owned(),
-        cluster: cluster_spec(config)?,
+        cluster,
     })
 }
 
@@ -237,13 +374,13 @@ fn cluster_spec(config: &ServerConfig) -> Result<ClusterSpec, FileError> {
 
 /// Reads and validates the cluster file and every `tls_ca` it names.
 fn read_peers(path: &Path) -> Result<Vec<PeerSpec>, FileError> {
-    let configs = parse_cluster(&read_text(path)?, path)?;
+    let configs = parse_cluster(&read_named_text(path, "cluster.config")?, path)?;
     configs
         .into_iter()
         .map(|config| {
             let ca_pem = match &config.tls_ca {
                 Some(ca) => {
-                    let pem = read_bytes(ca)?;
+                    let pem = read_named(ca, "tls_ca")?;
                     psrt_proto::tls::client_config(Some(&pem)).map_err(|err| FileError {
                         path: ca.clone(),
                         line: None,
@@ -261,6 +398,12 @@ fn read_peers(path: &Path) -> Result<Vec<PeerSpec>, FileError> {
             Ok(PeerSpec { config, ca_pem })
         })
         .collect()
+}
+
+/// Several file errors as one message, for the reload log.
+fn joined(errors: &[FileError]) -> String {
+    let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    messages.join("; ")
 }
 
 /// The files SIGHUP re-reads, and what parsing them needs.
@@ -283,28 +426,35 @@ impl AuthFiles {
         }
     }
 
-    /// Reads all three files. No ACL file gives everyone full rights; no
+    /// Reads all three files, each even when another failed, so every
+    /// problem is reported. No ACL file gives everyone full rights; no
     /// password file allows only anonymous and Unix-socket logins; no key
     /// file refuses encrypted UDP.
-    fn load(&self) -> Result<AuthConfig, FileError> {
+    fn load(&self) -> Result<AuthConfig, Vec<FileError>> {
         let acl = match &self.acl {
-            Some(path) => parse_acl(&read_text(path)?, path, self.max_topic_depth)?,
-            None => Acl::allow_all(),
+            Some(path) => read_named_text(path, "auth.acl")
+                .and_then(|text| parse_acl(&text, path, self.max_topic_depth)),
+            None => Ok(Acl::allow_all()),
         };
-        let passwords = match &self.password_file {
-            Some(path) => Some(Passwords::parse(&read_text(path)?, path)?),
-            None => None,
-        };
-        let keys = match &self.key_file {
-            Some(path) => Some(Keys::parse(&read_text(path)?, path)?),
-            None => None,
-        };
-        Ok(AuthConfig {
-            allow_anonymous: self.allow_anonymous,
-            acl,
-            passwords,
-            keys,
-        })
+        let passwords = self.password_file.as_ref().map(|path| {
+            read_named_text(path, "auth.password_file")
+                .and_then(|text| Passwords::parse(&text, path))
+        });
+        let keys = self.key_file.as_ref().map(|path| {
+            read_named_text(path, "auth.key_file").and_then(|text| Keys::parse(&text, path))
+        });
+        match (acl, passwords.transpose(), keys.transpose()) {
+            (Ok(acl), Ok(passwords), Ok(keys)) => Ok(AuthConfig {
+                allow_anonymous: self.allow_anonymous,
+                acl,
+                passwords,
+                keys,
+            }),
+            (acl, passwords, keys) => Err([acl.err(), passwords.err(), keys.err()]
+                .into_iter()
+                .flatten()
+                .collect()),
+        }
     }
 }
 
@@ -319,29 +469,6 @@ fn split_binds(binds: &[BindAddr]) -> (Vec<SocketAddr>, Vec<PathBuf>) {
         }
     }
     (tcp, unix)
-}
-
-/// The TLS policy; builds the rustls server config when `tls_cert` and
-/// `tls_key` are set.
-fn conn_config(config: &ServerConfig) -> Result<ConnConfig, SetupError> {
-    let allow_no_tls = config.proto.allow_no_tls;
-    let (Some(cert), Some(key)) = (&config.proto.tls_cert, &config.proto.tls_key) else {
-        return Ok(ConnConfig {
-            tls: None,
-            allow_no_tls,
-        });
-    };
-    let tls = server_config_from_pem(&read_bytes(cert)?, &read_bytes(key)?).map_err(|source| {
-        SetupError::Tls {
-            cert: cert.clone(),
-            key: key.clone(),
-            source,
-        }
-    })?;
-    Ok(ConnConfig {
-        tls: Some(tls),
-        allow_no_tls,
-    })
 }
 
 /// The machine's host name for `/status`, or `localhost`.

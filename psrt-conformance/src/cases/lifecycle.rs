@@ -3,7 +3,7 @@
 use super::subscriber;
 use crate::Start;
 use crate::client::{CONTROL, Conn, ERR_ACCESS, IO_TIMEOUT, OK, Session, login_frame};
-use crate::fixture::{Server, SwappableAuth, auth, spec};
+use crate::fixture::{Server, SwappableAuth, auth, loopback, spec};
 
 /// After a reload that removes a user, that user's live session gets
 /// ERR_ACCESS on publish and a new login is refused.
@@ -58,4 +58,41 @@ pub fn graceful_stop_delivers_accepted(start: Start) {
     stopper.join().expect("stop thread");
     data.conn
         .expect_closed_skipping(IO_TIMEOUT, "data socket after stop", &[0x00]);
+}
+
+/// Restarts of the restart case.
+const RESTARTS: usize = 8;
+
+/// A server stopped while a client holds subscriptions frees its
+/// addresses at once: a new server binds the same TCP, UDP and stats
+/// addresses right after, eight times in a row, and between the two no
+/// connection is accepted by the stopped one. (On io_uring the ring's
+/// operations used to keep the old listener alive after exit.)
+pub fn restart_binds_at_once(start: Start) {
+    let mut spec = spec();
+    spec.udp = vec![loopback()];
+    spec.stats = Some(loopback());
+    let mut server = Server::start(start, spec.clone());
+    let bound = server.addrs().clone();
+    spec.tcp = vec![bound.tcp];
+    spec.udp = bound.udp.into_iter().collect();
+    spec.stats = bound.stats;
+    for round in 1..=RESTARTS {
+        let (mut sub, data) = subscriber(&server);
+        assert_eq!(
+            sub.subscribe(&["r/#", "s/+/x"]),
+            OK,
+            "subscribe, round {round}"
+        );
+        server.stop();
+        assert!(
+            std::net::TcpStream::connect(bound.tcp).is_err(),
+            "round {round}: the stopped server still accepts connections"
+        );
+        eprintln!("restart {round} of {RESTARTS}");
+        server = Server::start(start, spec.clone());
+        drop((sub, data));
+    }
+    let mut client = Session::anonymous(server.tcp());
+    assert_eq!(client.nop(), OK, "the last server serves");
 }

@@ -78,7 +78,7 @@ macro_rules! __client_auth_cases {
 
                 let tls = TlsOptions {
                     ca_pem: Some(certs.ca_pem.into_bytes()),
-                    server_name: None,
+                    ..TlsOptions::default()
                 };
                 let secure = ClientOptions {
                     tls: Some(tls.clone()),
@@ -120,7 +120,7 @@ macro_rules! __client_auth_cases {
                 let untrusted = ClientOptions {
                     tls: Some(TlsOptions {
                         ca_pem: Some(pki().ca_pem.into_bytes()),
-                        server_name: None,
+                        ..TlsOptions::default()
                     }),
                     ..ClientOptions::default()
                 };

@@ -123,6 +123,20 @@ fn bind_unix_replaces_a_stale_socket_and_restricts_the_mode() {
 }
 
 #[test]
+fn bind_unix_leaves_a_live_server_alone() {
+    let path = temp_path("live.sock");
+    let live = bind_unix(&path).expect("first bind");
+    let err = bind_unix(&path).expect_err("a live server answers");
+    assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+    assert!(
+        std::os::unix::net::UnixStream::connect(&path).is_ok(),
+        "the live server's socket file is still there"
+    );
+    drop(live);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
 fn bind_unix_leaves_other_files_alone() {
     let path = temp_path("regular");
     std::fs::write(&path, b"keep me").expect("regular file");

@@ -27,6 +27,9 @@ pub struct TlsOptions {
     /// Name the server certificate must match; `None` takes the host of
     /// the target address.
     pub server_name: Option<String>,
+    /// Client certificate to present when the server asks for one: (PEM
+    /// certificate chain, PEM private key).
+    pub client_cert: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// How a runtime crate's `Client::connect` logs in and what it sets up.
@@ -87,7 +90,11 @@ impl ClientOptions {
         let Some(tls) = &self.tls else {
             return Ok([None, None]);
         };
-        let config = crate::tls::client_config(tls.ca_pem.as_deref())?;
+        let identity = tls
+            .client_cert
+            .as_ref()
+            .map(|(cert, key)| (cert.as_slice(), key.as_slice()));
+        let config = crate::tls::client_config_with_cert(tls.ca_pem.as_deref(), identity)?;
         let name = tls.server_name.as_deref().unwrap_or(target.tls_name());
         Ok([
             Some(TlsSession::client(config.clone(), name)?),
@@ -151,8 +158,8 @@ mod tests {
     fn a_bad_server_name_is_refused() {
         let options = ClientOptions {
             tls: Some(TlsOptions {
-                ca_pem: None,
                 server_name: Some("not a name!".into()),
+                ..TlsOptions::default()
             }),
             ..ClientOptions::default()
         };

@@ -519,3 +519,17 @@ fn acl_user_listed_twice_is_an_error_at_the_second() {
         "{err}"
     );
 }
+
+#[test]
+fn tls_client_ca_is_resolved_and_needs_tls() {
+    let parsed = config(
+        "proto:\n  bind: 127.0.0.1:1\n  tls_cert: c\n  tls_key: k\n  tls_client_ca: clients.crt\n",
+    );
+    assert_eq!(
+        parsed.proto.tls_client_ca.as_deref(),
+        Some(Path::new("/etc/psrtd/clients.crt"))
+    );
+    let err = error("proto:\n  bind: 127.0.0.1:1\n  tls_client_ca: clients.crt\n");
+    assert_eq!(err.key.as_deref(), Some("proto.tls_client_ca"));
+    assert!(err.message.contains("tls_cert"), "{err}");
+}

@@ -11,7 +11,10 @@ use rcgen::{
     PKCS_ECDSA_P256_SHA256, PKCS_ED25519,
 };
 
-use super::{TlsError, TlsSession, client_config, server_config_from_pem};
+use super::{
+    ServerCert, TlsError, TlsSession, client_config, client_config_with_cert, hint, server_config,
+    server_config_from_pem,
+};
 
 const RSA_PKCS8: &str = include_str!("../../tests/data/rsa2048.pkcs8.pem");
 const RSA_PKCS1: &str = include_str!("../../tests/data/rsa2048.pkcs1.pem");
@@ -448,4 +451,116 @@ proptest! {
         let _ = client.take_plaintext(&mut out);
         prop_assert!(out.is_empty());
     }
+}
+
+/// A fresh ECDSA key and a certificate for it from a fresh CA.
+fn fresh_pki() -> (Pki, String) {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+    (pki_for(&key), key.serialize_pem())
+}
+
+/// Whether a handshake between the two configurations succeeds.
+fn handshake(
+    server: &Arc<rustls::ServerConfig>,
+    client: &Arc<rustls::ClientConfig>,
+) -> Result<(TlsSession, TlsSession), TlsError> {
+    let mut client = TlsSession::client(client.clone(), "localhost").expect("client");
+    let mut server = TlsSession::server(server.clone()).expect("server");
+    run(
+        &mut client,
+        &mut server,
+        usize::MAX,
+        &mut Received::default(),
+    )?;
+    Ok((client, server))
+}
+
+#[test]
+fn replaced_certificate_reaches_new_handshakes_only() {
+    let (old, old_key) = fresh_pki();
+    let (new, new_key) = fresh_pki();
+    let cert = ServerCert::from_pem(old.cert_pem.as_bytes(), old_key.as_bytes()).expect("old");
+    let server = server_config(cert.clone(), None).expect("server config");
+    let trusts_old = client_config(Some(old.ca_pem.as_bytes())).expect("client");
+    let trusts_new = client_config(Some(new.ca_pem.as_bytes())).expect("client");
+    let (mut client, mut session) = handshake(&server, &trusts_old).expect("old certificate");
+    assert!(
+        handshake(&server, &trusts_new).is_err(),
+        "new CA before reload"
+    );
+
+    cert.replace_from_pem(new.cert_pem.as_bytes(), new_key.as_bytes())
+        .expect("replaced");
+    handshake(&server, &trusts_new).expect("new certificate after reload");
+    // A fresh client: `trusts_old` would resume its session without
+    // looking at a certificate.
+    let fresh_old = client_config(Some(old.ca_pem.as_bytes())).expect("client");
+    assert!(
+        handshake(&server, &fresh_old).is_err(),
+        "old CA after reload"
+    );
+    let mut got = Received::default();
+    client.write_plaintext(b"still here").expect("write");
+    run(&mut client, &mut session, usize::MAX, &mut got).expect("established session");
+    assert_eq!(&got.by_server[..], b"still here");
+}
+
+#[test]
+fn broken_replacement_keeps_the_certificate_in_force() {
+    let (pki, key_pem) = fresh_pki();
+    let (_, other_key) = fresh_pki();
+    let cert = ServerCert::from_pem(pki.cert_pem.as_bytes(), key_pem.as_bytes()).expect("cert");
+    let err = cert
+        .replace_from_pem(pki.cert_pem.as_bytes(), other_key.as_bytes())
+        .expect_err("mismatched key");
+    assert!(matches!(err, TlsError::KeyMismatch), "{err:?}");
+    let server = server_config(cert, None).expect("server config");
+    let client = client_config(Some(pki.ca_pem.as_bytes())).expect("client");
+    handshake(&server, &client).expect("the old certificate still serves");
+}
+
+#[test]
+fn client_ca_requires_a_certificate_it_issued() {
+    let (server_pki, server_key) = fresh_pki();
+    let (client_pki, client_key) = fresh_pki();
+    let (stranger_pki, stranger_key) = fresh_pki();
+    let cert =
+        ServerCert::from_pem(server_pki.cert_pem.as_bytes(), server_key.as_bytes()).expect("cert");
+    let server = server_config(cert, Some(client_pki.ca_pem.as_bytes())).expect("server config");
+    let ca = Some(server_pki.ca_pem.as_bytes());
+
+    let anonymous = client_config(ca).expect("client");
+    assert!(
+        handshake(&server, &anonymous).is_err(),
+        "no client certificate"
+    );
+    let identity = (client_pki.cert_pem.as_bytes(), client_key.as_bytes());
+    let signed = client_config_with_cert(ca, Some(identity)).expect("client");
+    let (mut client, mut session) = handshake(&server, &signed).expect("issued by the client CA");
+    let mut got = Received::default();
+    client.write_plaintext(b"hello").expect("write");
+    run(&mut client, &mut session, usize::MAX, &mut got).expect("exchange");
+    assert_eq!(&got.by_server[..], b"hello");
+    let identity = (stranger_pki.cert_pem.as_bytes(), stranger_key.as_bytes());
+    let stranger = client_config_with_cert(ca, Some(identity)).expect("client");
+    assert!(
+        handshake(&server, &stranger).is_err(),
+        "issued by another CA"
+    );
+}
+
+#[test]
+fn ca_certificate_as_server_certificate_gets_the_hint() {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).expect("self-signed CA:TRUE");
+    let server = server_config_from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
+        .expect("rustls serves it");
+    let client = client_config(Some(cert.pem().as_bytes())).expect("client");
+    let err = handshake(&server, &client).expect_err("refused by the client");
+    let message = err.to_string();
+    assert!(message.contains("CaUsedAsEndEntity"), "{message}");
+    assert!(hint(&message).is_some_and(|h| h.contains("CA:FALSE")));
+    assert!(hint("connection refused").is_none());
 }

@@ -112,6 +112,7 @@ fn full_config_builds_spec_with_relative_paths() {
     dir.write("passwd", &format!("alice:{}\n", hash("secret")));
     dir.write("acl.yml", "alice: {pub: [\"a/#\"], sub: [\"#\"]}\n");
     dir.write("keys.yml", &format!("alice: {}\n", "ab".repeat(32)));
+    std::fs::create_dir(dir.0.join("run")).expect("pid file folder");
     let config = dir.write(
         "config.yml",
         "server:\n  workers: 3\n  bind_stats: 127.0.0.1:0\n  pid_file: run/psrtd.pid\n\
