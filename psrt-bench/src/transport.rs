@@ -4,7 +4,7 @@
 //! rustls reads at most one TLS record (about 16 KiB) per call into its
 //! transport, so the socket is wrapped in a large [`BufReader`]: a
 //! subscriber draining a full socket makes one system call per
-//! [`READ_BUFFER`] bytes, as the plain client does, not one per record.
+//! `READ_BUFFER` (256 KiB) bytes, as the plain client does, not one per record.
 
 use std::io::{self, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -5,7 +5,7 @@
 //! the same shapes and sizes with every client socket, control and data,
 //! in TLS, to show whether a server's crypto scales with its workers.
 //!
-//! Throughput workloads share one engine ([`Flow`]): publisher threads
+//! Throughput workloads share one engine (`Flow`): publisher threads
 //! pipeline PUBLISH requests (a bounded number unanswered) for a fixed
 //! window while subscriber threads count pushed frames. Publishers pause
 //! while subscribers lag more than a bounded backlog, so a server's
