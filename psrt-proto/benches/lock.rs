@@ -192,6 +192,7 @@ fn session(tls: bool) -> (Server, Client) {
     let config = Arc::new(ConnConfig {
         tls: configs.as_ref().map(|(server, _)| server.clone()),
         allow_no_tls: true,
+        tls_client_cn_login: false,
     });
     let now = clock();
     let conn = Connection::new(

@@ -64,6 +64,7 @@ impl Bench {
         let config = ConnConfig {
             tls: None,
             allow_no_tls: true,
+            tls_client_cn_login: false,
         };
         let mut node = Node::new(broker, config);
         let now = start();
@@ -255,6 +256,7 @@ impl Direct {
         let config = Arc::new(ConnConfig {
             tls: None,
             allow_no_tls: true,
+            tls_client_cn_login: false,
         });
         let now = start();
         let mut subscribe = BytesMut::new();

@@ -162,11 +162,14 @@ pub enum DenyReason {
     Busy,
     /// `max_sessions` sessions are live.
     TooManySessions,
+    /// The login is the client certificate's common name, and the
+    /// certificate has no usable one.
+    NoCertName,
 }
 
 impl DenyReason {
     /// Every reason, in the order of [`Self::index`].
-    pub const ALL: [DenyReason; 7] = [
+    pub const ALL: [DenyReason; 8] = [
         DenyReason::AnonymousOff,
         DenyReason::UnknownUser,
         DenyReason::WrongPassword,
@@ -174,6 +177,7 @@ impl DenyReason {
         DenyReason::BadLogin,
         DenyReason::Busy,
         DenyReason::TooManySessions,
+        DenyReason::NoCertName,
     ];
 
     /// Position in [`Self::ALL`], for counters kept per reason.
@@ -182,7 +186,8 @@ impl DenyReason {
     }
 
     /// A metric label: `anonymous_off`, `unknown_user`, `wrong_password`,
-    /// `no_acl_entry`, `bad_login`, `busy`, `too_many_sessions`.
+    /// `no_acl_entry`, `bad_login`, `busy`, `too_many_sessions`,
+    /// `no_cert_name`.
     pub fn label(self) -> &'static str {
         match self {
             DenyReason::AnonymousOff => "anonymous_off",
@@ -192,6 +197,7 @@ impl DenyReason {
             DenyReason::BadLogin => "bad_login",
             DenyReason::Busy => "busy",
             DenyReason::TooManySessions => "too_many_sessions",
+            DenyReason::NoCertName => "no_cert_name",
         }
     }
 }
@@ -206,6 +212,10 @@ impl std::fmt::Display for DenyReason {
             DenyReason::BadLogin => "the login is not valid UTF-8",
             DenyReason::Busy => "too many password checks are waiting",
             DenyReason::TooManySessions => "max_sessions sessions are live",
+            DenyReason::NoCertName => {
+                "the client certificate has no usable common name (tls_client_cn_login \
+                 needs exactly one non-empty CN)"
+            }
         })
     }
 }
@@ -439,6 +449,9 @@ struct Session {
     generation: u32,
     login: String,
     origin: Origin,
+    /// Logged in by its client certificate: the ACL alone decides its
+    /// rights (it has no password to lose on reload).
+    certified: bool,
     rights: Arc<UserRights>,
     token: Token,
     /// The filters held, as ids into the broker's index (which keeps their
@@ -628,7 +641,7 @@ impl Broker {
     pub fn begin_login(&mut self, login: &[u8], password: &[u8], origin: Origin) -> LoginDecision {
         let decision = self.decide_login(login, password, origin.unix);
         match decision {
-            Ok(Some(rights)) => self.open_session(lossy(login), origin, rights),
+            Ok(Some(rights)) => self.open_session(lossy(login), origin, rights, false),
             Ok(None) => {
                 if self.pending_checks >= self.limits.max_pending_checks {
                     return self.deny(login, &origin, DenyReason::Busy);
@@ -661,9 +674,29 @@ impl Broker {
         self.creds.insert(&check.login, &check.password);
         // The ACL may have been reloaded while the check ran: decide again.
         match self.decide_login(check.login.as_bytes(), &check.password, false) {
-            Ok(Some(rights)) => self.open_session(check.login, origin, rights),
+            Ok(Some(rights)) => self.open_session(check.login, origin, rights, false),
             Ok(None) => self.deny(check.login.as_bytes(), &origin, DenyReason::WrongPassword),
             Err(reason) => self.deny(check.login.as_bytes(), &origin, reason),
+        }
+    }
+
+    /// Logs in a TLS client as the common name `name` of its verified
+    /// certificate (`tls_client_cn_login`): no password is checked and the
+    /// `offered` login is ignored but for the log of a refusal. Refused
+    /// without a name ([`DenyReason::NoCertName`]) or without an ACL entry
+    /// for it; anonymous access and the password file play no part.
+    pub fn login_by_certificate(
+        &mut self,
+        name: Option<&str>,
+        offered: &[u8],
+        origin: Origin,
+    ) -> LoginDecision {
+        let Some(name) = name else {
+            return self.deny(offered, &origin, DenyReason::NoCertName);
+        };
+        match self.auth.acl.rights(name) {
+            Some(rights) => self.open_session(name.to_owned(), origin, rights, true),
+            None => self.deny(name.as_bytes(), &origin, DenyReason::NoAclEntry),
         }
     }
 
@@ -729,6 +762,7 @@ impl Broker {
         login: String,
         origin: Origin,
         rights: Arc<UserRights>,
+        certified: bool,
     ) -> LoginDecision {
         if self.live_sessions >= self.limits.max_sessions {
             return self.deny(login.as_bytes(), &origin, DenyReason::TooManySessions);
@@ -740,6 +774,7 @@ impl Broker {
             generation,
             login,
             origin,
+            certified,
             rights,
             token,
             filters: HashSet::new(),
@@ -1084,9 +1119,12 @@ impl Broker {
             if session.origin.unix {
                 continue;
             }
-            session.rights = auth
-                .live_rights(&session.login)
-                .unwrap_or_else(|| deny_all.clone());
+            let rights = if session.certified {
+                auth.acl.rights(&session.login)
+            } else {
+                auth.live_rights(&session.login)
+            };
+            session.rights = rights.unwrap_or_else(|| deny_all.clone());
             let rights = session.rights.clone();
             session.filters.retain(|&filter| {
                 let keep = rights.may_subscribe(&index.filter(filter));

@@ -154,6 +154,11 @@ pub struct ProtoSection {
     /// PEM CA certificates: when set, TLS clients must present a
     /// certificate one of them issued. Needs `tls_cert`. Default none.
     pub tls_client_ca: Option<PathBuf>,
+    /// The common name (CN) of a TLS client's verified certificate is its
+    /// login, whatever login and password it sends; a certificate without
+    /// exactly one non-empty CN is refused. Needs `tls_client_ca`. Plain
+    /// and Unix-socket clients log in as usual. Default false.
+    pub tls_client_cn_login: bool,
     /// Accept plain (non-TLS) connections. Default true.
     pub allow_no_tls: bool,
 }
@@ -258,6 +263,7 @@ impl ServerConfig {
                 tls_cert: None,
                 tls_key: None,
                 tls_client_ca: None,
+                tls_client_cn_login: false,
                 allow_no_tls: true,
             },
             auth: AuthSection::default(),
@@ -485,6 +491,11 @@ fn check_tls(proto: &RawProto, text: &str, path: &Path) -> Result<(), FileError>
         }
         _ => {}
     }
+    if proto.tls_client_cn_login && proto.tls_client_ca.is_none() {
+        let message = "the common name can be the login only of a verified client \
+            certificate: set tls_client_ca (and tls_cert, tls_key), or remove the key";
+        return Err(located(text, path, "proto", "tls_client_cn_login").message(message));
+    }
     Ok(())
 }
 
@@ -582,6 +593,8 @@ struct RawProto {
     tls_key: Option<PathBuf>,
     #[serde(default)]
     tls_client_ca: Option<PathBuf>,
+    #[serde(default)]
+    tls_client_cn_login: bool,
     #[serde(default = "yes")]
     allow_no_tls: bool,
     #[serde(default, rename = "fips")]
@@ -617,6 +630,7 @@ impl RawConfig {
                 tls_cert: proto.tls_cert,
                 tls_key: proto.tls_key,
                 tls_client_ca: proto.tls_client_ca,
+                tls_client_cn_login: proto.tls_client_cn_login,
                 allow_no_tls: proto.allow_no_tls,
             },
             auth,

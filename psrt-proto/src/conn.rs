@@ -94,6 +94,10 @@ pub struct ConnConfig {
     /// Whether plain (non-TLS) TCP clients are accepted. Unix-socket
     /// clients are always accepted in plain mode.
     pub allow_no_tls: bool,
+    /// A TLS client's login is the common name of its verified
+    /// certificate (see [`Broker::login_by_certificate`]), not the login it
+    /// sends. Only meaningful when `tls` requires client certificates.
+    pub tls_client_cn_login: bool,
 }
 
 /// The kind of listener a socket came from.

@@ -755,6 +755,7 @@ impl TestServer {
         let config = ConnConfig {
             tls: None,
             allow_no_tls: true,
+            tls_client_cn_login: false,
         };
         Self {
             node: Node::new(Broker::new(limits, auth, rng), config),

@@ -88,7 +88,7 @@ struct Slot {
 /// // Anonymous clients with full rights, plain TCP, a seeded RNG.
 /// let rng = Box::new(rand::rngs::StdRng::seed_from_u64(1));
 /// let broker = Broker::new(Limits::default(), AuthConfig::open(), rng);
-/// let config = ConnConfig { tls: None, allow_no_tls: true };
+/// let config = ConnConfig { tls: None, allow_no_tls: true, tls_client_cn_login: false };
 /// let mut node = Node::new(broker, config);
 /// // Any base instant: the core only compares the times it is given.
 /// let t0 = Instant::now();

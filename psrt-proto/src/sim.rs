@@ -164,6 +164,7 @@ impl Sim {
         let config = ConnConfig {
             tls: None,
             allow_no_tls: true,
+            tls_client_cn_login: false,
         };
         let mut sim = Self {
             rng,

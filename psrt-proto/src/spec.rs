@@ -81,6 +81,7 @@ impl ServerSpec {
             conn: ConnConfig {
                 tls: None,
                 allow_no_tls: true,
+                tls_client_cn_login: false,
             },
             auth: AuthConfig::open(),
             reload: None,

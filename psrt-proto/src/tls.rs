@@ -380,6 +380,20 @@ impl TlsSession {
         }
     }
 
+    /// The common name (CN) of the certificate the peer presented, when
+    /// it has exactly one, non-empty and in UTF-8; `None` otherwise (no
+    /// certificate, one that does not parse, no CN, several). On a server
+    /// that requires client certificates the certificate was verified in
+    /// the handshake, so once plaintext arrives this is the client's
+    /// verified name.
+    pub fn peer_common_name(&self) -> Option<String> {
+        let der = self.conn.peer_certificates()?.first()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let mut names = cert.subject().iter_common_name();
+        let name = names.next()?.as_str().ok()?;
+        (names.next().is_none() && !name.is_empty()).then(|| name.to_owned())
+    }
+
     /// True until the handshake has completed.
     pub fn is_handshaking(&self) -> bool {
         self.conn.is_handshaking()

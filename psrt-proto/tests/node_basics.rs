@@ -23,6 +23,7 @@ fn node() -> Node {
         ConnConfig {
             tls: None,
             allow_no_tls: true,
+            tls_client_cn_login: false,
         },
     )
 }

@@ -518,6 +518,7 @@ fn a_large_payload_is_pushed_to_every_subscriber_from_one_shared_allocation() {
     let config = Arc::new(ConnConfig {
         tls: None,
         allow_no_tls: true,
+        tls_client_cn_login: false,
     });
     let mut data_conns = Vec::new();
     let mut controls = Vec::new();

@@ -4,8 +4,9 @@
 mod support;
 
 use psrt_proto::Limits;
-use psrt_proto::broker::{BrokerEvent, DenyReason};
+use psrt_proto::broker::{BrokerEvent, DenyReason, LoginDecision, Origin};
 use psrt_proto::conn::{CloseReason, ConnConfig, Transport};
+use psrt_proto::wire::status;
 use support::*;
 
 const ACL: &str = "
@@ -245,6 +246,7 @@ fn plain_tcp_refused_when_plain_is_not_allowed_but_unix_still_works() {
     let config = ConnConfig {
         tls: None,
         allow_no_tls: false,
+        tls_client_cn_login: false,
     };
     let mut server = Server::with_config(
         Limits::default(),
@@ -274,4 +276,68 @@ fn the_max_sessions_limit_refuses_further_logins() {
     assert_eq!(last_denial(&mut server), Some(DenyReason::TooManySessions));
     server.node.disconnect(a);
     server.anon();
+}
+
+#[test]
+fn certificate_login_is_the_common_name_with_its_acl_rights() {
+    let mut server = server_with_users(false);
+    let now = start();
+    let broker = server.node.broker_mut();
+    let origin = || Origin {
+        unix: false,
+        peer: "192.0.2.7:4000".to_owned(),
+    };
+    // The login sent is ignored; the name needs an ACL entry, no password.
+    let LoginDecision::Granted(limited, _) =
+        broker.login_by_certificate(Some("limited"), b"alice", origin())
+    else {
+        panic!("the certificate's name logs in");
+    };
+    let publish = |broker: &mut psrt_proto::broker::Broker, topic: &[u8]| {
+        broker
+            .publish(limited, 0, topic, bytes::Bytes::from_static(b"v"), now)
+            .expect("a reply")
+    };
+    assert_eq!(publish(broker, b"x/1"), status::OK);
+    assert_eq!(publish(broker, b"y/1"), status::ERR_ACCESS, "limited's ACL");
+    let denied = |broker: &mut psrt_proto::broker::Broker, name: Option<&str>| {
+        let decision = broker.login_by_certificate(name, b"offered", origin());
+        assert!(matches!(decision, LoginDecision::Denied(_)), "{name:?}");
+        std::iter::from_fn(|| broker.poll_event())
+            .filter(|event| matches!(event, BrokerEvent::LoginDenied { .. }))
+            .last()
+            .expect("a login denial")
+    };
+    let event = denied(broker, None);
+    assert!(
+        matches!(
+            event,
+            BrokerEvent::LoginDenied {
+                reason: DenyReason::NoCertName,
+                ..
+            }
+        ),
+        "{event:?}"
+    );
+    assert!(
+        event
+            .to_string()
+            .contains("login=\"offered\" peer=192.0.2.7:4000 reason: the client certificate has no usable common name"),
+        "{event}"
+    );
+    let event = denied(broker, Some("nobody-in-acl"));
+    assert!(
+        matches!(
+            event,
+            BrokerEvent::LoginDenied {
+                reason: DenyReason::NoAclEntry,
+                ..
+            }
+        ),
+        "{event:?}"
+    );
+    // A reload without a password file keeps the certified session's
+    // rights: the certificate, not a password, is its credential.
+    broker.reload(auth(ACL, &[], false));
+    assert_eq!(publish(broker, b"x/2"), status::OK, "rights kept on reload");
 }

@@ -43,6 +43,7 @@ fn tls_server(allow_no_tls: bool) -> (Server, Arc<rustls::ClientConfig>) {
     let config = ConnConfig {
         tls: Some(server_cfg),
         allow_no_tls,
+        tls_client_cn_login: false,
     };
     (
         Server::with_config(Limits::default(), AuthConfig::open(), config),

@@ -85,6 +85,7 @@ fn data_hello_reply_precedes_queued_messages() {
     let config = ConnConfig {
         tls: None,
         allow_no_tls: true,
+        tls_client_cn_login: false,
     };
     let mut node = Node::new(broker, config);
     let control = node.connect(Transport::Tcp, "c", now);

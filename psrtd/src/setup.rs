@@ -152,6 +152,13 @@ impl Loaded {
         if let Some(client_ca) = &self.config.proto.tls_client_ca {
             line(&mut out, "tls_client_ca", &client_ca.display().to_string());
         }
+        if spec.conn.tls_client_cn_login {
+            line(
+                &mut out,
+                "tls_client_cn_login",
+                "on (TLS logins are certificate CNs)",
+            );
+        }
         line(&mut out, "anonymous", on_off(spec.auth.allow_anonymous));
         line(&mut out, "workers", &spec.workers.to_string());
         if let Some(pid_file) = &self.config.server.pid_file {

@@ -137,6 +137,7 @@ fn a_plain_client_refused_by_a_tls_only_server_is_a_warning() {
     let config = Arc::new(ConnConfig {
         tls: None,
         allow_no_tls: false,
+        tls_client_cn_login: false,
     });
     let now = Instant::now();
     let mut conn = Connection::new(

@@ -50,6 +50,7 @@ fn node(seed: u64) -> Node {
     let config = ConnConfig {
         tls: None,
         allow_no_tls: true,
+        tls_client_cn_login: false,
     };
     Node::new(Broker::new(Limits::default(), auth, rng), config)
 }

@@ -533,3 +533,18 @@ fn tls_client_ca_is_resolved_and_needs_tls() {
     assert_eq!(err.key.as_deref(), Some("proto.tls_client_ca"));
     assert!(err.message.contains("tls_cert"), "{err}");
 }
+
+#[test]
+fn tls_client_cn_login_needs_a_client_ca() {
+    let tls = "proto:\n  bind: 127.0.0.1:1\n  tls_cert: c\n  tls_key: k\n";
+    assert!(!config(tls).proto.tls_client_cn_login, "off by default");
+    let on = format!("{tls}  tls_client_ca: clients.crt\n  tls_client_cn_login: true\n");
+    assert!(config(&on).proto.tls_client_cn_login);
+    let err = error(&format!("{tls}  tls_client_cn_login: true\n"));
+    assert_eq!(err.key.as_deref(), Some("proto.tls_client_cn_login"));
+    assert_eq!((err.line, err.column), (Some(5), Some(3)), "{err}");
+    assert!(err.message.contains("set tls_client_ca"), "{err}");
+    let err = error(&format!("{tls}  tls_client_cn_login: maybe\n"));
+    assert_eq!(err.key.as_deref(), Some("proto.tls_client_cn_login"));
+    assert_eq!(err.line, Some(5), "{err}");
+}

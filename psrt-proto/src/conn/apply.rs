@@ -50,7 +50,12 @@ impl Connection {
                 // A complete login is a complete operation: the first
                 // request gets a full timeout.
                 self.deadline = now + broker.limits().timeout;
-                let decision = broker.begin_login(&login.login, &login.password, self.origin());
+                let decision = match self.certified_name() {
+                    Some(name) => {
+                        broker.login_by_certificate(name.as_deref(), &login.login, self.origin())
+                    }
+                    None => broker.begin_login(&login.login, &login.password, self.origin()),
+                };
                 self.apply_login(decision);
             }
             Request::DataHello(hello) => self.bind(hello, broker, now),
@@ -104,6 +109,15 @@ impl Connection {
     fn finish_op(&mut self, reply: u8, now: Instant, broker: &Broker) {
         self.replies.extend_from_slice(&[reply]);
         self.deadline = now + broker.limits().timeout;
+    }
+
+    /// `Some` when the login comes from the client certificate (a TCP
+    /// client over TLS with `tls_client_cn_login` on): the certificate's
+    /// common name, `None` inside when it has no usable one.
+    fn certified_name(&self) -> Option<Option<String>> {
+        let tls = self.tls.as_ref()?;
+        let by_cert = self.config.tls_client_cn_login && self.transport == super::Transport::Tcp;
+        by_cert.then(|| tls.session.peer_common_name())
     }
 
     fn origin(&self) -> Origin {

@@ -27,6 +27,7 @@ fn setup(now: Instant) -> (Broker, Connection) {
     let config = Arc::new(ConnConfig {
         tls: None,
         allow_no_tls: true,
+        tls_client_cn_login: false,
     });
     let timeout = broker.limits().timeout;
     let conn = Connection::new(
@@ -274,6 +275,7 @@ impl Pair {
         let config = Arc::new(ConnConfig {
             tls: tls.map(|(server, _)| server.clone()),
             allow_no_tls: true,
+            tls_client_cn_login: false,
         });
         let timeout = lock.broker.borrow().limits().timeout;
         let conn = Connection::new(

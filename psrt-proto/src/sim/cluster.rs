@@ -232,6 +232,7 @@ impl ClusterSim {
         let config = ConnConfig {
             tls: None,
             allow_no_tls: true,
+            tls_client_cn_login: false,
         };
         Node::new(broker, config)
     }

@@ -564,3 +564,51 @@ fn ca_certificate_as_server_certificate_gets_the_hint() {
     assert!(hint(&message).is_some_and(|h| h.contains("CA:FALSE")));
     assert!(hint("connection refused").is_none());
 }
+
+/// A client certificate whose subject holds the common name `name` (and
+/// an organisation, so a subject without CN is not empty), issued by a
+/// fresh CA: the CA PEM, the certificate PEM and its key PEM.
+fn client_identity(name: Option<&str>) -> (String, String, String) {
+    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "psrt client CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA cert");
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "psrt tests");
+    if let Some(name) = name {
+        params.distinguished_name.push(DnType::CommonName, name);
+    }
+    let cert = params.signed_by(&key, &ca).expect("client cert");
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// The server's view of the client certificate's common name after a
+/// handshake with a client presenting one with `name`.
+fn common_name_seen(name: Option<&str>) -> Option<String> {
+    let (server_pki, server_key) = fresh_pki();
+    let (client_ca, client_cert, client_key) = client_identity(name);
+    let cert =
+        ServerCert::from_pem(server_pki.cert_pem.as_bytes(), server_key.as_bytes()).expect("cert");
+    let server = server_config(cert, Some(client_ca.as_bytes())).expect("server config");
+    let identity = (client_cert.as_bytes(), client_key.as_bytes());
+    let client = client_config_with_cert(Some(server_pki.ca_pem.as_bytes()), Some(identity))
+        .expect("client");
+    let (_, session) = handshake(&server, &client).expect("handshake");
+    session.peer_common_name()
+}
+
+#[test]
+fn the_verified_client_certificate_names_its_common_name() {
+    assert_eq!(common_name_seen(Some("alice")).as_deref(), Some("alice"));
+    assert_eq!(common_name_seen(None), None, "no CN in the subject");
+    assert_eq!(common_name_seen(Some("")), None, "an empty CN names no one");
+    let (_, session) = handshake(&SHARED.0, &SHARED.1).expect("handshake");
+    assert_eq!(session.peer_common_name(), None, "no client certificate");
+}

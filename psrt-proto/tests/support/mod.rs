@@ -67,6 +67,7 @@ impl Server {
             ConnConfig {
                 tls: None,
                 allow_no_tls: true,
+                tls_client_cn_login: false,
             },
         )
     }

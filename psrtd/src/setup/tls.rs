@@ -50,6 +50,7 @@ pub(super) fn conn_config(
         let conn = ConnConfig {
             tls: None,
             allow_no_tls,
+            tls_client_cn_login: false,
         };
         return Ok((conn, None));
     };
@@ -85,6 +86,7 @@ pub(super) fn conn_config(
     let conn = ConnConfig {
         tls: Some(tls),
         allow_no_tls,
+        tls_client_cn_login: config.proto.tls_client_cn_login,
     };
     let files = TlsFiles {
         cert_path: cert_path.clone(),
