@@ -86,19 +86,25 @@ impl AuditLog {
         tracing::debug!("connected: peer={peer} listener={listener}");
     }
 
-    /// A socket closed: debug, but a refusal (plain client on a TLS-only
-    /// server) or a failed TLS handshake warns, rate-limited per peer.
+    /// A socket closed: debug, naming the login of the session it had
+    /// joined (as the audit lines do: `login="alice"`), but a refusal
+    /// (plain client on a TLS-only server) or a failed TLS handshake
+    /// warns, rate-limited per peer.
     pub fn disconnected(&self, conn: &Connection, now: Instant) {
         let peer = conn.peer();
+        let login = conn
+            .login()
+            .map(|login| format!(" login={login:?}"))
+            .unwrap_or_default();
         let Some(reason) = conn.close_reason() else {
-            tracing::debug!("disconnected: peer={peer}");
+            tracing::debug!("disconnected: peer={peer}{login}");
             return;
         };
         let (kind, what) = match reason {
             CloseReason::Tls(_) => ("tls_failed", "TLS handshake failed"),
             refused if refused.is_refusal() => ("refused", "connection refused"),
             _ => {
-                tracing::debug!("disconnected: peer={peer} reason: {reason}");
+                tracing::debug!("disconnected: peer={peer}{login} reason: {reason}");
                 return;
             }
         };

@@ -572,6 +572,11 @@ impl Broker {
         self.session(id).is_some()
     }
 
+    /// The login of a live session (`""` for anonymous).
+    pub fn login_of(&self, id: SessionId) -> Option<&str> {
+        self.session(id).map(|session| session.login.as_str())
+    }
+
     /// Messages waiting in a session's data queue.
     pub fn queued(&self, id: SessionId) -> usize {
         match self.session(id).map(|s| &s.data) {

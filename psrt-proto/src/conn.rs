@@ -338,6 +338,9 @@ pub struct Connection {
     greeted: bool,
     /// Whether [`Self::newly_greeted`] reported the greeting.
     greeting_reported: bool,
+    /// The login of the session this socket joined, kept for the
+    /// disconnect log line after the session ended.
+    login: Option<Box<str>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -386,6 +389,7 @@ impl Connection {
             max_input: crate::Limits::default().max_pub_size + INPUT_SLACK,
             greeted: false,
             greeting_reported: false,
+            login: None,
         }
     }
 
@@ -548,6 +552,13 @@ impl Connection {
     /// The peer address given at creation.
     pub fn peer(&self) -> &str {
         &self.peer
+    }
+
+    /// The login of the session this socket logged in as or was bound
+    /// to (`""` for anonymous); kept once the session ended, for the
+    /// disconnect log line. `None` when it never joined a session.
+    pub fn login(&self) -> Option<&str> {
+        self.login.as_deref()
     }
 
     /// The session this socket belongs to, once logged in or bound.

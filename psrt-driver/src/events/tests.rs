@@ -269,3 +269,40 @@ fn hosts_drop_the_port() {
     assert_eq!(host_of("/run/psrt.sock"), "/run/psrt.sock");
     assert_eq!(host_of(""), "");
 }
+
+#[test]
+fn a_disconnect_names_the_login_of_the_ended_session() {
+    let core = core();
+    let now = Instant::now();
+    let config = Arc::new(ConnConfig {
+        tls: None,
+        allow_no_tls: true,
+        tls_client_cn_login: false,
+    });
+    // A Unix-socket client logs in as anyone without a password.
+    let mut conn = Connection::new(
+        config,
+        Transport::Unix,
+        "psrt.sock".into(),
+        Waker::noop().clone(),
+        Duration::from_secs(5),
+        now,
+    );
+    let mut frames = bytes::BytesMut::from(&[0xEE, 0xAA, 0x00][..]);
+    request::encode_login(&mut frames, "alice", b"");
+    conn.read_buf().extend_from_slice(&frames);
+    conn.handle_input(now);
+    let mut tx = psrt_proto::TxBuf::new();
+    conn.handle_broker(&mut core.lock(), now, &mut tx);
+    assert!(conn.session().is_some(), "logged in");
+    conn.handle_eof(now);
+    conn.handle_broker(&mut core.lock(), now, &mut tx);
+    assert_eq!(core.lock().session_count(), 0, "the session ended");
+    let log = capture(|| core.audit.disconnected(&conn, now));
+    assert_eq!(
+        log.lines(),
+        [
+            "DEBUG psrt_driver::events: disconnected: peer=psrt.sock login=\"alice\" reason: the peer closed the connection"
+        ]
+    );
+}
