@@ -206,3 +206,17 @@ fn no_config_file_uses_builtin_default() {
         "no log line saying so:\n{stderr}"
     );
 }
+
+#[test]
+fn client_cn_login_without_client_ca_is_named() {
+    let dir = TempDir::new("tc-cn-login");
+    let config = dir.write(
+        "config.yml",
+        &format!(
+            "{BIND}  tls_cert: server.crt\n  tls_key: server.key\n  tls_client_cn_login: true\n"
+        ),
+    );
+    assert_refused(&config, "config.yml:5", "proto.tls_client_cn_login");
+    let (_, _, stderr) = test_config(&config);
+    assert!(stderr.contains("set tls_client_ca"), "{stderr}");
+}
