@@ -13,6 +13,10 @@ cargo test --workspace --doc
 # time on the epoll fallback that containers without io_uring get.
 MONOIO_FORCE_LEGACY_DRIVER=1 cargo test -p psrt-runtime-monoio --all-targets
 
+# The README's examples as printed, against the binaries just built
+# (psrtd and psrt-cli in target/debug; needs openssl for the TLS recipe).
+python3 scripts/readme-examples.py target/debug
+
 if [ -x tests/python/run.sh ]; then
   tests/python/run.sh
 fi
