@@ -15,8 +15,8 @@ use daemon_support::{Daemon, ERR_ACCESS, OK, TempDir, free_tcp_port, login, publ
 use nix::sys::signal::Signal;
 use psrt_proto::tls::client_config_with_cert;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa,
-    KeyPair, PKCS_ECDSA_P256_SHA256,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa, KeyPair,
+    PKCS_ECDSA_P256_SHA256,
 };
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConnection, StreamOwned};
@@ -289,7 +289,10 @@ fn client_certificate_common_name_is_the_login() {
     // No CN: refused, with the reason in the audit log.
     let nameless = client_ca.client(None);
     let mut stream = tls_socket(addr, 0xAA, &ca, Some(&nameless)).expect("handshake");
-    assert!(tls_login(&mut stream, "alice", "").is_none(), "no CN logged in");
+    assert!(
+        tls_login(&mut stream, "alice", "").is_none(),
+        "no CN logged in"
+    );
     daemon.wait_for_log("the client certificate has no usable common name", 1);
     assert!(
         daemon.log().contains("login=\"alice\" peer=127.0.0.1:"),
@@ -300,7 +303,10 @@ fn client_certificate_common_name_is_the_login() {
     // A name the ACL does not know: refused as any unknown login.
     let mallory = client_ca.client(Some("mallory"));
     let mut stream = tls_socket(addr, 0xAA, &ca, Some(&mallory)).expect("handshake");
-    assert!(tls_login(&mut stream, "alice", "").is_none(), "mallory logged in");
+    assert!(
+        tls_login(&mut stream, "alice", "").is_none(),
+        "mallory logged in"
+    );
     daemon.wait_for_log("login=\"mallory\"", 1);
 
     // Without a client certificate there is no TLS session at all.
