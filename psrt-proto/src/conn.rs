@@ -230,7 +230,10 @@ enum State {
         /// messages behind.
         maybe_queued: bool,
     },
-    Closed(CloseReason),
+    /// Closed, and the login of the session it had joined (set when the
+    /// session is given back): kept here, not beside the state, so an
+    /// open connection carries nothing for it.
+    Closed(CloseReason, Option<Box<str>>),
 }
 
 /// What a closed connection still holds in the broker, given back at the
@@ -338,9 +341,6 @@ pub struct Connection {
     greeted: bool,
     /// Whether [`Self::newly_greeted`] reported the greeting.
     greeting_reported: bool,
-    /// The login of the session this socket joined, kept for the
-    /// disconnect log line after the session ended.
-    login: Option<Box<str>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -389,7 +389,6 @@ impl Connection {
             max_input: crate::Limits::default().max_pub_size + INPUT_SLACK,
             greeted: false,
             greeting_reported: false,
-            login: None,
         }
     }
 
@@ -512,13 +511,13 @@ impl Connection {
 
     /// Whether the connection is finished: flush the `TxBuf`, then close.
     pub fn is_closed(&self) -> bool {
-        matches!(self.state, State::Closed(_))
+        matches!(self.state, State::Closed(..))
     }
 
     /// Why it closed, once closed.
     pub fn close_reason(&self) -> Option<&CloseReason> {
         match &self.state {
-            State::Closed(reason) => Some(reason),
+            State::Closed(reason, _) => Some(reason),
             _ => None,
         }
     }
@@ -554,11 +553,16 @@ impl Connection {
         &self.peer
     }
 
-    /// The login of the session this socket logged in as or was bound
-    /// to (`""` for anonymous); kept once the session ended, for the
-    /// disconnect log line. `None` when it never joined a session.
+    /// Once closed, the login of the session this socket had logged in
+    /// as or was bound to (`""` for anonymous), for the disconnect log
+    /// line; learned when the next [`Self::handle_broker`] gives the
+    /// session back. `None` before, and for a socket that never joined a
+    /// session.
     pub fn login(&self) -> Option<&str> {
-        self.login.as_deref()
+        match &self.state {
+            State::Closed(_, login) => login.as_deref(),
+            _ => None,
+        }
     }
 
     /// The session this socket belongs to, once logged in or bound.
@@ -639,6 +643,11 @@ impl Connection {
     pub fn handle_broker(&mut self, broker: &mut Broker, now: Instant, tx: &mut TxBuf) {
         self.apply_requests(broker, now);
         if let Some(release) = self.release.take() {
+            if let (Release::EndSession(id) | Release::Unbind(id), State::Closed(_, login)) =
+                (release, &mut self.state)
+            {
+                *login = broker.login_of(id).map(Into::into);
+            }
             match release {
                 Release::EndSession(id) => broker.end_session(id),
                 Release::Unbind(id) => broker.unbind_data(id),
@@ -677,8 +686,8 @@ impl Connection {
     /// When [`Self::handle_timeout`] should be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.state {
-            State::Closed(_) if self.tx_seen > 0 => Some(self.tx_progress + self.timeout),
-            State::Closed(_) | State::CheckingPassword { .. } => None,
+            State::Closed(..) if self.tx_seen > 0 => Some(self.tx_progress + self.timeout),
+            State::Closed(..) | State::CheckingPassword { .. } => None,
             // A beacon goes out only when nothing else waits: while output
             // is pending, only the stall deadline counts (an overdue beacon
             // time would fire at once, again and again).
@@ -705,7 +714,7 @@ impl Connection {
                 // read will report it.
                 let _ = tls.session.write_plaintext(&chunk);
             }
-            if matches!(self.state, State::Closed(_)) && !tls.closed {
+            if matches!(self.state, State::Closed(..)) && !tls.closed {
                 tls.session.close();
                 tls.closed = true;
             }
@@ -805,13 +814,13 @@ impl Connection {
     /// Ends the connection now, dropping requests not yet applied.
     fn close_now(&mut self, reason: CloseReason) {
         self.requests.clear();
-        self.release = match std::mem::replace(&mut self.state, State::Closed(reason)) {
+        self.release = match std::mem::replace(&mut self.state, State::Closed(reason, None)) {
             State::Control { session, .. } => Some(Release::EndSession(session)),
             State::Data { session, .. } => Some(Release::Unbind(session)),
             State::CheckingPassword { .. } => Some(Release::AbandonCheck),
-            State::Closed(reason) => {
+            State::Closed(reason, login) => {
                 // Already closed: keep the first reason.
-                self.state = State::Closed(reason);
+                self.state = State::Closed(reason, login);
                 self.release
             }
             _ => None,

@@ -36,7 +36,7 @@ impl Connection {
             };
             let decision = broker.finish_login(check, ok, self.origin());
             self.deadline = now + broker.limits().timeout;
-            self.apply_login(decision, broker);
+            self.apply_login(decision);
         }
     }
 
@@ -56,7 +56,7 @@ impl Connection {
                     }
                     None => broker.begin_login(&login.login, &login.password, self.origin()),
                 };
-                self.apply_login(decision, broker);
+                self.apply_login(decision);
             }
             Request::DataHello(hello) => self.bind(hello, broker, now),
             Request::Replicate { topic, payload } => {
@@ -127,10 +127,9 @@ impl Connection {
         }
     }
 
-    fn apply_login(&mut self, decision: LoginDecision, broker: &Broker) {
+    fn apply_login(&mut self, decision: LoginDecision) {
         match decision {
             LoginDecision::Granted(session, token) => {
-                self.login = broker.login_of(session).map(Into::into);
                 self.replies.extend_from_slice(&token);
                 self.state = State::Control {
                     session,
@@ -155,7 +154,6 @@ impl Connection {
             return;
         };
         self.replies.extend_from_slice(&[status::OK]);
-        self.login = broker.login_of(session).map(Into::into);
         let beacon = match hello.timeout_secs {
             0 => broker.limits().timeout / 2,
             secs => Duration::from_secs(u64::from(secs)) / 2,

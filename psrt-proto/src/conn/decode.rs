@@ -145,7 +145,7 @@ impl Connection {
                 Ok(None)
             }
             State::Control { .. } => self.decode_control(now),
-            State::CheckingPassword { .. } | State::Closed(_) => Ok(None),
+            State::CheckingPassword { .. } | State::Closed(..) => Ok(None),
         }
     }
 
