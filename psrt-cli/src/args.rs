@@ -29,6 +29,10 @@ pub struct Args {
     /// that answers is used, and a subscriber fails over to the next).
     #[arg(default_value = "127.0.0.1:2873")]
     pub target: String,
+    /// Try the cluster nodes of the target in random order, so that
+    /// clients sharing one node list spread over the nodes.
+    #[arg(long = "shuffle")]
+    pub shuffle: bool,
     /// Login name (empty: anonymous).
     #[arg(short = 'u', long = "user", default_value = "")]
     pub user: String,

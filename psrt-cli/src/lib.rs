@@ -178,6 +178,7 @@ pub fn connect_options(args: &Args) -> Result<ClientOptions, CliError> {
         password: args.password.clone(),
         tls,
         timeout: args.timeout,
+        shuffle_nodes: args.shuffle,
         ..ClientOptions::default()
     })
 }

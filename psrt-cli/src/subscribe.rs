@@ -14,46 +14,43 @@ const ALL_TOPICS: &str = "#";
 /// refusal names the topic, and prints each message (`-v`: on one line).
 /// Ctrl-C ends the session cleanly; the server closing it is an error,
 /// unless the target lists several cluster nodes (`node1:2873,node2:2873`):
-/// then the session fails over to the first node that answers and
-/// subscribes again there.
+/// then the client library fails over to the next node that answers and
+/// subscribes again there (said once on stderr), and only a failover that
+/// gives up ends the command with an error.
 pub async fn subscribe(args: &Args) -> Result<(), CliError> {
-    let failover = psrt_proto::client::node_list(&args.target).len() > 1;
     let topics: Vec<&str> = if args.topics.is_empty() {
         vec![ALL_TOPICS]
     } else {
         args.topics.iter().map(String::as_str).collect()
     };
+    let client = connect(args, connect_options(args)?).await?;
+    let messages = client.take_messages().ok_or(CliError::StreamEnded)?;
+    subscribe_each(&client, &topics).await?;
+    let mut stdout = std::io::stdout().lock();
+    let mut failovers = 0;
     loop {
-        let client = connect(args, connect_options(args)?).await?;
-        let messages = client.take_messages().ok_or(CliError::StreamEnded)?;
-        subscribe_each(&client, &topics).await?;
-        let mut stdout = std::io::stdout().lock();
-        let interrupted = loop {
-            let message = tokio::select! {
-                message = messages.recv() => message,
-                _ = tokio::signal::ctrl_c() => break true,
-            };
-            let Ok(message) = message else {
-                break false;
-            };
-            let topic = String::from_utf8_lossy(&message.topic);
-            let line = if args.verbose {
-                format_verbose(&topic, &message.payload)
-            } else {
-                format_message(&topic, &message.payload)
-            };
-            writeln!(stdout, "{line}")
-                .and_then(|()| stdout.flush())
-                .map_err(CliError::Output)?;
+        let message = tokio::select! {
+            message = messages.recv() => message,
+            _ = tokio::signal::ctrl_c() => break,
         };
-        drop(stdout);
-        if interrupted {
-            client.bye().await?;
-            return Ok(());
-        }
-        if !failover {
+        let Ok(message) = message else {
             return Err(CliError::StreamEnded);
+        };
+        if client.failovers() != failovers {
+            failovers = client.failovers();
+            eprintln!("psrt-cli: lost the node; failed over to {}", client.node());
         }
-        eprintln!("psrt-cli: lost the node; failing over");
+        let topic = String::from_utf8_lossy(&message.topic);
+        let line = if args.verbose {
+            format_verbose(&topic, &message.payload)
+        } else {
+            format_message(&topic, &message.payload)
+        };
+        writeln!(stdout, "{line}")
+            .and_then(|()| stdout.flush())
+            .map_err(CliError::Output)?;
     }
+    drop(stdout);
+    client.bye().await?;
+    Ok(())
 }

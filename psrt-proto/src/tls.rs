@@ -59,7 +59,7 @@ pub enum TlsError {
     InvalidServerName(String),
     /// A fatal TLS error: handshake failure, bad certificate, corrupt record.
     /// An alert for the peer may be waiting in [`TlsSession::take_ciphertext`].
-    #[error("TLS error: {0}")]
+    #[error("TLS error: {}", describe(.0))]
     Protocol(#[from] rustls::Error),
     /// rustls refused ciphertext while holding no plaintext for the caller,
     /// so the input can never be consumed (an oversized or malformed record).
@@ -199,6 +199,33 @@ pub fn hint(error: &str) -> Option<&'static str> {
          rustls refuses as a server or client certificate: issue a certificate with \
          CA:FALSE from that CA (see the README's TLS section)",
     )
+}
+
+/// A rustls error in words. rustls names most certificate problems by
+/// their enum variant (`invalid peer certificate: UnknownIssuer`); the
+/// common ones get a sentence here, the rest keep rustls's text.
+fn describe(error: &rustls::Error) -> String {
+    use rustls::CertificateError as Cert;
+    let rustls::Error::InvalidCertificate(cert) = error else {
+        return error.to_string();
+    };
+    let words = match cert {
+        Cert::UnknownIssuer => {
+            "the peer's certificate is not trusted: no CA configured here issued it \
+             (unknown issuer)"
+        }
+        Cert::BadSignature => {
+            "the peer's certificate is not trusted: its signature does not verify \
+             against the CA configured here"
+        }
+        Cert::Expired => "the peer's certificate has expired",
+        Cert::NotValidYet => "the peer's certificate is not valid yet",
+        Cert::Revoked => "the peer's certificate was revoked",
+        Cert::NotValidForName => "the peer's certificate is not valid for the name connected to",
+        Cert::BadEncoding => "the peer's certificate is malformed",
+        _ => return error.to_string(),
+    };
+    words.to_owned()
 }
 
 /// Builds the root store a client trusts: exactly the certificates of

@@ -28,7 +28,7 @@ impl SessionEnd {
     }
 
     /// Records `reason`; only the first call counts.
-    pub(super) fn set(&self, reason: String) {
+    pub fn set(&self, reason: String) {
         let _ = self.0.set(reason);
     }
 }
@@ -56,7 +56,7 @@ impl<C: Clone, M> Clone for ClientHandle<C, M> {
 impl<C, M> ClientHandle<C, M> {
     /// A handle over `commands`, holding the `messages` receiver (`None`
     /// for a publish-only client), failing with the reason in `ended`.
-    pub(super) fn new(commands: C, messages: Option<M>, ended: SessionEnd) -> Self {
+    pub fn new(commands: C, messages: Option<M>, ended: SessionEnd) -> Self {
         Self {
             commands,
             messages: TakeOnce::new(messages),

@@ -54,6 +54,14 @@ pub struct ClientOptions {
     pub max_message: usize,
     /// Requests sent and not yet answered, at most.
     pub max_in_flight: usize,
+    /// Try the nodes of a cluster address list (`node1:2873,node2:2873`)
+    /// in random order instead of the order given, so that clients
+    /// sharing one list spread over the nodes.
+    pub shuffle_nodes: bool,
+    /// How long a client connected through a list of several nodes keeps
+    /// trying them after losing its node, before it gives up; zero turns
+    /// failover off (the session then ends with its node).
+    pub failover: Duration,
 }
 
 impl Default for ClientOptions {
@@ -67,6 +75,8 @@ impl Default for ClientOptions {
             queue: 1024,
             max_message: crate::Limits::default().max_pub_size,
             max_in_flight: 4096,
+            shuffle_nodes: false,
+            failover: Duration::from_secs(30),
         }
     }
 }
@@ -79,6 +89,8 @@ impl std::fmt::Debug for ClientOptions {
             .field("timeout", &self.timeout)
             .field("data_socket", &self.data_socket)
             .field("queue", &self.queue)
+            .field("shuffle_nodes", &self.shuffle_nodes)
+            .field("failover", &self.failover)
             .finish_non_exhaustive()
     }
 }

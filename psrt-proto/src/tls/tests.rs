@@ -336,6 +336,23 @@ fn untrusted_ca_fails_handshake() {
 }
 
 #[test]
+fn certificate_errors_read_as_words_not_variant_names() {
+    use rustls::CertificateError as Cert;
+    let text = |cert| TlsError::Protocol(rustls::Error::InvalidCertificate(cert)).to_string();
+    for cert in [Cert::UnknownIssuer, Cert::BadSignature] {
+        let words = text(cert);
+        assert!(words.contains("not trusted"), "{words}");
+    }
+    assert!(!text(Cert::UnknownIssuer).contains("UnknownIssuer"));
+    assert_eq!(
+        text(Cert::Expired),
+        "TLS error: the peer's certificate has expired"
+    );
+    let other = TlsError::Protocol(rustls::Error::DecryptError).to_string();
+    assert_eq!(other, format!("TLS error: {}", rustls::Error::DecryptError));
+}
+
+#[test]
 fn plaintext_protocol_bytes_are_rejected() {
     let mut server = TlsSession::server(SHARED.0.clone()).expect("server");
     let mut input = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..]);
