@@ -3,13 +3,15 @@
 //! N worker clients connect, then every stage runs on all of them at once
 //! and is timed as a whole:
 //!
-//! 1. `subscribe`: each worker subscribes `benchmark/{id}/{i}` for every
-//!    iteration `i`;
+//! 1. `subscribe`: each worker subscribes `benchmark/{run}/{id}/{i}` for
+//!    every iteration `i` (`run` is new for every benchmark, as a topic
+//!    answered `NOT_REQUIRED` by a cluster node is not offered to it again
+//!    for a while);
 //! 2. for payloads of 10 b, 1 kb, 10 kb, 100 kb (a tenth of the
 //!    iterations) and 1 mb (a hundredth): `pub-SIZE` publishes to a topic
 //!    nobody reads, then `pub-read-SIZE` publishes to the worker's own
-//!    subscribed topic and receives every message back, checking its topic
-//!    and payload;
+//!    subscribed topic (one per stage) and receives every message back,
+//!    checking its topic and payload;
 //! 3. `latency-10b`: the first worker alone publishes 10-byte messages
 //!    to its own subscribed topic one at a time, each after the previous
 //!    one came back (a fifth of the iterations);
@@ -228,6 +230,8 @@ pub fn format_table(results: &[StageResult]) -> String {
 /// A connected worker.
 struct Worker {
     id: usize,
+    /// `benchmark/{run}/{id}`: the start of its topics.
+    prefix: String,
     /// Publishes, and subscribes in the `subscribe` stage.
     client: Client,
     /// The client on `--benchmark-cluster-sub`, which subscribes and
@@ -267,6 +271,7 @@ impl Op {
 /// Connects the workers one by one (a refused login fails early), each
 /// also to `--benchmark-cluster-sub` when given.
 async fn connect_workers(args: &Args, workers: u32) -> Result<Vec<Worker>, CliError> {
+    let run = run_id();
     let mut pool = Vec::new();
     for id in 0..workers as usize {
         let client = Client::connect(&args.target, connect_options(args)?).await?;
@@ -281,12 +286,25 @@ async fn connect_workers(args: &Args, workers: u32) -> Result<Vec<Worker>, CliEr
             .ok_or(CliError::StreamEnded)?;
         pool.push(Worker {
             id,
+            prefix: format!("benchmark/{run}/{id}"),
             client,
             reader,
             messages,
         });
     }
     Ok(pool)
+}
+
+/// A hexadecimal id for this benchmark's topics, from the clock and the
+/// process id.
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.subsec_nanos());
+    format!(
+        "{:x}",
+        u64::from(std::process::id()) << 32 | u64::from(nanos)
+    )
 }
 
 /// Runs `op` `count` times on every worker at once, with a progress bar,
@@ -307,7 +325,7 @@ async fn run_stage(
         let (op, bar, stage) = (op.clone(), bar.clone(), stage.to_owned());
         let count = if worker.id < active { count } else { 0 };
         tasks.spawn(async move {
-            let outcome = run_worker(&mut worker, &op, count, timeout, &bar).await;
+            let outcome = run_worker(&mut worker, &stage, &op, count, timeout, &bar).await;
             let outcome = outcome.map_err(|failure| failure.into_error(stage, worker.id));
             (worker, outcome)
         });
@@ -390,38 +408,36 @@ impl Failure {
 /// time of every message received.
 async fn run_worker(
     worker: &mut Worker,
+    stage: &str,
     op: &Op,
     count: u32,
     timeout: Duration,
     bar: &ProgressBar,
 ) -> Result<Vec<Duration>, Failure> {
-    let id = worker.id;
+    let prefix = &worker.prefix;
     if count == 0 {
         return Ok(Vec::new());
     }
     match op {
         Op::Subscribe => {
             for i in 0..count {
-                worker
-                    .client
-                    .subscribe(&format!("benchmark/{id}/{i}"))
-                    .await?;
+                worker.client.subscribe(&format!("{prefix}/{i}")).await?;
                 bar.inc(1);
             }
         }
         Op::Unsubscribe => {
             for i in 0..count {
-                let topic = format!("benchmark/{id}/{i}");
+                let topic = format!("{prefix}/{i}");
                 worker.client.unsubscribe(&topic).await?;
                 bar.inc(1);
             }
         }
         Op::Publish(payload) => {
-            let topic = format!("benchmark/{id}/pub");
+            let topic = format!("{prefix}/pub");
             publish_only(&worker.client, &topic, payload, count, bar).await?;
         }
         Op::PublishRead(payload) | Op::Latency(payload) => {
-            let topic = format!("benchmark/{id}/read");
+            let topic = format!("{prefix}/test/{stage}");
             let window = match op {
                 Op::Latency(_) => 1,
                 _ => window(payload.len()),
@@ -591,7 +607,9 @@ mod tests {
         let header: Vec<&str> = lines[0].split_whitespace().collect();
         assert_eq!(
             header,
-            ["stage", "iters", "secs", "msecs", "iters/s", "p50-us", "p99-us"]
+            [
+                "stage", "iters", "secs", "msecs", "iters/s", "p50-us", "p99-us"
+            ]
         );
         let row: Vec<&str> = lines[1].split_whitespace().collect();
         assert_eq!(
