@@ -343,27 +343,25 @@ impl<R: Runtime> PeerLink<R> {
                     }
                 }
                 if wants {
-                    let listed = self.shared.with_broker(|broker| {
+                    let took = self.shared.with_broker(|broker| {
                         let cluster = broker.cluster_mut();
                         for lane in lanes.iter_mut() {
                             cluster.apply(self.peer(), lane.link.take_report(), Instant::now());
                         }
                         let outbox = cluster.peer_mut(self.peer())?;
+                        let mut took = false;
                         for (index, lane) in lanes.iter_mut().enumerate() {
                             if lane.link.wants_messages() {
                                 outbox.take(index, lane.link.batch_mut(), BATCH, cx.waker());
+                                took |= !lane.link.batch_mut().is_empty();
                             }
                         }
-                        Some(())
+                        Some(took)
                     });
-                    if listed.is_none() {
-                        return Poll::Ready(Event::Removed);
-                    }
-                    if lanes
-                        .iter_mut()
-                        .any(|lane| !lane.link.batch_mut().is_empty())
-                    {
-                        return Poll::Ready(Event::Batch);
+                    match took {
+                        None => return Poll::Ready(Event::Removed),
+                        Some(true) => return Poll::Ready(Event::Batch),
+                        Some(false) => {}
                     }
                 }
                 timer.poll_fired(cx).map(|()| Event::Timeout)

@@ -229,10 +229,30 @@ impl Outbox {
         }
         let until = now.checked_add(limits.not_required_ttl).unwrap_or(now);
         for topic in report.not_required {
+            self.purge(&topic);
             if self.not_required.len() >= limits.not_required_topics {
                 self.not_required.clear();
             }
             self.not_required.insert(topic, until);
+        }
+    }
+
+    /// Drops the waiting messages of `topic`, which the peer just answered
+    /// `NOT_REQUIRED` for, as suppressed: a burst queued before the answer
+    /// came neither fills the outbox nor costs a round trip per batch.
+    fn purge(&mut self, topic: &str) {
+        for lane in &mut self.lanes {
+            let before = lane.queue.len();
+            lane.queue.retain(|message| {
+                let keep = *message.topic != *topic;
+                if !keep {
+                    self.bytes -= message.cost();
+                }
+                keep
+            });
+            let purged = before - lane.queue.len();
+            self.len -= purged;
+            self.stats.suppressed += purged as u64;
         }
     }
 

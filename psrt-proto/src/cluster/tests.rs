@@ -291,6 +291,30 @@ fn not_required_topics_are_suppressed_until_the_ttl_passes() {
 }
 
 #[test]
+fn a_not_required_answer_purges_the_topic_from_every_lane() {
+    let now = base();
+    let mut cluster = Cluster::new(QueueLimits::default());
+    cluster.set_peers(["b"]);
+    cluster.peer_mut("b").expect("b").set_state(LinkState::Up);
+    for publisher in 0..8 {
+        cluster.offer("t", 0x7F, &Bytes::from_static(b"xy"), publisher, now);
+        cluster.offer("u", 0x7F, &Bytes::from_static(b"x"), publisher, now);
+    }
+    let report = LinkReport {
+        not_required: vec![Arc::from("t")],
+        ..LinkReport::default()
+    };
+    cluster.apply("b", report, now);
+    let b = &cluster.stats()[0];
+    assert_eq!((b.suppressed, b.queue_len), (8, 8));
+    assert_eq!(
+        b.queue_bytes,
+        8 * (1 + 1 + 18),
+        "only u's messages are left"
+    );
+}
+
+#[test]
 fn a_link_replicates_to_a_subscriber_in_order_with_the_original_timestamp() {
     let t0 = base();
     let mut b = node(1);
