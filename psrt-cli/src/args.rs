@@ -131,6 +131,14 @@ pub struct Args {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub benchmark_iterations: u32,
+    /// Benchmark replication: each worker receives on this other cluster
+    /// node (HOST:PORT or a socket path) what it publishes on the target.
+    #[arg(
+        long = "benchmark-cluster-sub",
+        value_name = "NODE",
+        requires = "benchmark"
+    )]
+    pub benchmark_cluster_sub: Option<String>,
 }
 
 /// Most `--benchmark-workers`: each worker holds two sockets, and the
@@ -409,8 +417,19 @@ mod tests {
                 iterations: 200
             }
         ));
+        assert_eq!(args.benchmark_cluster_sub, None);
+        let args = Args::try_parse_from([
+            "psrt-cli",
+            "a:2873",
+            "--benchmark",
+            "--benchmark-cluster-sub",
+            "b:2873",
+        ])
+        .unwrap();
+        assert_eq!(args.benchmark_cluster_sub.as_deref(), Some("b:2873"));
         for bad in [
             &["psrt-cli", "--top", "-t", "a", "-m", "x"][..],
+            &["psrt-cli", "--benchmark-cluster-sub", "b:2873"],
             &["psrt-cli", "--top", "--benchmark"],
             &["psrt-cli", "--benchmark", "-t", "a", "-m", "x"],
             &["psrt-cli", "--benchmark-workers", "2"],

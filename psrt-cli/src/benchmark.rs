@@ -3,20 +3,33 @@
 //! N worker clients connect, then every stage runs on all of them at once
 //! and is timed as a whole:
 //!
-//! 1. `subscribe`: each worker subscribes `benchmark/{id}/{i}` for every
-//!    iteration `i`;
+//! 1. `subscribe`: each worker subscribes `benchmark/{run}/{id}/{i}` for
+//!    every iteration `i` (`run` is new for every benchmark, as a topic
+//!    answered `NOT_REQUIRED` by a cluster node is not offered to it again
+//!    for a while);
 //! 2. for payloads of 10 b, 1 kb, 10 kb, 100 kb (a tenth of the
 //!    iterations) and 1 mb (a hundredth): `pub-SIZE` publishes to a topic
 //!    nobody reads, then `pub-read-SIZE` publishes to the worker's own
-//!    subscribed topic and receives every message back, checking its topic
-//!    and payload;
-//! 3. `unsubscribe`: the subscriptions of stage 1 are dropped.
+//!    subscribed topic (one per stage) and receives every message back,
+//!    checking its topic and payload;
+//! 3. `latency-10b`: the first worker alone publishes 10-byte messages
+//!    to its own subscribed topic one at a time, each after the previous
+//!    one came back (a fifth of the iterations);
+//! 4. `unsubscribe`: the subscriptions of stage 1 are dropped.
 //!
 //! Publishes are pipelined: a bounded window of answers (and, when
 //! reading, of deliveries) is outstanding, sized so at most
-//! [`WINDOW_BYTES`] of payload are in flight per worker. Each stage shows
-//! a progress bar on stderr (hidden when stderr is not a terminal); the
-//! results table goes to stdout.
+//! [`WINDOW_BYTES`] of payload are in flight per worker. Every received
+//! message is timed from just before its publish to its arrival; the
+//! reading stages report the 50th and 99th percentiles (under load for
+//! `pub-read-*`, one message in flight for `latency-10b`). Each stage
+//! shows a progress bar on stderr (hidden when stderr is not a terminal);
+//! the results table goes to stdout.
+//!
+//! With `--benchmark-cluster-sub NODE` every worker also connects to NODE,
+//! another node of the cluster, and subscribes and receives there what it
+//! publishes on the target: the reading stages then measure replication
+//! between the two nodes, with the same workload as on one node.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -43,6 +56,10 @@ const PAYLOADS: [(&str, usize, u32); 5] = [
 const WINDOW_BYTES: usize = 4 << 20;
 /// Requests a worker keeps in flight at most, whatever the payload size.
 const MAX_WINDOW: usize = 256;
+/// Payload of the `latency` stage.
+const LATENCY_PAYLOAD: (&str, usize) = ("10b", 10);
+/// The `latency` stage runs this fraction of the iterations.
+const LATENCY_DIVISOR: u32 = 5;
 
 /// Why a benchmark stage failed.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +111,33 @@ pub struct StageResult {
     pub iterations: u64,
     /// Wall time of the stage.
     pub elapsed: Duration,
+    /// Publish-to-receipt times, for the stages that receive.
+    pub latency: Option<Latency>,
+}
+
+/// Percentiles of the publish-to-receipt times of a stage's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Latency {
+    /// Median.
+    pub p50: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+}
+
+impl Latency {
+    /// The percentiles of `samples` (reordered); `None` when empty.
+    pub fn of(samples: &mut [Duration]) -> Option<Self> {
+        samples.sort_unstable();
+        let at = |q: f64| {
+            let last = samples.len().checked_sub(1)?;
+            let index = (last as f64 * q).round() as usize;
+            samples.get(index.min(last)).copied()
+        };
+        Some(Self {
+            p50: at(0.50)?,
+            p99: at(0.99)?,
+        })
+    }
 }
 
 impl StageResult {
@@ -125,6 +169,11 @@ pub async fn benchmark(args: &Args, workers: u32, iterations: u32) -> Result<(),
         let name = format!("pub-read-{label}");
         results.push(run_stage(&mut pool, &name, count, timeout, read).await?);
     }
+    let (label, size) = LATENCY_PAYLOAD;
+    let count = (iterations / LATENCY_DIVISOR).max(1);
+    let latency = Op::Latency(MessageArg::Generated(size).payload());
+    let name = format!("latency-{label}");
+    results.push(run_stage(&mut pool, &name, count, timeout, latency).await?);
     results.push(
         run_stage(
             &mut pool,
@@ -141,25 +190,38 @@ pub async fn benchmark(args: &Args, workers: u32, iterations: u32) -> Result<(),
         .map_err(CliError::Output)?;
     for worker in pool {
         worker.client.bye().await?;
+        if let Some(reader) = worker.reader {
+            reader.bye().await?;
+        }
     }
     Ok(())
 }
 
-/// The results as an aligned text table with a header line.
+/// The results as an aligned text table with a header line; latencies in
+/// µs, `-` for stages that receive nothing.
 pub fn format_table(results: &[StageResult]) -> String {
     let mut table = format!(
-        "{:<16} {:>10} {:>8} {:>10} {:>14}\n",
-        "stage", "iters", "secs", "msecs", "iters/s"
+        "{:<16} {:>10} {:>8} {:>10} {:>14} {:>8} {:>8}\n",
+        "stage", "iters", "secs", "msecs", "iters/s", "p50-us", "p99-us"
     );
     for result in results {
         let secs = result.elapsed.as_secs_f64();
+        let (p50, p99) = match result.latency {
+            Some(latency) => (
+                latency.p50.as_micros().to_string(),
+                latency.p99.as_micros().to_string(),
+            ),
+            None => (String::from("-"), String::from("-")),
+        };
         table.push_str(&format!(
-            "{:<16} {:>10} {:>8.3} {:>10.3} {:>14.0}\n",
+            "{:<16} {:>10} {:>8.3} {:>10.3} {:>14.0} {:>8} {:>8}\n",
             result.stage,
             result.iterations,
             secs,
             secs * 1000.0,
-            result.rate()
+            result.rate(),
+            p50,
+            p99
         ));
     }
     table
@@ -168,8 +230,22 @@ pub fn format_table(results: &[StageResult]) -> String {
 /// A connected worker.
 struct Worker {
     id: usize,
+    /// `benchmark/{run}/{id}`: the start of its topics.
+    prefix: String,
+    /// Publishes, and subscribes in the `subscribe` stage.
     client: Client,
+    /// The client on `--benchmark-cluster-sub`, which subscribes and
+    /// receives in the reading stages; without it, `client` does.
+    reader: Option<Client>,
+    /// The messages of the reading stages.
     messages: Messages,
+}
+
+impl Worker {
+    /// The client that subscribes and receives in the reading stages.
+    fn receiver(&self) -> &Client {
+        self.reader.as_ref().unwrap_or(&self.client)
+    }
 }
 
 /// What each worker does in a stage.
@@ -178,22 +254,57 @@ enum Op {
     Subscribe,
     Publish(Bytes),
     PublishRead(Bytes),
+    Latency(Bytes),
     Unsubscribe,
 }
 
-/// Connects the workers one by one (a refused login fails early).
+impl Op {
+    /// Workers that run it: the `latency` stage runs on the first alone.
+    fn workers(&self, pool: usize) -> usize {
+        match self {
+            Op::Latency(_) => pool.min(1),
+            _ => pool,
+        }
+    }
+}
+
+/// Connects the workers one by one (a refused login fails early), each
+/// also to `--benchmark-cluster-sub` when given.
 async fn connect_workers(args: &Args, workers: u32) -> Result<Vec<Worker>, CliError> {
+    let run = run_id();
     let mut pool = Vec::new();
     for id in 0..workers as usize {
         let client = Client::connect(&args.target, connect_options(args)?).await?;
-        let messages = client.take_messages().ok_or(CliError::StreamEnded)?;
+        let reader = match &args.benchmark_cluster_sub {
+            Some(node) => Some(Client::connect(node, connect_options(args)?).await?),
+            None => None,
+        };
+        let messages = reader
+            .as_ref()
+            .unwrap_or(&client)
+            .take_messages()
+            .ok_or(CliError::StreamEnded)?;
         pool.push(Worker {
             id,
+            prefix: format!("benchmark/{run}/{id}"),
             client,
+            reader,
             messages,
         });
     }
     Ok(pool)
+}
+
+/// A hexadecimal id for this benchmark's topics, from the clock and the
+/// process id.
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.subsec_nanos());
+    format!(
+        "{:x}",
+        u64::from(std::process::id()) << 32 | u64::from(nanos)
+    )
 }
 
 /// Runs `op` `count` times on every worker at once, with a progress bar,
@@ -205,23 +316,29 @@ async fn run_stage(
     timeout: Duration,
     op: Op,
 ) -> Result<StageResult, BenchmarkError> {
-    let total = u64::from(count) * pool.len() as u64;
+    let active = op.workers(pool.len());
+    let total = u64::from(count) * active as u64;
     let bar = progress_bar(stage, total);
     let started = Instant::now();
     let mut tasks = JoinSet::new();
     for mut worker in pool.drain(..) {
         let (op, bar, stage) = (op.clone(), bar.clone(), stage.to_owned());
+        let count = if worker.id < active { count } else { 0 };
         tasks.spawn(async move {
-            let outcome = run_worker(&mut worker, &op, count, timeout, &bar).await;
+            let outcome = run_worker(&mut worker, &stage, &op, count, timeout, &bar).await;
             let outcome = outcome.map_err(|failure| failure.into_error(stage, worker.id));
             (worker, outcome)
         });
     }
     let mut failure = None;
+    let mut samples = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         let (worker, outcome) = joined?;
-        if let Err(err) = outcome {
-            failure.get_or_insert(err);
+        match outcome {
+            Ok(times) => samples.extend(times),
+            Err(err) => {
+                failure.get_or_insert(err);
+            }
         }
         pool.push(worker);
     }
@@ -235,6 +352,7 @@ async fn run_stage(
         stage: stage.to_owned(),
         iterations: total,
         elapsed,
+        latency: Latency::of(&mut samples),
     })
 }
 
@@ -286,43 +404,51 @@ impl Failure {
     }
 }
 
+/// Runs `op` `count` times on one worker; returns the publish-to-receipt
+/// time of every message received.
 async fn run_worker(
     worker: &mut Worker,
+    stage: &str,
     op: &Op,
     count: u32,
     timeout: Duration,
     bar: &ProgressBar,
-) -> Result<(), Failure> {
-    let id = worker.id;
+) -> Result<Vec<Duration>, Failure> {
+    let prefix = &worker.prefix;
+    if count == 0 {
+        return Ok(Vec::new());
+    }
     match op {
         Op::Subscribe => {
             for i in 0..count {
-                worker
-                    .client
-                    .subscribe(&format!("benchmark/{id}/{i}"))
-                    .await?;
+                worker.client.subscribe(&format!("{prefix}/{i}")).await?;
                 bar.inc(1);
             }
         }
         Op::Unsubscribe => {
             for i in 0..count {
-                let topic = format!("benchmark/{id}/{i}");
+                let topic = format!("{prefix}/{i}");
                 worker.client.unsubscribe(&topic).await?;
                 bar.inc(1);
             }
         }
         Op::Publish(payload) => {
-            let topic = format!("benchmark/{id}/pub");
+            let topic = format!("{prefix}/pub");
             publish_only(&worker.client, &topic, payload, count, bar).await?;
         }
-        Op::PublishRead(payload) => {
-            let topic = format!("benchmark/{id}/read");
-            worker.client.subscribe(&topic).await?;
-            publish_read(worker, &topic, payload, count, timeout, bar).await?;
-            worker.client.unsubscribe(&topic).await?;
+        Op::PublishRead(payload) | Op::Latency(payload) => {
+            let topic = format!("{prefix}/test/{stage}");
+            let window = match op {
+                Op::Latency(_) => 1,
+                _ => window(payload.len()),
+            };
+            worker.receiver().subscribe(&topic).await?;
+            let times = publish_read(worker, &topic, payload, count, window, timeout, bar).await?;
+            worker.receiver().unsubscribe(&topic).await?;
+            return Ok(times);
         }
     }
-    Ok(())
+    Ok(Vec::new())
 }
 
 /// Requests in flight for a payload of `size` bytes.
@@ -355,16 +481,17 @@ async fn publish_only(
 }
 
 /// Publishes `count` messages to the worker's own topic and receives each
-/// back, keeping at most a window of them unreceived.
+/// back, keeping at most `window` of them unreceived; returns the time
+/// from each publish to its receipt.
 async fn publish_read(
     worker: &mut Worker,
     topic: &str,
     payload: &Bytes,
     count: u32,
+    window: usize,
     timeout: Duration,
     bar: &ProgressBar,
-) -> Result<(), Failure> {
-    let window = window(payload.len());
+) -> Result<Vec<Duration>, Failure> {
     let expected = u64::from(count);
     let mut check = Receipts {
         topic,
@@ -372,9 +499,12 @@ async fn publish_read(
         expected,
         received: 0,
         timeout,
+        published: VecDeque::with_capacity(window + 1),
+        times: Vec::with_capacity(count as usize),
     };
     let mut pending = VecDeque::with_capacity(window + 1);
     for sent in 1..=expected {
+        check.published.push_back(Instant::now());
         pending.push_back(worker.client.publish_nowait(topic, payload.clone()).await?);
         if pending.len() > window {
             settle_one(&mut pending).await?;
@@ -391,7 +521,7 @@ async fn publish_read(
         check.receive(&mut worker.messages).await?;
         bar.inc(1);
     }
-    Ok(())
+    Ok(check.times)
 }
 
 /// Awaits the oldest pending publish answer, if any.
@@ -402,14 +532,19 @@ async fn settle_one(pending: &mut VecDeque<Ticket>) -> Result<(), Failure> {
     }
 }
 
-/// The receiving side of a `pub-read` stage: what every message must be
-/// and how many came.
+/// The receiving side of a reading stage: what every message must be,
+/// how many came, and how long each took.
 struct Receipts<'a> {
     topic: &'a str,
     payload: &'a Bytes,
     expected: u64,
     received: u64,
     timeout: Duration,
+    /// When each message not yet received was published, oldest first
+    /// (one publisher per topic: they arrive in this order).
+    published: VecDeque<Instant>,
+    /// Publish-to-receipt time of each message received.
+    times: Vec<Duration>,
 }
 
 impl Receipts<'_> {
@@ -425,6 +560,9 @@ impl Receipts<'_> {
         };
         if message.topic != self.topic.as_bytes() || message.payload != *self.payload {
             return Err(Failure::Mismatch(self.received));
+        }
+        if let Some(published) = self.published.pop_front() {
+            self.times.push(published.elapsed());
         }
         self.received += 1;
         Ok(())
@@ -451,21 +589,58 @@ mod tests {
                 stage: "subscribe".into(),
                 iterations: 4000,
                 elapsed: Duration::from_millis(500),
+                latency: None,
             },
             StageResult {
                 stage: "pub-read-1mb".into(),
                 iterations: 8,
                 elapsed: Duration::ZERO,
+                latency: Some(Latency {
+                    p50: Duration::from_micros(120),
+                    p99: Duration::from_micros(4_500),
+                }),
             },
         ];
         let table = format_table(&results);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 3);
         let header: Vec<&str> = lines[0].split_whitespace().collect();
-        assert_eq!(header, ["stage", "iters", "secs", "msecs", "iters/s"]);
+        assert_eq!(
+            header,
+            [
+                "stage", "iters", "secs", "msecs", "iters/s", "p50-us", "p99-us"
+            ]
+        );
         let row: Vec<&str> = lines[1].split_whitespace().collect();
-        assert_eq!(row, ["subscribe", "4000", "0.500", "500.000", "8000"]);
+        assert_eq!(
+            row,
+            ["subscribe", "4000", "0.500", "500.000", "8000", "-", "-"]
+        );
         let row: Vec<&str> = lines[2].split_whitespace().collect();
-        assert_eq!(row, ["pub-read-1mb", "8", "0.000", "0.000", "0"]);
+        assert_eq!(
+            row,
+            ["pub-read-1mb", "8", "0.000", "0.000", "0", "120", "4500"]
+        );
+    }
+
+    #[test]
+    fn latency_percentiles_come_from_the_sorted_samples() {
+        let mut samples: Vec<Duration> = (1..=100).rev().map(Duration::from_micros).collect();
+        let latency = Latency::of(&mut samples).unwrap();
+        assert_eq!(latency.p50, Duration::from_micros(51));
+        assert_eq!(latency.p99, Duration::from_micros(99));
+        let mut one = [Duration::from_micros(7)];
+        let latency = Latency::of(&mut one).unwrap();
+        assert_eq!((latency.p50, latency.p99), (one[0], one[0]));
+        assert_eq!(Latency::of(&mut []), None);
+    }
+
+    #[test]
+    fn only_the_latency_stage_runs_on_one_worker() {
+        let payload = Bytes::from_static(b"x");
+        assert_eq!(Op::Latency(payload.clone()).workers(4), 1);
+        assert_eq!(Op::Latency(payload.clone()).workers(0), 0);
+        assert_eq!(Op::PublishRead(payload).workers(4), 4);
+        assert_eq!(Op::Subscribe.workers(4), 4);
     }
 }

@@ -168,10 +168,10 @@ struct PeerLink<R: Runtime> {
     stopping: async_channel::Receiver<()>,
 }
 
-/// What woke a link's loop.
+/// What woke a session's loop (with the lane it concerns).
 enum Event {
-    Read(std::io::Result<usize>),
-    Wrote(std::io::Result<usize>),
+    Read(usize, std::io::Result<usize>),
+    Wrote(usize, std::io::Result<usize>),
     Batch,
     Removed,
     Timeout,
@@ -231,8 +231,49 @@ impl<R: Runtime> PeerLink<R> {
         }
     }
 
-    /// One connection to the peer, until it fails: the failure, in words.
+    /// One session with the peer, one connection per lane, until one
+    /// fails: the failure, in words.
     async fn session(&self, was_up: &mut bool) -> String {
+        let lanes = self.shared.with_broker(|broker| {
+            let cluster = broker.cluster();
+            cluster
+                .peer(self.peer())
+                .map_or(cluster.limits().lanes, |outbox| outbox.lanes())
+        });
+        let mut open = Vec::with_capacity(lanes);
+        let mut failure = None;
+        for _ in 0..lanes {
+            match self.connect().await {
+                Ok(lane) => open.push(lane),
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        let error = match failure {
+            Some(error) => error,
+            None => self.drive(&mut open, was_up).await,
+        };
+        let reports: Vec<_> = open
+            .iter_mut()
+            .map(|lane| lane.link.abort(&error))
+            .collect();
+        self.shared.with_broker(|broker| {
+            for report in reports {
+                broker
+                    .cluster_mut()
+                    .apply(self.peer(), report, Instant::now());
+            }
+        });
+        for lane in open {
+            lane.stream.shutdown().await;
+        }
+        error
+    }
+
+    /// Opens one connection to the peer, greeting and login queued.
+    async fn connect(&self) -> Result<Lane<R>, String> {
         let config = &self.spec.config;
         let target = Target::parse(&config.path);
         let options = ClientOptions {
@@ -246,97 +287,121 @@ impl<R: Runtime> PeerLink<R> {
             data_socket: false,
             ..ClientOptions::default()
         };
-        let [tls, _] = match options.tls_sessions(&target) {
-            Ok(sessions) => sessions,
-            Err(err) => return format!("TLS setup: {err}"),
-        };
+        let [tls, _] = options
+            .tls_sessions(&target)
+            .map_err(|err| format!("TLS setup: {err}"))?;
         let runtime = self.shared.runtime();
         let connect = until(runtime.sleep(config.timeout), runtime.connect(&target)).await;
-        let mut stream = match connect {
-            None => return String::from("connect timed out"),
-            Some(Err(err)) => return format!("connect: {err}"),
+        let stream = match connect {
+            None => return Err(String::from("connect timed out")),
+            Some(Err(err)) => return Err(format!("connect: {err}")),
             Some(Ok(stream)) => stream,
         };
-        let client = match options.control_client(tls, Instant::now()) {
-            Ok(client) => client,
-            Err(err) => return err.to_string(),
-        };
-        let mut link = Link::new(client);
-        let error = self.drive(&mut stream, &mut link, was_up).await;
-        let report = link.abort(&error);
-        self.shared.with_broker(|broker| {
-            broker
-                .cluster_mut()
-                .apply(self.peer(), report, Instant::now())
-        });
-        stream.shutdown().await;
-        error
+        let client = options
+            .control_client(tls, Instant::now())
+            .map_err(|err| err.to_string())?;
+        Ok(Lane {
+            stream,
+            link: Link::new(client),
+            tx: TxBuf::new(),
+        })
     }
 
-    /// The link's event loop; returns its failure (or its removal), in
-    /// words.
-    async fn drive(&self, stream: &mut R::Stream, link: &mut Link, was_up: &mut bool) -> String {
-        let mut tx = TxBuf::new();
+    /// The session's event loop over every lane; returns its failure (or
+    /// its removal), in words. The peer is up once every lane logged in.
+    async fn drive(&self, lanes: &mut [Lane<R>], was_up: &mut bool) -> String {
         let mut timer = R::Timer::default();
         loop {
-            if let Err(err) = link.poll_send(Instant::now(), unix_ns()) {
-                return err.to_string();
+            let (now, unix) = (Instant::now(), unix_ns());
+            for lane in lanes.iter_mut() {
+                if let Err(err) = lane.link.poll_send(now, unix) {
+                    return err.to_string();
+                }
+                lane.link.poll_transmit(&mut lane.tx);
             }
-            link.poll_transmit(&mut tx);
-            if link.is_up() && !*was_up {
+            if !*was_up && lanes.iter().all(|lane| lane.link.is_up()) {
                 *was_up = true;
                 self.set_state(LinkState::Up);
-                tracing::info!(peer = %self.peer(), "cluster link up");
+                tracing::info!(peer = %self.peer(), lanes = lanes.len(), "cluster link up");
             }
-            timer.set(link.poll_timeout());
-            let wants = link.wants_messages();
+            timer.set(
+                lanes
+                    .iter()
+                    .filter_map(|lane| lane.link.poll_timeout())
+                    .min(),
+            );
+            let wants = *was_up && lanes.iter().any(|lane| lane.link.wants_messages());
             let event = poll_fn(|cx| {
-                if let Poll::Ready(read) = stream.poll_read(cx, link.read_buf()) {
-                    return Poll::Ready(Event::Read(read));
-                }
-                if !tx.is_empty()
-                    && let Poll::Ready(written) = stream.poll_write(cx, &tx)
-                {
-                    return Poll::Ready(Event::Wrote(written));
+                for (index, lane) in lanes.iter_mut().enumerate() {
+                    if let Poll::Ready(read) = lane.stream.poll_read(cx, lane.link.read_buf()) {
+                        return Poll::Ready(Event::Read(index, read));
+                    }
+                    if !lane.tx.is_empty()
+                        && let Poll::Ready(written) = lane.stream.poll_write(cx, &lane.tx)
+                    {
+                        return Poll::Ready(Event::Wrote(index, written));
+                    }
                 }
                 if wants {
-                    let listed = self.shared.with_broker(|broker| {
-                        let report = link.take_report();
+                    let took = self.shared.with_broker(|broker| {
                         let cluster = broker.cluster_mut();
-                        cluster.apply(self.peer(), report, Instant::now());
+                        for lane in lanes.iter_mut() {
+                            cluster.apply(self.peer(), lane.link.take_report(), Instant::now());
+                        }
                         let outbox = cluster.peer_mut(self.peer())?;
-                        outbox.take(link.batch_mut(), BATCH, cx.waker());
-                        Some(())
+                        let mut took = false;
+                        for (index, lane) in lanes.iter_mut().enumerate() {
+                            if lane.link.wants_messages() {
+                                outbox.take(index, lane.link.batch_mut(), BATCH, cx.waker());
+                                took |= !lane.link.batch_mut().is_empty();
+                            }
+                        }
+                        Some(took)
                     });
-                    if listed.is_none() {
-                        return Poll::Ready(Event::Removed);
-                    }
-                    if !link.batch_mut().is_empty() {
-                        return Poll::Ready(Event::Batch);
+                    match took {
+                        None => return Poll::Ready(Event::Removed),
+                        Some(true) => return Poll::Ready(Event::Batch),
+                        Some(false) => {}
                     }
                 }
                 timer.poll_fired(cx).map(|()| Event::Timeout)
             })
             .await;
             let outcome = match event {
-                Event::Read(read) => match ReadOutcome::of(&read) {
-                    ReadOutcome::Data => link.handle_input(Instant::now()),
-                    ReadOutcome::Eof => link.handle_eof(),
-                },
-                Event::Wrote(Ok(written)) => {
-                    tx.advance(written);
+                Event::Read(index, read) => {
+                    let link = &mut lanes[index].link;
+                    match ReadOutcome::of(&read) {
+                        ReadOutcome::Data => link.handle_input(Instant::now()),
+                        ReadOutcome::Eof => link.handle_eof(),
+                    }
+                }
+                Event::Wrote(index, Ok(written)) => {
+                    lanes[index].tx.advance(written);
                     Ok(())
                 }
-                Event::Wrote(Err(err)) => return format!("write: {err}"),
+                Event::Wrote(_, Err(err)) => return format!("write: {err}"),
                 Event::Batch => Ok(()),
                 Event::Removed => return String::from("the peer was removed"),
-                Event::Timeout => link.handle_timeout(Instant::now()),
+                Event::Timeout => {
+                    let now = Instant::now();
+                    lanes
+                        .iter_mut()
+                        .try_for_each(|lane| lane.link.handle_timeout(now))
+                }
             };
             if let Err(err) = outcome {
                 return err.to_string();
             }
         }
     }
+}
+
+/// One connection of a peer session: its socket, its link, and the bytes
+/// waiting to go out.
+struct Lane<R: Runtime> {
+    stream: R::Stream,
+    link: Link,
+    tx: TxBuf,
 }
 
 /// The wall clock in ns since the Unix epoch (0 if it is set before it).

@@ -879,7 +879,8 @@ impl Broker {
             self.access_denied(id, AccessOp::Publish, &topic);
             return Ok(status::ERR_ACCESS);
         }
-        self.cluster.offer(&topic, prio, &payload, now);
+        self.cluster
+            .offer(&topic, prio, &payload, u64::from(id.slot), now);
         self.route(&topic, prio, payload, now, true);
         Ok(status::OK)
     }

@@ -12,15 +12,20 @@
 //!   bounded [`Outbox`] per peer that every local publish is offered to
 //!   under the broker lock, with the peer's counters. A full outbox drops
 //!   and counts; local delivery never waits for a peer.
-//! * [`Link`] is the client side of one peer connection: it takes batches
-//!   of messages from the outbox, offers them one at a time, sends the
-//!   payloads asked for, remembers `NOT_REQUIRED` topics for a while, and
-//!   measures the round trip. It reports what happened as a
-//!   [`LinkReport`] for the driver to apply to the outbox.
+//!   The outbox has one queue per lane (connection to the peer); a
+//!   publisher's messages all go to the same lane.
+//! * [`Link`] is the client side of one peer connection (a lane): it
+//!   takes batches of messages from its lane of the outbox, offers them
+//!   one at a time (PUBLISH_REPL allows no more: after `OK_WAITING` the
+//!   next bytes must be the payload), sends the payloads asked for,
+//!   remembers `NOT_REQUIRED` topics for a while, and measures the round
+//!   trip. It reports what happened as a [`LinkReport`] for the driver to
+//!   apply to the outbox. Lanes multiply what one round trip per message
+//!   allows.
 //!
 //! Guarantees: at most once per peer, and per publisher in publish order
-//! while the link stays up (one offer in flight at a time, taken in queue
-//! order). Nothing is persisted: messages published while a link is down
+//! while the link stays up (a publisher's messages take one lane, which
+//! has one offer in flight at a time, taken in queue order). Nothing is persisted: messages published while a link is down
 //! are dropped for that peer and not replayed when it comes back, and a
 //! message in flight when a link fails is lost rather than sent twice.
 
@@ -35,6 +40,10 @@ pub use outbox::{Cluster, LinkState, Outbox, PeerStats, QueueLimits, ReplMessage
 use std::sync::Arc;
 
 use crate::config::PeerConfig;
+
+/// The publisher key of every UDP publish: datagrams carry no session, so
+/// they all take one lane (a sender's datagrams stay in order there).
+pub const UDP_PUBLISHER: u64 = u64::MAX;
 
 /// One peer as a driver starts its link: its configuration and the PEM CA
 /// bundle `tls_ca` named, read by the daemon.

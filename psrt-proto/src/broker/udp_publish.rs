@@ -325,7 +325,13 @@ impl Broker {
                 match topic::parse_topic(publish.topic, self.limits.max_topic_depth) {
                     Ok(topic) => {
                         let payload = Bytes::copy_from_slice(publish.payload);
-                        self.cluster.offer(&topic, publish.prio, &payload, now);
+                        self.cluster.offer(
+                            &topic,
+                            publish.prio,
+                            &payload,
+                            crate::cluster::UDP_PUBLISHER,
+                            now,
+                        );
                         self.route(&topic, publish.prio, payload, now, true);
                         self.count_udp(UdpVerdict::Accepted);
                         status::OK

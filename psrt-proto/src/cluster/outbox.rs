@@ -28,6 +28,12 @@ pub struct QueueLimits {
     /// `NOT_REQUIRED` topics remembered per peer, at most (the memory is
     /// cleared when full).
     pub not_required_topics: usize,
+    /// Connections (lanes) to each peer, at least 1. PUBLISH_REPL allows
+    /// one offer in flight per connection, so one lane carries at most one
+    /// message per round trip; lanes carry them side by side. A
+    /// publisher's messages all take the same lane, which keeps them in
+    /// order.
+    pub lanes: usize,
 }
 
 impl Default for QueueLimits {
@@ -37,6 +43,7 @@ impl Default for QueueLimits {
             bytes: 64 * 1024 * 1024,
             not_required_ttl: Duration::from_secs(1),
             not_required_topics: 65_536,
+            lanes: 4,
         }
     }
 }
@@ -115,36 +122,45 @@ pub struct PeerStats {
     pub rtt_us: Option<u64>,
 }
 
-/// The messages waiting for one peer, bounded in count and bytes, and the
-/// peer's counters.
-#[derive(Debug)]
-pub struct Outbox {
-    stats: PeerStats,
+/// The messages waiting for one connection to a peer, and the waker of the
+/// task that takes them.
+#[derive(Debug, Default)]
+struct Lane {
     queue: VecDeque<ReplMessage>,
-    bytes: usize,
-    /// Topics answered `NOT_REQUIRED`, with when to forget them.
-    not_required: HashMap<Arc<str>, Instant>,
     waker: Option<Waker>,
 }
 
+/// The messages waiting for one peer, one queue per lane, bounded together
+/// in count and bytes, and the peer's counters.
+#[derive(Debug)]
+pub struct Outbox {
+    stats: PeerStats,
+    lanes: Vec<Lane>,
+    /// Messages waiting, over every lane.
+    len: usize,
+    bytes: usize,
+    /// Topics answered `NOT_REQUIRED`, with when to forget them.
+    not_required: HashMap<Arc<str>, Instant>,
+}
+
 impl Outbox {
-    fn new(peer: &str) -> Self {
+    fn new(peer: &str, lanes: usize) -> Self {
         Self {
             stats: PeerStats {
                 peer: peer.to_owned(),
                 ..PeerStats::default()
             },
-            queue: VecDeque::new(),
+            lanes: (0..lanes.max(1)).map(|_| Lane::default()).collect(),
+            len: 0,
             bytes: 0,
             not_required: HashMap::new(),
-            waker: None,
         }
     }
 
     /// The peer's counters, with the outbox's current fill.
     pub fn stats(&self) -> PeerStats {
         PeerStats {
-            queue_len: self.queue.len(),
+            queue_len: self.len,
             queue_bytes: self.bytes,
             ..self.stats.clone()
         }
@@ -152,12 +168,17 @@ impl Outbox {
 
     /// Messages waiting.
     pub fn len(&self) -> usize {
-        self.queue.len()
+        self.len
     }
 
     /// Whether nothing waits.
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.len == 0
+    }
+
+    /// Its lanes: the connections to open to the peer.
+    pub fn lanes(&self) -> usize {
+        self.lanes.len()
     }
 
     /// Bytes waiting.
@@ -174,8 +195,9 @@ impl Outbox {
             return false;
         }
         if self.stats.state == LinkState::Up {
-            self.stats.dropped += self.queue.len() as u64;
-            self.queue.clear();
+            self.stats.dropped += self.len as u64;
+            self.lanes.iter_mut().for_each(|lane| lane.queue.clear());
+            self.len = 0;
             self.bytes = 0;
             self.not_required.clear();
         }
@@ -207,6 +229,7 @@ impl Outbox {
         }
         let until = now.checked_add(limits.not_required_ttl).unwrap_or(now);
         for topic in report.not_required {
+            self.purge(&topic);
             if self.not_required.len() >= limits.not_required_topics {
                 self.not_required.clear();
             }
@@ -214,25 +237,56 @@ impl Outbox {
         }
     }
 
-    /// Moves up to `max` waiting messages into `batch`, oldest first. When
-    /// none waits, `waker` is woken by the next message.
-    pub fn take(&mut self, batch: &mut VecDeque<ReplMessage>, max: usize, waker: &Waker) {
-        let count = self.queue.len().min(max);
-        for message in self.queue.drain(..count) {
+    /// Drops the waiting messages of `topic`, which the peer just answered
+    /// `NOT_REQUIRED` for, as suppressed: a burst queued before the answer
+    /// came neither fills the outbox nor costs a round trip per batch.
+    fn purge(&mut self, topic: &str) {
+        for lane in &mut self.lanes {
+            let before = lane.queue.len();
+            lane.queue.retain(|message| {
+                let keep = *message.topic != *topic;
+                if !keep {
+                    self.bytes -= message.cost();
+                }
+                keep
+            });
+            let purged = before - lane.queue.len();
+            self.len -= purged;
+            self.stats.suppressed += purged as u64;
+        }
+    }
+
+    /// Moves up to `max` messages waiting in `lane` into `batch`, oldest
+    /// first. When none waits there, `waker` is woken by its next message.
+    /// A lane the outbox does not have gives nothing.
+    pub fn take(
+        &mut self,
+        lane: usize,
+        batch: &mut VecDeque<ReplMessage>,
+        max: usize,
+        waker: &Waker,
+    ) {
+        let Some(lane) = self.lanes.get_mut(lane) else {
+            return;
+        };
+        let count = lane.queue.len().min(max);
+        for message in lane.queue.drain(..count) {
             self.bytes -= message.cost();
             batch.push_back(message);
         }
-        if self.queue.is_empty() {
-            match &self.waker {
+        self.len -= count;
+        if lane.queue.is_empty() {
+            match &lane.waker {
                 Some(current) if current.will_wake(waker) => {}
-                _ => self.waker = Some(waker.clone()),
+                _ => lane.waker = Some(waker.clone()),
             }
         }
     }
 
-    /// Queues `message` for the peer, or drops and counts it; a topic the
-    /// peer answered `NOT_REQUIRED` recently is skipped.
-    fn offer(&mut self, message: &ReplMessage, now: Instant, limits: &QueueLimits) {
+    /// Queues `message` for the peer on `publisher`'s lane, or drops and
+    /// counts it; a topic the peer answered `NOT_REQUIRED` recently is
+    /// skipped.
+    fn offer(&mut self, message: &ReplMessage, publisher: u64, now: Instant, limits: &QueueLimits) {
         if self.stats.state != LinkState::Up {
             self.stats.dropped += 1;
             return;
@@ -245,21 +299,29 @@ impl Outbox {
             self.not_required.remove(&message.topic);
         }
         let cost = message.cost();
-        if self.queue.len() >= limits.messages || self.bytes + cost > limits.bytes {
+        if self.len >= limits.messages || self.bytes + cost > limits.bytes {
             self.stats.dropped += 1;
             return;
         }
-        self.queue.push_back(message.clone());
+        let index = usize::try_from(publisher % self.lanes.len() as u64).unwrap_or(0);
+        let Some(lane) = self.lanes.get_mut(index) else {
+            return;
+        };
+        lane.queue.push_back(message.clone());
+        self.len += 1;
         self.bytes += cost;
-        if let Some(waker) = self.waker.take() {
+        if let Some(waker) = lane.waker.take() {
             waker.wake();
         }
     }
 
-    /// Wakes the link (its peer was removed, so it must look and stop).
+    /// Wakes the links (their peer was removed, so they must look and
+    /// stop).
     fn wake(&mut self) {
-        if let Some(waker) = self.waker.take() {
-            waker.wake();
+        for lane in &mut self.lanes {
+            if let Some(waker) = lane.waker.take() {
+                waker.wake();
+            }
         }
     }
 }
@@ -301,7 +363,7 @@ impl Cluster {
             }
             let outbox = match old.iter().position(|o| o.stats.peer == name) {
                 Some(at) => old.swap_remove(at),
-                None => Outbox::new(name),
+                None => Outbox::new(name, self.limits.lanes),
             };
             self.peers.push(outbox);
         }
@@ -323,8 +385,10 @@ impl Cluster {
         self.peers.iter().map(Outbox::stats).collect()
     }
 
-    /// Offers a locally published message to every peer.
-    pub fn offer(&mut self, topic: &str, prio: u8, payload: &Bytes, now: Instant) {
+    /// Offers a locally published message to every peer. `publisher`
+    /// identifies its publisher (a session, a UDP sender): messages with
+    /// the same one take the same lane and stay in order.
+    pub fn offer(&mut self, topic: &str, prio: u8, payload: &Bytes, publisher: u64, now: Instant) {
         if self.peers.is_empty() {
             return;
         }
@@ -336,7 +400,7 @@ impl Cluster {
         };
         let limits = self.limits;
         for outbox in &mut self.peers {
-            outbox.offer(&message, now, &limits);
+            outbox.offer(&message, publisher, now, &limits);
         }
     }
 

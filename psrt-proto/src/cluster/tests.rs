@@ -152,7 +152,7 @@ fn the_outbox_drops_and_counts_beyond_its_bounds() {
     };
     let mut cluster = Cluster::new(limits);
     cluster.set_peers(["b"]);
-    cluster.offer("t", 0x7F, &Bytes::from_static(b"0000"), now);
+    cluster.offer("t", 0x7F, &Bytes::from_static(b"0000"), 0, now);
     assert_eq!(
         cluster.stats()[0].dropped,
         1,
@@ -160,7 +160,7 @@ fn the_outbox_drops_and_counts_beyond_its_bounds() {
     );
     cluster.peer_mut("b").expect("b").set_state(LinkState::Up);
     for _ in 0..5 {
-        cluster.offer("t", 0x7F, &Bytes::from_static(b"0000"), now);
+        cluster.offer("t", 0x7F, &Bytes::from_static(b"0000"), 0, now);
     }
     let stats = &cluster.stats()[0];
     assert_eq!((stats.queue_len, stats.dropped), (3, 3));
@@ -169,10 +169,10 @@ fn the_outbox_drops_and_counts_beyond_its_bounds() {
     let outbox = cluster.peer_mut("b").expect("b");
     let mut batch = VecDeque::new();
     let waker = Waker::from(Arc::new(Count::default()));
-    outbox.take(&mut batch, 1, &waker);
-    cluster.offer("t", 0x7F, &Bytes::from_static(b"00000"), now);
+    outbox.take(0, &mut batch, 1, &waker);
+    cluster.offer("t", 0x7F, &Bytes::from_static(b"00000"), 0, now);
     assert_eq!(cluster.stats()[0].dropped, 4);
-    cluster.offer("t", 0x7F, &Bytes::from_static(b"0000"), now);
+    cluster.offer("t", 0x7F, &Bytes::from_static(b"0000"), 0, now);
     assert_eq!(cluster.stats()[0].queue_len, 3);
 }
 
@@ -186,10 +186,10 @@ fn taking_everything_registers_the_waker_and_an_offer_wakes_it() {
     let outbox = cluster.peer_mut("b").expect("b");
     outbox.set_state(LinkState::Up);
     let mut batch = VecDeque::new();
-    outbox.take(&mut batch, 64, &waker);
+    outbox.take(0, &mut batch, 64, &waker);
     assert!(batch.is_empty());
-    cluster.offer("t", 0x7F, &Bytes::from_static(b"x"), now);
-    cluster.offer("t", 0x7F, &Bytes::from_static(b"y"), now);
+    cluster.offer("t", 0x7F, &Bytes::from_static(b"x"), 0, now);
+    cluster.offer("t", 0x7F, &Bytes::from_static(b"y"), 0, now);
     assert_eq!(
         count.0.load(std::sync::atomic::Ordering::Relaxed),
         1,
@@ -198,7 +198,7 @@ fn taking_everything_registers_the_waker_and_an_offer_wakes_it() {
     cluster
         .peer_mut("b")
         .expect("b")
-        .take(&mut batch, 64, &waker);
+        .take(0, &mut batch, 64, &waker);
     assert_eq!(batch.len(), 2);
     assert_eq!(batch[0].payload, "x");
 }
@@ -209,7 +209,7 @@ fn leaving_up_drops_the_queue_and_set_peers_keeps_unchanged_outboxes() {
     let mut cluster = Cluster::new(QueueLimits::default());
     cluster.set_peers(["b", "c"]);
     cluster.peer_mut("b").expect("b").set_state(LinkState::Up);
-    cluster.offer("t", 0x7F, &Bytes::from_static(b"x"), now);
+    cluster.offer("t", 0x7F, &Bytes::from_static(b"x"), 0, now);
     cluster.set_peers(["c", "b", "d"]);
     let names: Vec<String> = cluster.stats().into_iter().map(|p| p.peer).collect();
     assert_eq!(names, ["c", "b", "d"]);
@@ -224,6 +224,55 @@ fn leaving_up_drops_the_queue_and_set_peers_keeps_unchanged_outboxes() {
 }
 
 #[test]
+fn a_publisher_keeps_one_lane_and_publishers_spread_over_the_lanes() {
+    let now = base();
+    let limits = QueueLimits {
+        lanes: 3,
+        ..QueueLimits::default()
+    };
+    let mut cluster = Cluster::new(limits);
+    cluster.set_peers(["b"]);
+    let outbox = cluster.peer_mut("b").expect("b");
+    assert_eq!(outbox.lanes(), 3);
+    outbox.set_state(LinkState::Up);
+    for seq in 0..4u8 {
+        for publisher in 0..6u8 {
+            let payload = Bytes::from(vec![publisher, seq]);
+            cluster.offer("t", 0x7F, &payload, u64::from(publisher), now);
+        }
+    }
+    let waker = Waker::from(Arc::new(Count::default()));
+    let outbox = cluster.peer_mut("b").expect("b");
+    assert_eq!(outbox.len(), 24);
+    for lane in 0..3u8 {
+        let mut batch = VecDeque::new();
+        outbox.take(usize::from(lane), &mut batch, 100, &waker);
+        assert_eq!(batch.len(), 8, "lane {lane}");
+        for publisher in [lane, lane + 3] {
+            let seqs: Vec<u8> = batch
+                .iter()
+                .filter(|m| m.payload[0] == publisher)
+                .map(|m| m.payload[1])
+                .collect();
+            assert_eq!(seqs, [0, 1, 2, 3], "publisher {publisher}");
+        }
+    }
+    assert!(outbox.is_empty());
+    assert_eq!(outbox.bytes(), 0);
+    let mut batch = VecDeque::new();
+    outbox.take(3, &mut batch, 100, &waker);
+    assert!(batch.is_empty(), "no such lane");
+    cluster.offer("t", 0x7F, &Bytes::from_static(b"u"), UDP_PUBLISHER, now);
+    assert_eq!(cluster.stats()[0].queue_len, 1);
+    let mut one = Cluster::new(QueueLimits {
+        lanes: 0,
+        ..QueueLimits::default()
+    });
+    one.set_peers(["b"]);
+    assert_eq!(one.peer("b").expect("b").lanes(), 1, "at least one lane");
+}
+
+#[test]
 fn not_required_topics_are_suppressed_until_the_ttl_passes() {
     let now = base();
     let mut cluster = Cluster::new(QueueLimits::default());
@@ -234,12 +283,36 @@ fn not_required_topics_are_suppressed_until_the_ttl_passes() {
         ..LinkReport::default()
     };
     cluster.apply("b", report, now);
-    cluster.offer("t", 0x7F, &Bytes::from_static(b"x"), now);
-    cluster.offer("u", 0x7F, &Bytes::from_static(b"x"), now);
+    cluster.offer("t", 0x7F, &Bytes::from_static(b"x"), 0, now);
+    cluster.offer("u", 0x7F, &Bytes::from_static(b"x"), 0, now);
     let later = now + QueueLimits::default().not_required_ttl;
-    cluster.offer("t", 0x7F, &Bytes::from_static(b"x"), later);
+    cluster.offer("t", 0x7F, &Bytes::from_static(b"x"), 0, later);
     let b = &cluster.stats()[0];
     assert_eq!((b.not_required, b.suppressed, b.queue_len), (1, 1, 2));
+}
+
+#[test]
+fn a_not_required_answer_purges_the_topic_from_every_lane() {
+    let now = base();
+    let mut cluster = Cluster::new(QueueLimits::default());
+    cluster.set_peers(["b"]);
+    cluster.peer_mut("b").expect("b").set_state(LinkState::Up);
+    for publisher in 0..8 {
+        cluster.offer("t", 0x7F, &Bytes::from_static(b"xy"), publisher, now);
+        cluster.offer("u", 0x7F, &Bytes::from_static(b"x"), publisher, now);
+    }
+    let report = LinkReport {
+        not_required: vec![Arc::from("t")],
+        ..LinkReport::default()
+    };
+    cluster.apply("b", report, now);
+    let b = &cluster.stats()[0];
+    assert_eq!((b.suppressed, b.queue_len), (8, 8));
+    assert_eq!(
+        b.queue_bytes,
+        8 * (1 + 1 + 18),
+        "only u's messages are left"
+    );
 }
 
 #[test]
@@ -387,12 +460,12 @@ proptest! {
         for (op, size) in ops {
             match op {
                 0 | 1 => {
-                    cluster.offer("t", 0, &Bytes::from(vec![0u8; size]), now);
+                    cluster.offer("t", 0, &Bytes::from(vec![0u8; size]), size as u64, now);
                     offered += 1;
                 }
                 2 => {
                     let mut batch = VecDeque::new();
-                    cluster.peer_mut("p").expect("p").take(&mut batch, size, &waker);
+                    cluster.peer_mut("p").expect("p").take(size % 5, &mut batch, size, &waker);
                     taken += batch.len() as u64;
                 }
                 _ => {

@@ -52,6 +52,7 @@ const QUEUE: QueueLimits = QueueLimits {
     bytes: 24 * 64,
     not_required_ttl: Duration::from_millis(300),
     not_required_topics: 8,
+    lanes: 1,
 };
 
 /// What a successful cluster run did.
@@ -499,7 +500,7 @@ impl ClusterSim {
             let cluster = self.nodes[from].broker_mut().cluster_mut();
             cluster.apply(&peer_name(to), conn.link.take_report(), now);
             if let Some(outbox) = cluster.peer_mut(&peer_name(to)) {
-                outbox.take(conn.link.batch_mut(), 8, std::task::Waker::noop());
+                outbox.take(0, conn.link.batch_mut(), 8, std::task::Waker::noop());
             }
         }
         conn.link.poll_send(now, 0).map_err(|e| e.to_string())?;
