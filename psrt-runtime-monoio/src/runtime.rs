@@ -77,6 +77,17 @@ impl Stream for MonoioStream {
         }
     }
 
+    fn poll_read_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+        frame: &mut Vec<u8>,
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.0 {
+            Halves::Tcp(reader, _) => reader.poll_read_frame(cx, frame),
+            Halves::Unix(reader, _) => reader.poll_read_frame(cx, frame),
+        }
+    }
+
     fn poll_write(&mut self, cx: &mut Context<'_>, tx: &TxBuf) -> Poll<io::Result<usize>> {
         match &mut self.0 {
             Halves::Tcp(_, writer) => writer.poll_write(cx, tx),
