@@ -104,7 +104,7 @@ pub enum ReadInto<'a> {
 struct LargeFrame {
     /// The frame's bytes so far; capacity for all of it.
     buf: Vec<u8>,
-    /// The frame's whole size.
+    /// The frame's whole size; 0 while its header has not come.
     size: usize,
 }
 
@@ -329,6 +329,9 @@ pub struct Connection {
     /// A large frame being read straight into its own buffer (see
     /// [`Self::read_into`]); `input` is empty meanwhile.
     frame: Option<Box<LargeFrame>>,
+    /// The last large frame filled its buffer: the next read goes into a
+    /// pooled one (see [`Self::read_into`]).
+    large_streak: bool,
     /// Replies not yet handed to `poll_transmit` (or, on a data socket, to
     /// the `TxBuf` ahead of messages).
     replies: BytesMut,
@@ -394,6 +397,7 @@ impl Connection {
             input: BytesMut::new(),
             input_pooled: false,
             frame: None,
+            large_streak: false,
             replies: BytesMut::new(),
             requests: VecDeque::new(),
             requests_bytes: 0,
@@ -449,9 +453,23 @@ impl Connection {
     /// far moves into it (a copy of the first read only). Once the frame is
     /// complete, [`Self::handle_input`] turns the buffer into input without
     /// a copy, and its payload leaves it as shared `Bytes`.
+    ///
+    /// After a large frame that filled its buffer, the next read goes into
+    /// a reused pooled buffer before the next header is known (large
+    /// publishes tend to come back to back): a large frame then lands in
+    /// place whole, and anything else is taken as input from there. Such a
+    /// buffer stays with the connection until its next read (for a quiet
+    /// client, its next keep-alive).
     pub fn read_into(&mut self) -> ReadInto<'_> {
         if self.frame.is_none() {
             self.start_frame();
+        }
+        if self.frame.is_none()
+            && self.input.is_empty()
+            && std::mem::take(&mut self.large_streak)
+            && let Some(buf) = FramePool::global().take_reusable(POOLED_FRAME)
+        {
+            self.lend_input(buf, 0);
         }
         if self.frame.is_none() {
             return ReadInto::Input(self.read_buf_with(0));
@@ -479,27 +497,45 @@ impl Connection {
                 None => return,
             }
         };
-        let mut buf = buf;
+        self.lend_input(buf, size);
+    }
+
+    /// Reads into `buf` from now on, for a frame of `size` bytes (0: not
+    /// known yet), with the input received so far moved in first.
+    fn lend_input(&mut self, mut buf: Vec<u8>, size: usize) {
         buf.extend_from_slice(&self.input);
         let old = std::mem::take(&mut self.input);
         if std::mem::take(&mut self.input_pooled) {
-            pool.give(old);
+            FramePool::global().give(old);
         }
         self.frame = Some(Box::new(LargeFrame { buf, size }));
     }
 
     /// Makes the large frame being read input again (without a copy): once
-    /// it is complete, or always unless `whole_only`.
+    /// it is complete, or always unless `whole_only`. A buffer taken
+    /// before the frame's header was known keeps being read into only if
+    /// the header declares a large frame.
     fn settle_frame(&mut self, whole_only: bool) {
-        let Some(frame) = &self.frame else {
+        let Some(frame) = self.frame.as_deref_mut() else {
             return;
         };
-        if whole_only && frame.buf.len() < frame.size {
-            return;
+        if whole_only {
+            if frame.size == 0 {
+                frame.size = request::declared_op_size(&frame.buf)
+                    .filter(|&size| size >= POOLED_FRAME && size <= self.max_input)
+                    .unwrap_or(0);
+                let missing = frame.size.saturating_sub(frame.buf.len());
+                frame.buf.reserve_exact(missing);
+            }
+            if frame.buf.len() < frame.size {
+                return;
+            }
         }
         let Some(frame) = self.frame.take() else {
             return;
         };
+        // A large frame that filled its buffer: more may be waiting.
+        self.large_streak = frame.size > 0 && frame.buf.len() == frame.buf.capacity();
         let mut buf = BytesMut::from(Bytes::from(frame.buf));
         // The input stays empty while a frame is read into its own buffer;
         // should bytes have come through `read_buf` meanwhile, they follow.

@@ -581,3 +581,56 @@ fn bytes_appended_during_a_large_frame_keep_their_order() {
     };
     assert!(payload.iter().all(|&b| b == 3) && payload.len() == body - 2);
 }
+
+/// A PUBLISH frame to `t` with a payload of `body - 2` bytes of `fill`.
+fn large_publish(body: usize, fill: u8) -> Vec<u8> {
+    let mut frame = vec![crate::wire::op::PUBLISH, 0x7F];
+    frame.extend_from_slice(&u32::try_from(body).expect("small").to_le_bytes());
+    frame.extend_from_slice(b"t\0");
+    frame.resize(6 + body, fill);
+    frame
+}
+
+#[test]
+fn after_a_large_frame_the_next_read_goes_into_a_pooled_buffer() {
+    let now = start();
+    let mut conn = logged_in(now);
+    let first = large_publish(100_000, 1);
+    conn.read_buf().extend_from_slice(&first[..40_000]);
+    conn.handle_input(now);
+    let ReadInto::Frame(buf) = conn.read_into() else {
+        panic!("a frame buffer for the first frame");
+    };
+    buf.extend_from_slice(&first[40_000..]);
+    conn.handle_input(now);
+    assert_eq!(conn.requests.len(), 1, "the first publish decoded");
+    // Its payload delivered: the buffer may be reused.
+    conn.requests.clear();
+    conn.requests_bytes = 0;
+    let ReadInto::Frame(buf) = conn.read_into() else {
+        panic!("the next read goes into a pooled buffer at once");
+    };
+    assert!(buf.is_empty() && buf.capacity() >= first.len());
+    let room = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.capacity();
+    let second = large_publish(100_000, 2);
+    buf.extend_from_slice(&second);
+    conn.handle_input(now);
+    let Some(Request::Op(request::Op::Publish { payload, .. })) = conn.requests.front() else {
+        panic!("the second publish decoded");
+    };
+    assert!(payload.iter().all(|&b| b == 2));
+    assert!(room.contains(&(payload.as_ptr() as usize)), "read in place");
+    // A small frame read the same way is ordinary input.
+    conn.requests.clear();
+    conn.requests_bytes = 0;
+    let ReadInto::Frame(buf) = conn.read_into() else {
+        panic!("the streak goes on");
+    };
+    buf.push(crate::wire::op::NOP);
+    conn.handle_input(now);
+    assert!(conn.frame.is_none(), "a small frame leaves the buffer");
+    assert!(
+        matches!(conn.read_into(), ReadInto::Input(_)),
+        "streak over"
+    );
+}
