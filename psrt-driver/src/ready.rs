@@ -5,7 +5,10 @@
 //!
 //! A read waits for readiness without holding a buffer and lands in the
 //! thread's scratch buffer; only the bytes received are appended to the
-//! caller's, so an idle socket holds no read buffer. A write gathers up to
+//! caller's, so an idle socket holds no read buffer. The rest of a large
+//! frame is read straight into the frame's own buffer instead (its spare
+//! capacity, through rustix, which fills a `Vec` without `unsafe` here),
+//! so large payloads are not copied in user space. A write gathers up to
 //! [`MAX_IOV`] chunks of the `TxBuf` into one `writev`, with the slice array
 //! on the stack of one poll.
 
@@ -20,6 +23,7 @@ use std::task::{Context, Poll, ready};
 use psrt_proto::client::{MAX_IOV, READ_CHUNK};
 use psrt_proto::conn::reserve_input;
 use psrt_proto::{BytesMut, TxBuf};
+use rustix::buffer::spare_capacity;
 use socket2::Socket;
 
 use crate::runtime::{Listener, Stream, Udp, until};
@@ -136,6 +140,21 @@ impl<E: Reactor> Stream for ReadyStream<E> {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
         poll_hinted::<E, _>(&self.io, &mut self.readable, Interest::Read, cx, |s| {
             read_append(s, buf)
+        })
+    }
+
+    fn poll_read_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+        frame: &mut Vec<u8>,
+    ) -> Poll<io::Result<usize>> {
+        if frame.len() == frame.capacity() {
+            // A frame buffer always has room; a read into none would look
+            // like the end of the stream.
+            frame.reserve(READ_CHUNK);
+        }
+        poll_hinted::<E, _>(&self.io, &mut self.readable, Interest::Read, cx, |s| {
+            rustix::io::read(s, spare_capacity(frame)).map_err(io::Error::from)
         })
     }
 

@@ -7,7 +7,8 @@
 //! The trait covers what genuinely differs between runtimes:
 //!
 //! * a connected stream socket ([`Stream`]): reads appended to a
-//!   `BytesMut`, vectored writes of a [`TxBuf`], half-close. Readiness
+//!   `BytesMut`, or straight into a large frame's own buffer, vectored
+//!   writes of a [`TxBuf`], half-close. Readiness
 //!   runtimes (tokio, smol) share [`crate::ready`]'s implementation;
 //!   completion I/O (monoio's io_uring) keeps its own owned buffers;
 //! * listeners ([`Listener`]) and UDP sockets ([`Udp`]), adopted from the
@@ -104,6 +105,26 @@ pub trait Stream: Sized + 'static {
     /// Pass the same buffer until this returns `Ready` (a completion
     /// runtime keeps its read in flight across polls).
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>>;
+
+    /// Appends what the socket has to `frame`, a large frame's buffer with
+    /// room for the rest of it ([`psrt_proto::conn::ReadInto::Frame`]),
+    /// reading straight into its spare capacity; `Ok(0)` is end of stream.
+    /// Pass the same buffer until this returns `Ready` (a completion
+    /// runtime moves it into its read meanwhile).
+    ///
+    /// The default reads through [`Self::poll_read`] into a buffer of its
+    /// own and copies: enough for a runtime that keeps nothing in flight
+    /// between polls, and for test streams.
+    fn poll_read_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+        frame: &mut Vec<u8>,
+    ) -> Poll<io::Result<usize>> {
+        let mut buf = BytesMut::new();
+        let read = std::task::ready!(self.poll_read(cx, &mut buf));
+        frame.extend_from_slice(&buf);
+        Poll::Ready(read)
+    }
 
     /// Writes the head of `tx` (vectored where the runtime can) and returns
     /// how many bytes went out, without consuming them: the caller

@@ -18,7 +18,9 @@ use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use psrt_proto::TxBuf;
-use psrt_proto::conn::{Action, Connection, SocketTask, Transport, Turn, WakeFlag, Wakeup};
+use psrt_proto::conn::{
+    Action, Connection, ReadInto, SocketTask, Transport, Turn, WakeFlag, Wakeup,
+};
 
 use crate::runtime::{Runtime, Stream, Timer};
 use crate::shared::Shared;
@@ -125,13 +127,15 @@ async fn serve<R: Runtime>(
                 return Poll::Ready(Wakeup::Wrote(wrote));
             }
             if read {
-                // `read_buf_with(0)` reserves nothing for an idle
-                // socket, but makes room for the whole of a large frame
-                // once enough of it has come (see
-                // `psrt_proto::conn::RESERVE_AHEAD`).
-                return stream
-                    .poll_read(cx, conn.read_buf_with(0))
-                    .map(Wakeup::Read);
+                // `read_into` reserves nothing for an idle socket, makes
+                // room for the whole of a frame once enough of it has come
+                // (see `psrt_proto::conn::RESERVE_AHEAD`), and has the rest
+                // of a large frame read straight into its own buffer.
+                let read = match conn.read_into() {
+                    ReadInto::Input(buf) => stream.poll_read(cx, buf),
+                    ReadInto::Frame(frame) => stream.poll_read_frame(cx, frame),
+                };
+                return read.map(Wakeup::Read);
             }
             Poll::Pending
         })

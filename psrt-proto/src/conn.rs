@@ -71,9 +71,10 @@ pub const DRAIN_RECHECK: Duration = Duration::from_millis(20);
 /// whole frame once at least 1/`RESERVE_AHEAD` of what is still missing
 /// has arrived. A peer that declares a large frame and stalls makes us
 /// hold at most this many times what it sent (and never more than the
-/// input bound), while a real large publish is copied into place once: a
-/// 1 MiB frame gets its buffer after its first 64 KiB read, and only that
-/// read is copied again.
+/// input bound), while a real large publish gets its buffer early: a
+/// 1 MiB frame after its first 64 KiB read (a reused pooled buffer even as
+/// soon as its header is known), and only what came before is copied
+/// into it; the rest is read in place (see [`Connection::read_into`]).
 pub const RESERVE_AHEAD: usize = 16;
 
 /// Makes room for `additional` more input bytes. When the buffer must grow
@@ -84,6 +85,27 @@ pub fn reserve_input(buf: &mut BytesMut, additional: usize) {
     if buf.capacity() - buf.len() < additional {
         buf.reserve(additional.max(buf.len()));
     }
+}
+
+/// Where a driver reads a socket's next bytes ([`Connection::read_into`]).
+#[derive(Debug)]
+pub enum ReadInto<'a> {
+    /// Append to the connection's input, growing it with [`reserve_input`].
+    Input(&'a mut BytesMut),
+    /// Append to a large frame's buffer, which has room for the rest of the
+    /// frame: read straight into its spare capacity. A completion runtime
+    /// may move the buffer into its read and put it back when the read
+    /// completes (the connection reads nothing else meanwhile).
+    Frame(&'a mut Vec<u8>),
+}
+
+/// A large frame being read into a buffer of its own.
+#[derive(Debug)]
+struct LargeFrame {
+    /// The frame's bytes so far; capacity for all of it.
+    buf: Vec<u8>,
+    /// The frame's whole size; 0 while its header has not come.
+    size: usize,
 }
 
 /// Server-wide settings every connection shares.
@@ -274,8 +296,8 @@ struct Tls {
 /// For each accepted socket the driver creates a `Connection` and then, as
 /// events happen ([`SocketTask::turn`] is this whole list but the waiting):
 ///
-/// 1. reads raw socket bytes into [`Self::read_buf`] (or
-///    [`Self::read_buf_with`]) and calls [`Self::handle_input`]; on end of
+/// 1. reads raw socket bytes where [`Self::read_into`] says (or into
+///    [`Self::read_buf`]) and calls [`Self::handle_input`]; on end of
 ///    stream or a socket error calls [`Self::handle_eof`]; when the
 ///    [`Waker`] given at creation fires calls [`Self::handle_wake`]; at
 ///    [`Self::poll_timeout`] calls [`Self::handle_timeout`]; with the answer
@@ -311,6 +333,12 @@ pub struct Connection {
     /// Whether `input` came from the [`FramePool`], to go back there once
     /// empty.
     input_pooled: bool,
+    /// A large frame being read straight into its own buffer (see
+    /// [`Self::read_into`]); `input` is empty meanwhile.
+    frame: Option<Box<LargeFrame>>,
+    /// The last large frame filled its buffer: the next read goes into a
+    /// pooled one (see [`Self::read_into`]).
+    large_streak: bool,
     /// Replies not yet handed to `poll_transmit` (or, on a data socket, to
     /// the `TxBuf` ahead of messages).
     replies: BytesMut,
@@ -375,6 +403,8 @@ impl Connection {
             tls: None,
             input: BytesMut::new(),
             input_pooled: false,
+            frame: None,
+            large_streak: false,
             replies: BytesMut::new(),
             requests: VecDeque::new(),
             requests_bytes: 0,
@@ -396,58 +426,131 @@ impl Connection {
 
     /// Where the driver puts bytes read from the socket.
     pub fn read_buf(&mut self) -> &mut BytesMut {
+        self.settle_frame(false);
         &mut self.input
     }
 
     /// [`Self::read_buf`] with room for at least `additional` more bytes,
-    /// grown geometrically (see [`reserve_input`]). Once enough of a large
-    /// control frame has arrived (see [`RESERVE_AHEAD`]), the buffer is
-    /// grown to hold all of it at once, so its first bytes are not copied
-    /// again at every doubling; a frame of [`POOLED_FRAME`] bytes or more
-    /// gets a reused buffer from the [`FramePool`].
+    /// grown geometrically (see [`reserve_input`]). Once enough of a
+    /// control frame smaller than [`POOLED_FRAME`] has arrived (see
+    /// [`RESERVE_AHEAD`]), the buffer is grown to hold all of it at once,
+    /// so its first bytes are not copied again at every doubling.
     pub fn read_buf_with(&mut self, additional: usize) -> &mut BytesMut {
+        self.settle_frame(false);
         let rest = self.declared_rest();
+        let size = self.input.len() + rest;
         let ahead = rest <= self.input.len().saturating_mul(RESERVE_AHEAD);
-        let spare = self.input.capacity() - self.input.len();
-        let need = rest.max(additional);
-        let reserved = rest > 0 && (spare >= need || self.reserve_frame(need, ahead));
-        if !reserved {
+        if rest > 0 && size < POOLED_FRAME && ahead {
+            self.input.reserve(rest.max(additional));
+        } else {
             reserve_input(&mut self.input, additional);
         }
         &mut self.input
     }
 
-    /// Room for `need` more bytes of the frame at the head of the input;
-    /// false when none was made. A large frame moves (with what came of it
-    /// so far) into a buffer from the [`FramePool`], so it lands in memory
-    /// already mapped: a reused one as soon as its header is known, a new
-    /// one only once enough of it came (`may_allocate`, see
-    /// [`RESERVE_AHEAD`]). The buffer it leaves goes back to the pool if it
-    /// came from there.
-    fn reserve_frame(&mut self, need: usize, may_allocate: bool) -> bool {
-        let size = self.input.len() + need;
-        if size < POOLED_FRAME {
-            if may_allocate {
-                self.input.reserve(need);
-            }
-            return may_allocate;
+    /// Where the driver reads next: the input buffer, or the buffer of a
+    /// large frame whose rest the driver reads straight into place (no
+    /// copy through a buffer of its own).
+    ///
+    /// A control frame of [`POOLED_FRAME`] bytes or more gets a buffer
+    /// from the [`FramePool`] that holds all of it, as a `Vec` so that the
+    /// driver can read into its spare capacity without `unsafe`: a reused
+    /// one as soon as the frame's header is known, a new one once enough of
+    /// the frame came (see [`RESERVE_AHEAD`]). What came of the frame so
+    /// far moves into it (a copy of the first read only). Once the frame is
+    /// complete, [`Self::handle_input`] turns the buffer into input without
+    /// a copy, and its payload leaves it as shared `Bytes`.
+    ///
+    /// After a large frame that filled its buffer, the next read goes into
+    /// a reused pooled buffer before the next header is known (large
+    /// publishes tend to come back to back): a large frame then lands in
+    /// place whole, and anything else is taken as input from there. Such a
+    /// buffer stays with the connection until its next read (for a quiet
+    /// client, its next keep-alive).
+    pub fn read_into(&mut self) -> ReadInto<'_> {
+        if self.frame.is_none() {
+            self.start_frame();
+        }
+        if self.frame.is_none()
+            && self.input.is_empty()
+            && std::mem::take(&mut self.large_streak)
+            && let Some(buf) = FramePool::global().take_reusable(POOLED_FRAME)
+        {
+            self.lend_input(buf, 0);
+        }
+        if self.frame.is_none() {
+            return ReadInto::Input(self.read_buf_with(0));
+        }
+        match self.frame.as_deref_mut() {
+            Some(frame) => ReadInto::Frame(&mut frame.buf),
+            None => ReadInto::Input(&mut self.input),
+        }
+    }
+
+    /// Moves a large frame at the head of the input into a buffer of its
+    /// own from the [`FramePool`], when one may be had now.
+    fn start_frame(&mut self) {
+        let rest = self.declared_rest();
+        let size = self.input.len() + rest;
+        if rest == 0 || size < POOLED_FRAME {
+            return;
         }
         let pool = FramePool::global();
-        let frame = if may_allocate {
+        let buf = if rest <= self.input.len().saturating_mul(RESERVE_AHEAD) {
             pool.take(size)
         } else {
             match pool.take_reusable(size) {
-                Some(frame) => frame,
-                None => return false,
+                Some(buf) => buf,
+                None => return,
             }
         };
-        let mut frame = frame;
-        frame.extend_from_slice(&self.input);
-        let old = std::mem::replace(&mut self.input, frame);
-        if std::mem::replace(&mut self.input_pooled, true) {
-            pool.give(old);
+        self.lend_input(buf, size);
+    }
+
+    /// Reads into `buf` from now on, for a frame of `size` bytes (0: not
+    /// known yet), with the input received so far moved in first.
+    fn lend_input(&mut self, mut buf: Vec<u8>, size: usize) {
+        buf.extend_from_slice(&self.input);
+        let old = std::mem::take(&mut self.input);
+        if std::mem::take(&mut self.input_pooled) {
+            FramePool::global().give(old);
         }
-        true
+        self.frame = Some(Box::new(LargeFrame { buf, size }));
+    }
+
+    /// Makes the large frame being read input again (without a copy): once
+    /// it is complete, or always unless `whole_only`. A buffer taken
+    /// before the frame's header was known keeps being read into only if
+    /// the header declares a large frame.
+    fn settle_frame(&mut self, whole_only: bool) {
+        let Some(frame) = self.frame.as_deref_mut() else {
+            return;
+        };
+        if whole_only {
+            if frame.size == 0 {
+                frame.size = request::declared_op_size(&frame.buf)
+                    .filter(|&size| size >= POOLED_FRAME && size <= self.max_input)
+                    .unwrap_or(0);
+                let missing = frame.size.saturating_sub(frame.buf.len());
+                frame.buf.reserve_exact(missing);
+            }
+            if frame.buf.len() < frame.size {
+                return;
+            }
+        }
+        let Some(frame) = self.frame.take() else {
+            return;
+        };
+        // A large frame that filled its buffer: more may be waiting.
+        self.large_streak = frame.size > 0 && frame.buf.len() == frame.buf.capacity();
+        let mut buf = BytesMut::from(Bytes::from(frame.buf));
+        // The input stays empty while a frame is read into its own buffer;
+        // should bytes have come through `read_buf` meanwhile, they follow.
+        buf.extend_from_slice(&self.input);
+        let old = std::mem::replace(&mut self.input, buf);
+        if std::mem::replace(&mut self.input_pooled, true) {
+            FramePool::global().give(old);
+        }
     }
 
     /// Bytes still to come of the plain-text control frame at the head of
@@ -468,7 +571,8 @@ impl Connection {
     /// without limit while a login check runs.
     pub fn buffered(&self) -> usize {
         let plain = self.tls.as_ref().map_or(0, |tls| tls.plain.len());
-        self.input.len() + plain + self.requests_bytes
+        let frame = self.frame.as_ref().map_or(0, |frame| frame.buf.len());
+        self.input.len() + frame + plain + self.requests_bytes
     }
 
     /// Whether the driver should read from the socket now, given what
@@ -579,6 +683,7 @@ impl Connection {
     /// decrypts TLS records and decodes complete frames into requests for
     /// [`Self::handle_broker`].
     pub fn handle_input(&mut self, now: Instant) {
+        self.settle_frame(true);
         if let Err(reason) = self.decrypt() {
             self.close(reason);
             return;
@@ -594,6 +699,7 @@ impl Connection {
         if self.is_closed() {
             return;
         }
+        self.settle_frame(false);
         self.decode(now);
         self.close(CloseReason::PeerClosed);
     }

@@ -85,26 +85,36 @@ impl FramePool {
 
     /// An empty buffer with room for `size` bytes: a pooled one whose
     /// payloads have all been delivered when there is one, else a new one.
-    pub fn take(&self, size: usize) -> BytesMut {
+    pub fn take(&self, size: usize) -> Vec<u8> {
         self.take_reusable(size)
-            .unwrap_or_else(|| BytesMut::with_capacity(size))
+            .unwrap_or_else(|| Vec::with_capacity(size))
     }
 
     /// A pooled buffer with room for `size` bytes whose payloads have all
     /// been delivered, if there is one: it costs no new memory.
-    pub fn take_reusable(&self, size: usize) -> Option<BytesMut> {
-        let mut state = self.lock();
-        state.used = true;
-        let at = state
-            .idle
-            .iter_mut()
-            .rposition(|buf| buf.try_reclaim(size))?;
-        Some(state.idle.swap_remove(at))
+    ///
+    /// Handed out as a `Vec` (the same memory, no copy) so that a driver
+    /// can read into its spare capacity without `unsafe`.
+    pub fn take_reusable(&self, size: usize) -> Option<Vec<u8>> {
+        let buf = {
+            let mut state = self.lock();
+            state.used = true;
+            let at = state
+                .idle
+                .iter_mut()
+                .rposition(|buf| buf.try_reclaim(size))?;
+            state.idle.swap_remove(at)
+        };
+        // `try_reclaim` also succeeds on a buffer still shared with a
+        // payload when its own spare room suffices; such a buffer cannot
+        // become a `Vec` (it would come back empty) and is let go.
+        let buf = Vec::from(buf);
+        (buf.capacity() >= size).then_some(buf)
     }
 
     /// Keeps `buf`, a buffer from [`FramePool::take`] (emptied; what is
-    /// left of it after its frames were cut off), for reuse when the pool
-    /// has room.
+    /// left of it after its frames were cut off, as `BytesMut`), for reuse
+    /// when the pool has room.
     pub fn give(&self, mut buf: BytesMut) {
         buf.clear();
         let mut state = self.lock();
@@ -153,6 +163,8 @@ mod tests {
         assert!(buf.capacity() >= 100_000);
         buf.extend_from_slice(&[7; 100_000]);
         let at = buf.as_ptr();
+        let mut buf = BytesMut::from(bytes::Bytes::from(buf));
+        assert_eq!(buf.as_ptr(), at, "no copy into the BytesMut");
         let payload = buf.split_to(90_000).freeze();
         pool.give(buf);
         assert_eq!(pool.len(), 1);

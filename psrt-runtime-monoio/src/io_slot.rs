@@ -12,7 +12,9 @@
 //! that read's buffer until bytes come: every idle socket would pin a
 //! full-size buffer. So a read after a quiet spell gets a small buffer,
 //! and a full-size one only while the previous read brought more than
-//! that.
+//! that. The rest of a large frame is read into the frame's own buffer,
+//! lent to the read while it is in flight, so it lands in place with the
+//! kernel's copy only.
 
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -20,6 +22,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Bytes, BytesMut};
+use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Split, Splitable};
 use psrt_proto::TxBuf;
 use psrt_proto::client::{MAX_IOV, READ_CHUNK};
@@ -51,7 +54,7 @@ pub(crate) fn split<S: Stream>(stream: S) -> (Reader<S>, Writer<S>) {
     let (reader, writer) = stream.into_split();
     (
         Reader {
-            slot: Slot::Idle((reader, Vec::new())),
+            slot: Slot::Idle((reader, ReadBuf::Own(Vec::new()))),
         },
         Writer {
             slot: Slot::Idle(writer),
@@ -61,32 +64,79 @@ pub(crate) fn split<S: Stream>(stream: S) -> (Reader<S>, Writer<S>) {
 
 /// The read half of a socket with the buffer of its reads.
 pub(crate) struct Reader<S: Stream> {
-    slot: Slot<(OwnedReadHalf<S>, Vec<u8>)>,
+    slot: Slot<(OwnedReadHalf<S>, ReadBuf)>,
+}
+
+/// The buffer a read fills.
+enum ReadBuf {
+    /// The half's own buffer, refilled from its start by each read.
+    Own(Vec<u8>),
+    /// A large frame's buffer, lent by the caller and appended to.
+    Frame(Vec<u8>),
 }
 
 impl<S: Stream> Reader<S> {
-    /// Starts a read unless one is in flight, so the kernel fills its
-    /// buffer while the task waits on something else.
-    fn start(&mut self) {
-        self.slot.start(read_some);
-    }
-
-    /// Starts a read unless one is in flight, and appends what it brings
-    /// to `into` once it completes; `Ok(0)` is end of stream. A read still
-    /// in flight when the caller stops polling delivers at the next call.
+    /// Starts appending what the socket has to `into` unless a read is in
+    /// flight; `Ok(0)` is end of stream. A read still in flight when the
+    /// caller stops polling delivers at the next call.
     pub(crate) fn poll_read(
         &mut self,
         cx: &mut Context<'_>,
         into: &mut BytesMut,
     ) -> Poll<io::Result<usize>> {
-        self.start();
+        self.slot.start(read_own);
         let result = ready!(self.slot.poll_finish(cx));
-        if let (Ok(n), Slot::Idle((_, buf))) = (&result, &self.slot) {
-            let read = buf.get(..*n).unwrap_or_default();
+        if let (Ok(n), Slot::Idle((_, buf))) = (&result, &mut self.slot) {
+            let read = match buf {
+                ReadBuf::Own(own) => own.get(..*n).unwrap_or_default(),
+                ReadBuf::Frame(frame) => frame.as_slice(),
+            };
             reserve_input(into, read.len());
             into.extend_from_slice(read);
         }
+        self.keep_own();
         Poll::Ready(result)
+    }
+
+    /// Appends what the socket has to `frame`, a large frame's buffer with
+    /// room for the rest of it: the buffer itself is lent to the read
+    /// started here and given back when it completes (the caller holds an
+    /// empty one meanwhile), so the kernel writes the bytes in place. A
+    /// read of the socket's own buffer still in flight is appended instead.
+    pub(crate) fn poll_read_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+        frame: &mut Vec<u8>,
+    ) -> Poll<io::Result<usize>> {
+        if !self.slot.is_busy() {
+            if frame.len() == frame.capacity() {
+                // A read into no room would look like the end of stream.
+                frame.reserve(READ_CHUNK);
+            }
+            let lent = std::mem::take(frame);
+            self.slot.start(|(half, _)| read_frame(half, lent));
+        }
+        let result = ready!(self.slot.poll_finish(cx));
+        if let Slot::Idle((_, buf)) = &mut self.slot {
+            match buf {
+                ReadBuf::Frame(lent) if frame.is_empty() => *frame = std::mem::take(lent),
+                ReadBuf::Frame(lent) => frame.extend_from_slice(lent),
+                ReadBuf::Own(own) => {
+                    let n = *result.as_ref().unwrap_or(&0);
+                    frame.extend_from_slice(own.get(..n).unwrap_or_default());
+                }
+            }
+        }
+        self.keep_own();
+        Poll::Ready(result)
+    }
+
+    /// After a read completes: the next one uses the half's own buffer (a
+    /// small one after a frame).
+    fn keep_own(&mut self) {
+        if let Slot::Idle((_, buf @ ReadBuf::Frame(_))) = &mut self.slot {
+            *buf = ReadBuf::Own(Vec::new());
+        }
     }
 }
 
@@ -198,11 +248,15 @@ impl<H: 'static> Slot<H> {
     }
 }
 
-/// One read into the half's buffer: [`QUIET_READ`] bytes after a read
-/// that brought less, else [`READ_CHUNK`].
-async fn read_some<S: AsyncReadRent>(
-    (mut half, buf): (OwnedReadHalf<S>, Vec<u8>),
-) -> ((OwnedReadHalf<S>, Vec<u8>), io::Result<usize>) {
+/// One read into the half's own buffer: [`QUIET_READ`] bytes after a
+/// read that brought less (or a frame's), else [`READ_CHUNK`].
+async fn read_own<S: AsyncReadRent>(
+    (mut half, buf): (OwnedReadHalf<S>, ReadBuf),
+) -> ((OwnedReadHalf<S>, ReadBuf), io::Result<usize>) {
+    let buf = match buf {
+        ReadBuf::Own(buf) => buf,
+        ReadBuf::Frame(_) => Vec::new(),
+    };
     let size = if buf.len() < QUIET_READ {
         QUIET_READ
     } else {
@@ -216,7 +270,17 @@ async fn read_some<S: AsyncReadRent>(
         Vec::with_capacity(size)
     };
     let (result, buf) = half.read(buf).await;
-    ((half, buf), result)
+    ((half, ReadBuf::Own(buf)), result)
+}
+
+/// One read appended to a frame's buffer, into its spare capacity.
+async fn read_frame<S: AsyncReadRent>(
+    mut half: OwnedReadHalf<S>,
+    frame: Vec<u8>,
+) -> ((OwnedReadHalf<S>, ReadBuf), io::Result<usize>) {
+    let filled = frame.len();
+    let (result, spare) = half.read(frame.slice_mut(filled..)).await;
+    ((half, ReadBuf::Frame(spare.into_inner())), result)
 }
 
 async fn write_some<S: AsyncWriteRent>(

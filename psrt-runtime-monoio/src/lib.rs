@@ -3,8 +3,8 @@
 //!
 //! * [`runtime::Monoio`]: psrt-driver's `Runtime` trait over monoio:
 //!   completion I/O with owned buffers (`io_slot`) for the server's and
-//!   the client's sockets, cancellable accepts, monoio's timers,
-//!   `monoio::spawn`.
+//!   the client's sockets, cancellable accepts, timers on one wheel per
+//!   server thread ([`timer_wheel`]), `monoio::spawn`.
 //! * [`server::Server`]: `psrt_driver::Server` on that runtime (the socket
 //!   loop, listeners, UDP, stats, password checks on idle-priority
 //!   threads, SIGHUP reload, graceful SIGTERM/SIGINT drain are all
@@ -18,6 +18,7 @@ pub mod client;
 mod io_slot;
 pub mod runtime;
 pub mod server;
+pub mod timer_wheel;
 
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 

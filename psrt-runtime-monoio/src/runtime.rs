@@ -2,6 +2,7 @@
 //! [`crate::io_slot`]'s halves (completion I/O with owned buffers, kept in
 //! flight across a task's waits); accepts are cancelled and awaited on
 //! stop, since dropping an io_uring accept could lose its connection.
+//! Timers go through the worker thread's [`crate::timer_wheel`].
 //! Tasks go to `monoio::spawn`: they stay on the thread that accepted
 //! their socket.
 
@@ -17,10 +18,11 @@ use monoio::net::udp::UdpSocket;
 use monoio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use monoio::time::Sleep;
 use psrt_driver::Job;
-use psrt_driver::runtime::{Listener, Runtime, SleepTimer, Sleeps, Stream, Udp};
+use psrt_driver::runtime::{Listener, Runtime, Sleeps, Stream, Udp};
 use psrt_proto::{BytesMut, TxBuf};
 
 use crate::io_slot::{Reader, Writer, split};
+use crate::timer_wheel::WheelTimer;
 
 /// The monoio runtime of the current thread.
 #[derive(Debug, Clone, Copy, Default)]
@@ -30,7 +32,7 @@ impl Runtime for Monoio {
     type Stream = MonoioStream;
     type Listener = MonoioListener;
     type Udp = MonoioUdp;
-    type Timer = SleepTimer<Monoio>;
+    type Timer = WheelTimer;
 
     fn spawn(&self, job: Job<Self>) {
         monoio::spawn(job.run());
@@ -74,6 +76,17 @@ impl Stream for MonoioStream {
         match &mut self.0 {
             Halves::Tcp(reader, _) => reader.poll_read(cx, buf),
             Halves::Unix(reader, _) => reader.poll_read(cx, buf),
+        }
+    }
+
+    fn poll_read_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+        frame: &mut Vec<u8>,
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.0 {
+            Halves::Tcp(reader, _) => reader.poll_read_frame(cx, frame),
+            Halves::Unix(reader, _) => reader.poll_read_frame(cx, frame),
         }
     }
 
@@ -163,8 +176,10 @@ impl Udp for MonoioUdp {
     }
 }
 
-/// monoio's timer entry is 640 bytes of cache-padded state: the
-/// [`SleepTimer`] boxes it out of the socket task's future.
+/// monoio's timer entry is 640 bytes of cache-padded state: a server's
+/// sockets share one per thread through [`crate::timer_wheel`]; a timer of
+/// its own (`psrt_driver::runtime::SleepTimer`) boxes it out of the task's
+/// future.
 impl Sleeps for Monoio {
     type Sleep = Sleep;
 

@@ -98,16 +98,27 @@ fn a_large_publish_is_reserved_whole_once_enough_of_it_arrived() {
     head.extend_from_slice(b"t\0");
     conn.read_buf().extend_from_slice(&head);
     conn.handle_input(now);
-    let bare = conn.read_buf_with(64 * 1024).capacity();
+    let ReadInto::Input(bare) = conn.read_into() else {
+        panic!("a bare header gets no frame buffer of its own");
+    };
     assert!(
-        bare < 256 * 1024,
-        "a bare header reserves a read chunk only: {bare}"
+        bare.capacity() < 256 * 1024,
+        "a bare header reserves nothing whole: {}",
+        bare.capacity()
     );
     conn.read_buf().extend_from_slice(&vec![0u8; 150_000]);
     conn.handle_input(now);
-    let whole = conn.read_buf_with(64 * 1024).capacity();
+    let ReadInto::Frame(frame) = conn.read_into() else {
+        panic!("enough of the frame came for a buffer of its own");
+    };
+    let whole = frame.capacity();
     assert!(whole >= 6 + body, "room for the whole frame: {whole}");
     assert!(whole < 2 * (6 + body), "not doubled past it: {whole}");
+    assert_eq!(
+        frame.len(),
+        head.len() + 150_000,
+        "what came so far moved in"
+    );
 }
 
 #[test]
@@ -512,9 +523,23 @@ fn large_frames_reuse_pooled_buffers_once_delivered() {
     let (head, rest) = frame.split_at(64 * 1024);
     conn.read_buf().extend_from_slice(head);
     conn.handle_input(now);
-    let first = conn.read_buf_with(0).as_ptr();
-    conn.read_buf().extend_from_slice(rest);
+    let ReadInto::Frame(buf) = conn.read_into() else {
+        panic!("a frame buffer once a quarter of the frame came");
+    };
+    let first = buf.as_ptr();
+    let room = first as usize..first as usize + buf.capacity();
+    // What a driver's read does: the rest lands in the frame's buffer.
+    buf.extend_from_slice(rest);
+    assert_eq!(buf.as_ptr(), first, "no regrowth");
     conn.handle_input(now);
+    let Some(Request::Op(request::Op::Publish { payload, .. })) = conn.requests.front() else {
+        panic!("the publish decoded");
+    };
+    assert_eq!(payload.len(), body - 2);
+    assert!(
+        room.contains(&(payload.as_ptr() as usize)),
+        "the payload is the frame buffer's memory, not a copy"
+    );
     assert_eq!(
         FramePool::global().len(),
         1,
@@ -527,8 +552,87 @@ fn large_frames_reuse_pooled_buffers_once_delivered() {
     let mut conn = logged_in(now);
     conn.read_buf().extend_from_slice(&frame[..8]);
     conn.handle_input(now);
-    let again = conn.read_buf_with(0);
+    let ReadInto::Frame(again) = conn.read_into() else {
+        panic!("a reusable buffer as soon as the header is known");
+    };
     assert!(again.capacity() >= 6 + body);
     assert_eq!(again.as_ptr(), first, "the pooled buffer, reused");
+    assert_eq!(&again[..], &frame[..8], "the header moved in");
     assert!(FramePool::global().is_empty());
+}
+
+#[test]
+fn bytes_appended_during_a_large_frame_keep_their_order() {
+    let now = start();
+    let mut conn = logged_in(now);
+    let body = 100_000usize;
+    let mut frame = BytesMut::from(&[crate::wire::op::PUBLISH, 0x7F][..]);
+    frame.extend_from_slice(&u32::try_from(body).expect("small").to_le_bytes());
+    frame.extend_from_slice(b"t\0");
+    frame.extend_from_slice(&vec![3u8; body - 2]);
+    let (head, rest) = frame.split_at(40_000);
+    conn.read_buf().extend_from_slice(head);
+    conn.handle_input(now);
+    assert!(matches!(conn.read_into(), ReadInto::Frame(_)));
+    // A caller that only knows `read_buf` (a test harness, a simulator)
+    // still gets its bytes after those of the frame.
+    conn.read_buf().extend_from_slice(rest);
+    conn.handle_input(now);
+    let Some(Request::Op(request::Op::Publish { payload, .. })) = conn.requests.front() else {
+        panic!("the publish decoded");
+    };
+    assert!(payload.iter().all(|&b| b == 3) && payload.len() == body - 2);
+}
+
+/// A PUBLISH frame to `t` with a payload of `body - 2` bytes of `fill`.
+fn large_publish(body: usize, fill: u8) -> Vec<u8> {
+    let mut frame = vec![crate::wire::op::PUBLISH, 0x7F];
+    frame.extend_from_slice(&u32::try_from(body).expect("small").to_le_bytes());
+    frame.extend_from_slice(b"t\0");
+    frame.resize(6 + body, fill);
+    frame
+}
+
+#[test]
+fn after_a_large_frame_the_next_read_goes_into_a_pooled_buffer() {
+    let now = start();
+    let mut conn = logged_in(now);
+    let first = large_publish(100_000, 1);
+    conn.read_buf().extend_from_slice(&first[..40_000]);
+    conn.handle_input(now);
+    let ReadInto::Frame(buf) = conn.read_into() else {
+        panic!("a frame buffer for the first frame");
+    };
+    buf.extend_from_slice(&first[40_000..]);
+    conn.handle_input(now);
+    assert_eq!(conn.requests.len(), 1, "the first publish decoded");
+    // Its payload delivered: the buffer may be reused.
+    conn.requests.clear();
+    conn.requests_bytes = 0;
+    let ReadInto::Frame(buf) = conn.read_into() else {
+        panic!("the next read goes into a pooled buffer at once");
+    };
+    assert!(buf.is_empty() && buf.capacity() >= first.len());
+    let room = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.capacity();
+    let second = large_publish(100_000, 2);
+    buf.extend_from_slice(&second);
+    conn.handle_input(now);
+    let Some(Request::Op(request::Op::Publish { payload, .. })) = conn.requests.front() else {
+        panic!("the second publish decoded");
+    };
+    assert!(payload.iter().all(|&b| b == 2));
+    assert!(room.contains(&(payload.as_ptr() as usize)), "read in place");
+    // A small frame read the same way is ordinary input.
+    conn.requests.clear();
+    conn.requests_bytes = 0;
+    let ReadInto::Frame(buf) = conn.read_into() else {
+        panic!("the streak goes on");
+    };
+    buf.push(crate::wire::op::NOP);
+    conn.handle_input(now);
+    assert!(conn.frame.is_none(), "a small frame leaves the buffer");
+    assert!(
+        matches!(conn.read_into(), ReadInto::Input(_)),
+        "streak over"
+    );
 }
