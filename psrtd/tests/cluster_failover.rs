@@ -293,3 +293,33 @@ fn requests_fail_while_no_node_answers_and_the_client_gives_up() {
         assert!(err.to_string().contains("gave up"), "{err}");
     });
 }
+
+/// With `shuffle_nodes` clients sharing one list land on every node (the
+/// chance that 24 land on the same one of two is 2 in 16 million).
+#[test]
+fn shuffled_clients_spread_over_the_nodes() {
+    let cluster = Cluster::start("failover-shuffle", 2);
+    let runtime = psrt_runtime_tokio::runtime::Tokio;
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let nodes = tokio.block_on(async {
+        let options = ClientOptions {
+            shuffle_nodes: true,
+            data_socket: false,
+            ..options()
+        };
+        let mut nodes = std::collections::BTreeSet::new();
+        for _ in 0..24 {
+            let client = Client::connect_on(runtime, &cluster.list(), options.clone())
+                .await
+                .expect("connect");
+            nodes.insert(client.node());
+            client.bye().await.expect("bye");
+        }
+        nodes
+    });
+    let expected: std::collections::BTreeSet<String> = [cluster.addr(0), cluster.addr(1)].into();
+    assert_eq!(nodes, expected);
+}
