@@ -170,21 +170,19 @@ impl<R: Runtime> Client<R> {
             nodes.shuffle(&mut rand::rng());
         }
         let fails_over = nodes.len() > 1 && !options.failover.is_zero();
-        let (feed, messages) = match fails_over && options.data_socket {
-            true => {
-                let (feed, messages) = async_channel::bounded(options.queue_capacity());
-                (Some(feed), Some(messages))
-            }
-            false => (None, None),
+        let (feed, messages) = if fails_over && options.data_socket {
+            let (feed, messages) = async_channel::bounded(options.queue_capacity());
+            (Some(feed), Some(messages))
+        } else {
+            (None, None)
         };
         let mut last = None;
         for (index, node) in nodes.iter().enumerate() {
             match connect_node(&runtime, node, &options, feed.as_ref()).await {
                 Ok(session) => {
                     let status = Arc::new(NodeStatus::new(node));
-                    let shared = match fails_over {
-                        false => session.handle,
-                        true => FailoverTask::start(
+                    let shared = if fails_over {
+                        FailoverTask::start(
                             runtime,
                             options,
                             Nodes::new(nodes, index),
@@ -192,7 +190,9 @@ impl<R: Runtime> Client<R> {
                             feed,
                             messages,
                             Arc::clone(&status),
-                        ),
+                        )
+                    } else {
+                        session.handle
                     };
                     return Ok(Self {
                         shared,
@@ -290,9 +290,10 @@ async fn connect<R: Runtime>(
     feed: Option<&async_channel::Sender<Message>>,
 ) -> Result<Session, ClientError> {
     let (token, commands, control_gone) = start_control(runtime, &mut plan).await?;
-    let (messages, data_gone) = match plan.wants_data_socket() {
-        true => start_data(runtime, &mut plan, token, feed).await?,
-        false => (None, None),
+    let (messages, data_gone) = if plan.wants_data_socket() {
+        start_data(runtime, &mut plan, token, feed).await?
+    } else {
+        (None, None)
     };
     Ok(Session {
         handle: plan.into_handle(commands, messages),

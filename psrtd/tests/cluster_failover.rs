@@ -293,3 +293,63 @@ fn requests_fail_while_no_node_answers_and_the_client_gives_up() {
         assert!(err.to_string().contains("gave up"), "{err}");
     });
 }
+
+/// With `shuffle_nodes` clients sharing one list land on every node (the
+/// chance that 24 land on the same one of two is 2 in 16 million).
+#[test]
+fn shuffled_clients_spread_over_the_nodes() {
+    let cluster = Cluster::start("failover-shuffle", 2);
+    let runtime = psrt_runtime_tokio::runtime::Tokio;
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let nodes = tokio.block_on(async {
+        let options = ClientOptions {
+            shuffle_nodes: true,
+            data_socket: false,
+            ..options()
+        };
+        let mut nodes = std::collections::BTreeSet::new();
+        for _ in 0..24 {
+            let client = Client::connect_on(runtime, &cluster.list(), options.clone())
+                .await
+                .expect("connect");
+            nodes.insert(client.node());
+            client.bye().await.expect("bye");
+        }
+        nodes
+    });
+    let expected: std::collections::BTreeSet<String> = [cluster.addr(0), cluster.addr(1)].into();
+    assert_eq!(nodes, expected);
+}
+
+/// BYE while the client is failing over ends it at once: OK, the stream
+/// ends, later requests fail.
+#[test]
+fn bye_while_failing_over_ends_the_client() {
+    let mut cluster = Cluster::start("failover-bye", 2);
+    let runtime = psrt_runtime_tokio::runtime::Tokio;
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    tokio.block_on(async {
+        let client = Client::connect_on(runtime, &cluster.list(), options())
+            .await
+            .expect("connect");
+        let messages = client.take_messages().expect("messages");
+        cluster.kill(0);
+        cluster.kill(1);
+        runtime.sleep(Duration::from_millis(300)).await;
+        let other = client.clone();
+        within(&runtime, client.bye())
+            .await
+            .expect("answered")
+            .expect("bye");
+        let ended = within(&runtime, messages.recv()).await.expect("ends");
+        assert!(ended.is_err(), "the stream ends");
+        let err = other.publish("plant/1", "late").await.expect_err("ended");
+        assert!(err.to_string().contains("the session ended"), "{err}");
+    });
+}

@@ -282,9 +282,10 @@ impl<R: Runtime> Supervisor<R> {
     /// The session ended: the client's own end after its BYE, else a lost
     /// node.
     fn lost(&self, closing: bool) -> Served {
-        match closing {
-            true => Served::Ended("the session ended".into()),
-            false => Served::Lost,
+        if closing {
+            Served::Ended("the session ended".into())
+        } else {
+            Served::Lost
         }
     }
 
