@@ -242,7 +242,7 @@ impl ClusterSim {
     /// `node % 2`: its messages take lane 0 on even nodes and lane 1 on odd
     /// ones, so every lane carries traffic.
     fn clients(&mut self, node: usize, filter: &'static str) -> (Local, Local) {
-        if node % 2 == 0 {
+        if node.is_multiple_of(2) {
             let publisher = self.local(node, None);
             (publisher, self.local(node, Some(filter)))
         } else {
