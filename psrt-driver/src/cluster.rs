@@ -1,12 +1,15 @@
 //! Cluster links, written once for every runtime: one task per peer drives
-//! a `psrt_proto::cluster::Link` over a client connection, reconnecting
-//! with capped exponential backoff and jitter; a supervisor task starts and
-//! stops them as the peer list changes (at start and on SIGHUP).
+//! one `psrt_proto::cluster::Link` per lane, each over its own client
+//! connection (PUBLISH_REPL allows one offer in flight per connection, so
+//! lanes let several publishers' round trips overlap). The lanes connect,
+//! fail and reconnect together, with capped exponential backoff and
+//! jitter; a supervisor task starts and stops the peer tasks as the peer
+//! list changes (at start and on SIGHUP).
 //!
-//! A link takes messages from its peer's outbox in the broker in batches,
-//! under the broker lock and never across an `.await`; publishers only
-//! append to the outbox (or drop when it is full), so a slow or dead peer
-//! never delays local delivery.
+//! Each link takes messages from its lane of the peer's outbox in the
+//! broker in batches, under the broker lock and never across an `.await`;
+//! publishers only append to the outbox (or drop when it is full), so a
+//! slow or dead peer never delays local delivery.
 //!
 //! Logging: a link logs when it comes up and when it goes down, and while
 //! retrying only when the failure changes, never once per retry.

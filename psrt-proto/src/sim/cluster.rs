@@ -52,7 +52,7 @@ const QUEUE: QueueLimits = QueueLimits {
     bytes: 24 * 64,
     not_required_ttl: Duration::from_millis(300),
     not_required_topics: 8,
-    lanes: 1,
+    lanes: 2,
 };
 
 /// What a successful cluster run did.
@@ -103,7 +103,7 @@ pub fn run(seed: u64, steps: usize, start: Instant) -> Result<ClusterStats, Fail
 /// Bytes on their way, with when they arrive.
 type Wire = VecDeque<(Instant, Vec<u8>)>;
 
-/// A connection of a link: the node side's id and both directions.
+/// A connection (lane) of a link: the node side's id and both directions.
 struct LinkConn {
     link: Link,
     conn: ConnId,
@@ -115,11 +115,12 @@ struct LinkConn {
     up: bool,
 }
 
-/// The link from one node to another.
+/// The link from one node to another: one connection per lane, all up or
+/// none (they fail together, as in the driver).
 struct SimLink {
     from: usize,
     to: usize,
-    conn: Option<LinkConn>,
+    conns: Vec<LinkConn>,
     reconnect_at: Instant,
     failures: u32,
     /// Changes whenever the link goes down or a side crashes.
@@ -195,7 +196,7 @@ impl ClusterSim {
                     sim.links.push(SimLink {
                         from,
                         to,
-                        conn: None,
+                        conns: Vec::new(),
                         reconnect_at: start,
                         failures: 0,
                         generation: 0,
@@ -204,10 +205,9 @@ impl ClusterSim {
             }
         }
         for index in 0..count {
-            let publisher = sim.local(index, None);
-            sim.publishers.push(publisher);
             let filter = FILTERS[sim.rng.random_range(0..FILTERS.len())];
-            let subscriber = sim.local(index, Some(filter));
+            let (publisher, subscriber) = sim.clients(index, filter);
+            sim.publishers.push(publisher);
             sim.subscribers.push(subscriber);
         }
         sim
@@ -236,6 +236,20 @@ impl ClusterSim {
             tls_client_cn_login: false,
         };
         Node::new(broker, config)
+    }
+
+    /// The publisher and the subscriber (to `filter`) of a fresh `node`,
+    /// connected in an order that gives the publisher session slot
+    /// `node % 2`: its messages take lane 0 on even nodes and lane 1 on odd
+    /// ones, so every lane carries traffic.
+    fn clients(&mut self, node: usize, filter: &'static str) -> (Local, Local) {
+        if node.is_multiple_of(2) {
+            let publisher = self.local(node, None);
+            (publisher, self.local(node, Some(filter)))
+        } else {
+            let subscriber = self.local(node, Some(filter));
+            (self.local(node, None), subscriber)
+        }
     }
 
     /// A logged-in local client of `node`: a subscriber to `filter`, or a
@@ -303,7 +317,7 @@ impl ClusterSim {
         let mut queued_for = Vec::new();
         for ((peer, lost_before), (_, lost_after)) in before.iter().zip(&after) {
             let link = self.link(node, *peer);
-            let up = link.conn.as_ref().is_some_and(|c| c.up && !c.lost);
+            let up = !link.conns.is_empty() && link.conns.iter().all(|c| c.up && !c.lost);
             if up && lost_after == lost_before {
                 queued_for.push((*peer, link.generation));
             }
@@ -352,7 +366,7 @@ impl ClusterSim {
                 continue;
             }
             if black_hole {
-                if let Some(conn) = &mut self.links[index].conn {
+                for conn in &mut self.links[index].conns {
                     conn.lost = true;
                     conn.to_client.clear();
                     conn.to_server.clear();
@@ -381,30 +395,33 @@ impl ClusterSim {
         }
         let fresh = self.fresh_node(node, count);
         self.nodes[node] = fresh;
-        let publisher = self.local(node, None);
-        self.publishers[node] = publisher;
         let filter = self.subscribers[node].filter;
-        let subscriber = self.local(node, Some(filter));
+        let (publisher, subscriber) = self.clients(node, filter);
+        self.publishers[node] = publisher;
         self.subscribers[node] = subscriber;
     }
 
-    /// Ends a link's connection: its report goes to the outbox, and a
+    /// Ends a link's connections: their reports go to the outbox, and a
     /// reconnect is scheduled with capped, jittered backoff.
     fn fail_link(&mut self, index: usize, error: String) {
         let link = &mut self.links[index];
         link.generation += 1;
-        let Some(mut conn) = link.conn.take() else {
+        if link.conns.is_empty() {
             return;
-        };
-        let report = conn.link.abort(&error);
+        }
+        let conns = std::mem::take(&mut link.conns);
         let (from, to) = (link.from, link.to);
         let cap = 1u64 << link.failures.min(6);
         link.failures += 1;
         let delay = 10 * cap / 2 + self.rng.random_range(0..=10 * cap / 2);
         link.reconnect_at = self.now + Duration::from_millis(delay);
-        self.nodes[to].disconnect(conn.conn);
+        for mut conn in conns {
+            let report = conn.link.abort(&error);
+            self.nodes[to].disconnect(conn.conn);
+            let cluster = self.nodes[from].broker_mut().cluster_mut();
+            cluster.apply(&peer_name(to), report, self.now);
+        }
         let cluster = self.nodes[from].broker_mut().cluster_mut();
-        cluster.apply(&peer_name(to), report, self.now);
         if let Some(outbox) = cluster.peer_mut(&peer_name(to)) {
             outbox.link_failed(error);
         }
@@ -439,75 +456,79 @@ impl ClusterSim {
     fn service_link(&mut self, index: usize) -> Result<(), String> {
         let now = self.now;
         let (from, to) = (self.links[index].from, self.links[index].to);
-        if self.links[index].conn.is_none() {
+        if self.links[index].conns.is_empty() {
             if now < self.links[index].reconnect_at || self.partitioned[from][to] {
                 return Ok(());
             }
-            let conn = self.nodes[to].connect(Transport::Tcp, &peer_name(from), now);
-            let client = ControlClient::new("", b"", None, TIMEOUT, now).expect("client");
-            self.links[index].conn = Some(LinkConn {
-                link: Link::new(client),
-                conn,
-                to_server: VecDeque::new(),
-                to_client: VecDeque::new(),
-                lost: false,
-                up: false,
-            });
+            for _ in 0..QUEUE.lanes {
+                let conn = self.nodes[to].connect(Transport::Tcp, &peer_name(from), now);
+                let client = ControlClient::new("", b"", None, TIMEOUT, now).expect("client");
+                self.links[index].conns.push(LinkConn {
+                    link: Link::new(client),
+                    conn,
+                    to_server: VecDeque::new(),
+                    to_client: VecDeque::new(),
+                    lost: false,
+                    up: false,
+                });
+            }
             self.set_state(from, to, LinkState::Connecting);
         }
-        let delay = Duration::from_millis(self.rng.random_range(0..=MAX_DELAY_MS));
-        let Some(conn) = self.links[index].conn.as_mut() else {
-            return Ok(());
-        };
-        let node = &mut self.nodes[to];
-        while conn.to_server.front().is_some_and(|(at, _)| *at <= now) {
-            if let Some((_, bytes)) = conn.to_server.pop_front() {
-                node.send(conn.conn, &bytes, now);
+        let was_up = self.links[index].conns.iter().all(|c| c.up);
+        for lane in 0..self.links[index].conns.len() {
+            let delay = Duration::from_millis(self.rng.random_range(0..=MAX_DELAY_MS));
+            let conn = &mut self.links[index].conns[lane];
+            let node = &mut self.nodes[to];
+            while conn.to_server.front().is_some_and(|(at, _)| *at <= now) {
+                if let Some((_, bytes)) = conn.to_server.pop_front() {
+                    node.send(conn.conn, &bytes, now);
+                }
             }
-        }
-        let answer = node.recv(conn.conn, now);
-        if !answer.is_empty() && !conn.lost {
-            conn.to_client.push_back((now + delay, answer));
-        }
-        let server_closed = node.is_closed(conn.conn);
-        let mut input = false;
-        while conn.to_client.front().is_some_and(|(at, _)| *at <= now) {
-            if let Some((_, bytes)) = conn.to_client.pop_front() {
-                conn.link.read_buf().extend_from_slice(&bytes);
-                input = true;
+            let answer = node.recv(conn.conn, now);
+            if !answer.is_empty() && !conn.lost {
+                conn.to_client.push_back((now + delay, answer));
             }
+            let server_closed = node.is_closed(conn.conn);
+            let mut input = false;
+            while conn.to_client.front().is_some_and(|(at, _)| *at <= now) {
+                if let Some((_, bytes)) = conn.to_client.pop_front() {
+                    conn.link.read_buf().extend_from_slice(&bytes);
+                    input = true;
+                }
+            }
+            if input {
+                conn.link.handle_input(now).map_err(|e| e.to_string())?;
+            }
+            if server_closed && conn.to_client.is_empty() && !conn.lost {
+                conn.link.handle_eof().map_err(|e| e.to_string())?;
+            }
+            if conn.link.poll_timeout().is_some_and(|at| at <= now) {
+                conn.link.handle_timeout(now).map_err(|e| e.to_string())?;
+            }
+            conn.up |= conn.link.is_up();
         }
-        if input {
-            conn.link.handle_input(now).map_err(|e| e.to_string())?;
-        }
-        if server_closed && conn.to_client.is_empty() && !conn.lost {
-            conn.link.handle_eof().map_err(|e| e.to_string())?;
-        }
-        if conn.link.poll_timeout().is_some_and(|at| at <= now) {
-            conn.link.handle_timeout(now).map_err(|e| e.to_string())?;
-        }
-        let became_up = conn.link.is_up() && !conn.up;
-        if became_up {
-            conn.up = true;
+        let all_up = self.links[index].conns.iter().all(|c| c.up);
+        if all_up && !was_up {
             self.links[index].failures = 0;
             self.stats.links_up += 1;
             self.set_state(from, to, LinkState::Up);
         }
-        let Some(conn) = self.links[index].conn.as_mut() else {
-            return Ok(());
-        };
-        if conn.link.wants_messages() {
-            let cluster = self.nodes[from].broker_mut().cluster_mut();
-            cluster.apply(&peer_name(to), conn.link.take_report(), now);
-            if let Some(outbox) = cluster.peer_mut(&peer_name(to)) {
-                outbox.take(0, conn.link.batch_mut(), 8, std::task::Waker::noop());
+        for lane in 0..self.links[index].conns.len() {
+            let delay = Duration::from_millis(self.rng.random_range(0..=MAX_DELAY_MS));
+            let conn = &mut self.links[index].conns[lane];
+            if all_up && conn.link.wants_messages() {
+                let cluster = self.nodes[from].broker_mut().cluster_mut();
+                cluster.apply(&peer_name(to), conn.link.take_report(), now);
+                if let Some(outbox) = cluster.peer_mut(&peer_name(to)) {
+                    outbox.take(lane, conn.link.batch_mut(), 8, std::task::Waker::noop());
+                }
             }
-        }
-        conn.link.poll_send(now, 0).map_err(|e| e.to_string())?;
-        let mut tx = TxBuf::new();
-        conn.link.poll_transmit(&mut tx);
-        if !tx.is_empty() && !conn.lost {
-            conn.to_server.push_back((now + delay, tx.to_vec()));
+            conn.link.poll_send(now, 0).map_err(|e| e.to_string())?;
+            let mut tx = TxBuf::new();
+            conn.link.poll_transmit(&mut tx);
+            if !tx.is_empty() && !conn.lost {
+                conn.to_server.push_back((now + delay, tx.to_vec()));
+            }
         }
         Ok(())
     }
@@ -575,12 +596,13 @@ impl ClusterSim {
     /// Every link up and idle, nothing on the wire, every outbox empty.
     fn settled(&self) -> bool {
         let links = self.links.iter().all(|l| {
-            l.conn.as_ref().is_some_and(|c| {
-                c.up && !c.lost
-                    && c.to_client.is_empty()
-                    && c.to_server.is_empty()
-                    && c.link.wants_messages()
-            })
+            !l.conns.is_empty()
+                && l.conns.iter().all(|c| {
+                    c.up && !c.lost
+                        && c.to_client.is_empty()
+                        && c.to_server.is_empty()
+                        && c.link.wants_messages()
+                })
         });
         links
             && self.nodes.iter().all(|n| {
