@@ -260,7 +260,7 @@ mod tests {
         for task in tasks {
             task.await;
         }
-        let fired = fired.borrow();
+        let fired = fired.borrow().clone();
         let names: Vec<_> = fired.iter().map(|(name, _)| *name).collect();
         assert_eq!(names, ["early", "moved", "late"]);
         for ((_, at), want) in fired.iter().zip([20, 40, 60]) {
