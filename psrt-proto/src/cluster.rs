@@ -34,7 +34,7 @@ mod outbox;
 #[cfg(test)]
 mod tests;
 
-pub use link::{Link, LinkError, LinkReport};
+pub use link::{Link, LinkError, LinkMode, LinkReport, WINDOW};
 pub use outbox::{Cluster, LinkState, Outbox, PeerStats, QueueLimits, ReplMessage};
 
 use std::sync::Arc;
