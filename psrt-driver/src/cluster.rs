@@ -287,10 +287,7 @@ impl<R: Runtime> PeerLink<R> {
             None => self.drive(&mut open, was_up).await,
         };
         let error = &failure.error;
-        let reports: Vec<_> = open
-            .iter_mut()
-            .map(|lane| lane.link.abort(error))
-            .collect();
+        let reports: Vec<_> = open.iter_mut().map(|lane| lane.link.abort(error)).collect();
         self.shared.with_broker(|broker| {
             for report in reports {
                 broker

@@ -154,11 +154,7 @@ fn pipelined_messages_are_answered_in_order_and_delivered_locally() {
         [OK, NOT_REQUIRED, OK, OK],
         "one reply per frame, in order"
     );
-    let expected = [
-        pushed_prio(0x03, "t/x", b"one\0"),
-        pushed("t/y", b""),
-    ]
-    .concat();
+    let expected = [pushed_prio(0x03, "t/x", b"one\0"), pushed("t/y", b"")].concat();
     assert_eq!(server.recv(d), expected);
     assert_eq!(server.node.broker().counters().c_pub_messages, 2);
 }
@@ -183,7 +179,10 @@ fn a_pipelined_message_from_a_non_replicator_is_err_access() {
     let mut server = server();
     let (_, d) = server.subscriber(&["#"]);
     let (plain, _) = server.login("plain", "pw");
-    assert_eq!(server.request(plain, &pipelined(PRIO, b"t", b"x")), [ERR_ACCESS]);
+    assert_eq!(
+        server.request(plain, &pipelined(PRIO, b"t", b"x")),
+        [ERR_ACCESS]
+    );
     assert_eq!(server.request(plain, &[0x00]), [OK]);
     assert!(server.recv(d).is_empty());
 }
@@ -215,11 +214,18 @@ fn a_too_deep_pipelined_topic_is_err_and_bad_topics_close() {
     let mut server = Server::new(limits, auth(ACL, &[("peer", "pw")], true));
     server.subscriber(&["#"]);
     let (peer, _) = server.login("peer", "pw");
-    assert_eq!(server.request(peer, &pipelined(PRIO, b"a/b/c", b"x")), [ERR]);
+    assert_eq!(
+        server.request(peer, &pipelined(PRIO, b"a/b/c", b"x")),
+        [ERR]
+    );
     assert_eq!(server.request(peer, &[0x00]), [OK]);
     for topic in [&b"t/+"[..], b"t/#", b"\xff", b"/"] {
         let (peer, _) = server.login("peer", "pw");
-        assert!(server.request(peer, &pipelined(PRIO, topic, b"x")).is_empty());
+        assert!(
+            server
+                .request(peer, &pipelined(PRIO, topic, b"x"))
+                .is_empty()
+        );
         assert!(server.closed(peer), "{topic:?}");
         server.assert_protocol_close(peer);
     }

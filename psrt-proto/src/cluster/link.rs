@@ -395,7 +395,12 @@ impl Link {
     /// Answers to pipelined messages come in order: `OK` delivered,
     /// `NOT_REQUIRED` nobody there subscribes (the topic is then not sent
     /// for a while, as with PUBLISH_REPL).
-    fn on_pipelined_reply(&mut self, id: RequestId, code: u8, now: Instant) -> Result<(), LinkError> {
+    fn on_pipelined_reply(
+        &mut self,
+        id: RequestId,
+        code: u8,
+        now: Instant,
+    ) -> Result<(), LinkError> {
         let Some(sent) = self.window.pop_front_if(|sent| sent.id == id) else {
             return Ok(());
         };
@@ -426,8 +431,8 @@ impl Link {
 
     /// Folds one round trip into the smoothed one.
     fn measure_rtt(&mut self, sent_at: Instant, now: Instant) {
-        let rtt = u64::try_from(now.saturating_duration_since(sent_at).as_micros())
-            .unwrap_or(u64::MAX);
+        let rtt =
+            u64::try_from(now.saturating_duration_since(sent_at).as_micros()).unwrap_or(u64::MAX);
         let srtt = self.srtt.map_or(rtt, |old| old - old / 8 + rtt / 8);
         self.srtt = Some(srtt);
         self.report.rtt_us = Some(srtt);

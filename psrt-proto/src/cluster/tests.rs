@@ -505,7 +505,10 @@ fn pipelined_not_required_answers_are_reported_per_message() {
     let report = link.take_report();
     // All four went out before the first answer: nothing left to skip.
     assert_eq!(report.not_required.len(), 3);
-    assert_eq!((report.suppressed, report.sent, report.sent_bytes), (0, 1, 1));
+    assert_eq!(
+        (report.suppressed, report.sent, report.sent_bytes),
+        (0, 1, 1)
+    );
     assert!(link.wants_messages());
 }
 
@@ -548,14 +551,20 @@ fn a_peer_that_closes_on_the_probe_refuses_pipelining() {
     link.poll_transmit(&mut tx);
     assert_eq!(tx.to_vec()[..3], [0xEE, 0xAA, 0x00], "greeting");
     link.read_buf()
-        .extend_from_slice(&crate::wire::push::greeting_reply(crate::wire::SocketKind::Control));
+        .extend_from_slice(&crate::wire::push::greeting_reply(
+            crate::wire::SocketKind::Control,
+        ));
     link.read_buf().extend_from_slice(&[7; 32]);
     link.handle_input(t0).expect("logged in");
     assert!(!link.is_up(), "not up before the probe is answered");
     link.poll_send(t0, 0).expect("probe");
     let mut tx = TxBuf::new();
     link.poll_transmit(&mut tx);
-    assert_eq!(tx.to_vec()[0], crate::wire::op::REPL_PIPELINED, "only the probe");
+    assert_eq!(
+        tx.to_vec()[0],
+        crate::wire::op::REPL_PIPELINED,
+        "only the probe"
+    );
     assert_eq!(tx.len(), 14, "only the probe");
     let err = link.handle_eof().expect_err("closed");
     assert!(matches!(err, LinkError::PipeliningRefused), "{err}");
@@ -570,7 +579,8 @@ fn a_plain_link_sends_no_probe_and_replicates_with_publish_repl() {
     let (data_conn, mut data) = subscriber(&mut b, "t", t0);
     let (conn, mut link) = link_in(LinkMode::Plain, &mut b, t0);
     assert!(!link.is_pipelined());
-    link.batch_mut().extend([msg("t", b"one", t0), msg("t", b"two", t0)]);
+    link.batch_mut()
+        .extend([msg("t", b"one", t0), msg("t", b"two", t0)]);
     link.poll_send(t0, 0).expect("offer");
     let mut tx = TxBuf::new();
     link.poll_transmit(&mut tx);

@@ -624,7 +624,10 @@ fn the_pipelined_replication_op_is_self_delimited() {
         request::decode_op(&mut out, LIMITS),
         Ok(Some(request::Op::ReplProbe))
     );
-    assert_eq!(request::decode_op(&mut out, LIMITS), Ok(Some(request::Op::Nop)));
+    assert_eq!(
+        request::decode_op(&mut out, LIMITS),
+        Ok(Some(request::Op::Nop))
+    );
     let mut no_separator = buf(&[0x12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, b't']);
     assert_eq!(
         request::decode_op(&mut no_separator, LIMITS),
