@@ -1,7 +1,8 @@
 //! Cluster links, written once for every runtime: one task per peer drives
 //! one `psrt_proto::cluster::Link` per lane, each over its own client
 //! connection (PUBLISH_REPL allows one offer in flight per connection, so
-//! lanes let several publishers' round trips overlap). The lanes connect,
+//! lanes let several publishers' round trips overlap; the pipelined op
+//! keeps a window per lane). The lanes connect,
 //! fail and reconnect together, with capped exponential backoff and
 //! jitter; a supervisor task starts and stops the peer tasks as the peer
 //! list changes (at start and on SIGHUP).
