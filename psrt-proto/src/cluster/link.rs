@@ -401,7 +401,10 @@ impl Link {
         code: u8,
         now: Instant,
     ) -> Result<(), LinkError> {
-        let Some(sent) = self.window.pop_front_if(|sent| sent.id == id) else {
+        if self.window.front().is_none_or(|sent| sent.id != id) {
+            return Ok(());
+        }
+        let Some(sent) = self.window.pop_front() else {
             return Ok(());
         };
         self.measure_rtt(sent.sent_at, now);
