@@ -11,7 +11,9 @@
 # alternating which goes first. Prints each run's table, then a compact
 # table of medians: throughput (iters/s) and p50/p99 latency (µs) of every
 # reading stage, single against cross, and their ratios. Targets: cross
-# throughput >= 0.5x single, cross p50 < 2x single. The nodes are stopped
+# throughput >= 0.5x single, cross p50 < 2x single. The two nodes link
+# with the pipelined replication op (docs/replication.md); PSRTD= a build
+# from before it (e.g. a8c5e15) measures PUBLISH_REPL. The nodes are stopped
 # by PID on exit; their logs and the raw tables stay in the kept work
 # directory when KEEP=1.
 #

@@ -15,9 +15,10 @@ pub use control::{
     acl_denies_publish_and_subscribe, acl_plus_mask_refuses_hash,
     bulk_subscribe_stops_at_first_failure, idle_control_socket_closed, invalid_utf8_closes,
     missing_separator_closes, oversized_publish_closed_before_body, oversized_subscribe_closes,
-    pipelined_requests_answered_in_order, replication_offer_and_delivery,
-    replication_refused_for_non_replicator, slowloris_partial_frame_closed, too_deep_topic_is_err,
-    unknown_op_closes, unsubscribe_semantics, wildcard_in_published_topic_closes,
+    pipelined_replication_answered_in_order, pipelined_requests_answered_in_order,
+    replication_offer_and_delivery, replication_refused_for_non_replicator,
+    slowloris_partial_frame_closed, too_deep_topic_is_err, unknown_op_closes,
+    unsubscribe_semantics, wildcard_in_published_topic_closes,
 };
 pub use data::{
     data_socket_bad_token_refused, data_socket_beacons_when_idle, data_socket_closes_with_session,

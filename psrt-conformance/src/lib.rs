@@ -120,6 +120,7 @@ macro_rules! conformance_suite {
             slowloris_partial_frame_closed,
             replication_offer_and_delivery,
             replication_refused_for_non_replicator,
+            pipelined_replication_answered_in_order,
             udp_plain_with_ack,
             udp_plain_without_ack,
             udp_aes128,

@@ -1,7 +1,8 @@
 //! Cluster links, written once for every runtime: one task per peer drives
 //! one `psrt_proto::cluster::Link` per lane, each over its own client
 //! connection (PUBLISH_REPL allows one offer in flight per connection, so
-//! lanes let several publishers' round trips overlap). The lanes connect,
+//! lanes let several publishers' round trips overlap; the pipelined op
+//! keeps a window per lane). The lanes connect,
 //! fail and reconnect together, with capped exponential backoff and
 //! jitter; a supervisor task starts and stops the peer tasks as the peer
 //! list changes (at start and on SIGHUP).
@@ -10,6 +11,12 @@
 //! broker in batches, under the broker lock and never across an `.await`;
 //! publishers only append to the outbox (or drop when it is full), so a
 //! slow or dead peer never delays local delivery.
+//!
+//! Our own nodes replicate to each other with the pipelined op (our
+//! extension, see `docs/replication.md`); each link probes for it after
+//! login. A peer that closes the connection on the probe (the original
+//! server) is linked to with PUBLISH_REPL at once, and probed again only
+//! after [`PLAIN_FOR`] or when its entry in the peer list changes.
 //!
 //! Logging: a link logs when it comes up and when it goes down, and while
 //! retrying only when the failure changes, never once per retry.
@@ -22,7 +29,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use psrt_proto::TxBuf;
 use psrt_proto::client::{ClientOptions, ReadOutcome, Target, TlsOptions};
-use psrt_proto::cluster::{ClusterSpec, Link, LinkState, PeerSpec, PeersReloader};
+use psrt_proto::cluster::{
+    ClusterSpec, Link, LinkError, LinkMode, LinkState, PeerSpec, PeersReloader,
+};
 use psrt_proto::conn::BrokerLock;
 use rand::Rng;
 
@@ -36,6 +45,9 @@ const BATCH: usize = 256;
 const BACKOFF_START: Duration = Duration::from_millis(100);
 /// The longest reconnect delay.
 const BACKOFF_CAP: Duration = Duration::from_secs(10);
+/// How long a peer that refused the pipelined op's probe (the original
+/// server) is linked to with PUBLISH_REPL before probing again.
+const PLAIN_FOR: Duration = Duration::from_secs(600);
 
 /// The cluster part of a server's shared state: the peer-list updates the
 /// supervisor task applies, and how to re-read the list.
@@ -204,12 +216,29 @@ impl<R: Runtime> PeerLink<R> {
     async fn run(self) {
         let mut failures = 0u32;
         let mut last_logged: Option<String> = None;
+        // Until when the peer is linked to with PUBLISH_REPL.
+        let mut plain_until: Option<Instant> = None;
         loop {
             self.set_state(LinkState::Connecting);
             let mut was_up = false;
-            let Some(error) = until(self.stop(), self.session(&mut was_up)).await else {
+            let mode = match plain_until {
+                Some(until) if Instant::now() < until => LinkMode::Plain,
+                _ => LinkMode::Auto,
+            };
+            let Some(failure) = until(self.stop(), self.session(mode, &mut was_up)).await else {
                 return;
             };
+            let Failure { error, refused } = failure;
+            if refused {
+                if plain_until.is_none() {
+                    tracing::info!(
+                        peer = %self.peer(),
+                        "the peer does not speak pipelined replication; using PUBLISH_REPL"
+                    );
+                }
+                plain_until = Some(Instant::now() + PLAIN_FOR);
+                continue;
+            }
             if was_up {
                 failures = 0;
                 last_logged = None;
@@ -235,8 +264,8 @@ impl<R: Runtime> PeerLink<R> {
     }
 
     /// One session with the peer, one connection per lane, until one
-    /// fails: the failure, in words.
-    async fn session(&self, was_up: &mut bool) -> String {
+    /// fails: the failure.
+    async fn session(&self, mode: LinkMode, was_up: &mut bool) -> Failure {
         let lanes = self.shared.with_broker(|broker| {
             let cluster = broker.cluster();
             cluster
@@ -246,22 +275,20 @@ impl<R: Runtime> PeerLink<R> {
         let mut open = Vec::with_capacity(lanes);
         let mut failure = None;
         for _ in 0..lanes {
-            match self.connect().await {
+            match self.connect(mode).await {
                 Ok(lane) => open.push(lane),
                 Err(error) => {
-                    failure = Some(error);
+                    failure = Some(Failure::from(error));
                     break;
                 }
             }
         }
-        let error = match failure {
-            Some(error) => error,
+        let failure = match failure {
+            Some(failure) => failure,
             None => self.drive(&mut open, was_up).await,
         };
-        let reports: Vec<_> = open
-            .iter_mut()
-            .map(|lane| lane.link.abort(&error))
-            .collect();
+        let error = &failure.error;
+        let reports: Vec<_> = open.iter_mut().map(|lane| lane.link.abort(error)).collect();
         self.shared.with_broker(|broker| {
             for report in reports {
                 broker
@@ -272,11 +299,11 @@ impl<R: Runtime> PeerLink<R> {
         for lane in open {
             lane.stream.shutdown().await;
         }
-        error
+        failure
     }
 
     /// Opens one connection to the peer, greeting and login queued.
-    async fn connect(&self) -> Result<Lane<R>, String> {
+    async fn connect(&self, mode: LinkMode) -> Result<Lane<R>, String> {
         let config = &self.spec.config;
         let target = Target::parse(&config.path);
         let options = ClientOptions {
@@ -305,27 +332,28 @@ impl<R: Runtime> PeerLink<R> {
             .map_err(|err| err.to_string())?;
         Ok(Lane {
             stream,
-            link: Link::new(client),
+            link: Link::new(client, mode),
             tx: TxBuf::new(),
         })
     }
 
     /// The session's event loop over every lane; returns its failure (or
     /// its removal), in words. The peer is up once every lane logged in.
-    async fn drive(&self, lanes: &mut [Lane<R>], was_up: &mut bool) -> String {
+    async fn drive(&self, lanes: &mut [Lane<R>], was_up: &mut bool) -> Failure {
         let mut timer = R::Timer::default();
         loop {
             let (now, unix) = (Instant::now(), unix_ns());
             for lane in lanes.iter_mut() {
                 if let Err(err) = lane.link.poll_send(now, unix) {
-                    return err.to_string();
+                    return Failure::from(err);
                 }
                 lane.link.poll_transmit(&mut lane.tx);
             }
             if !*was_up && lanes.iter().all(|lane| lane.link.is_up()) {
                 *was_up = true;
                 self.set_state(LinkState::Up);
-                tracing::info!(peer = %self.peer(), lanes = lanes.len(), "cluster link up");
+                let pipelined = lanes.iter().all(|lane| lane.link.is_pipelined());
+                tracing::info!(peer = %self.peer(), lanes = lanes.len(), pipelined, "cluster link up");
             }
             timer.set(
                 lanes
@@ -382,9 +410,9 @@ impl<R: Runtime> PeerLink<R> {
                     lanes[index].tx.advance(written);
                     Ok(())
                 }
-                Event::Wrote(_, Err(err)) => return format!("write: {err}"),
+                Event::Wrote(_, Err(err)) => return Failure::from(format!("write: {err}")),
                 Event::Batch => Ok(()),
-                Event::Removed => return String::from("the peer was removed"),
+                Event::Removed => return Failure::from(String::from("the peer was removed")),
                 Event::Timeout => {
                     let now = Instant::now();
                     lanes
@@ -393,8 +421,34 @@ impl<R: Runtime> PeerLink<R> {
                 }
             };
             if let Err(err) = outcome {
-                return err.to_string();
+                return Failure::from(err);
             }
+        }
+    }
+}
+
+/// Why a peer session ended.
+struct Failure {
+    /// The failure in words.
+    error: String,
+    /// The peer refused the pipelined op's probe: link with PUBLISH_REPL.
+    refused: bool,
+}
+
+impl From<String> for Failure {
+    fn from(error: String) -> Self {
+        Self {
+            error,
+            refused: false,
+        }
+    }
+}
+
+impl From<LinkError> for Failure {
+    fn from(err: LinkError) -> Self {
+        Self {
+            refused: matches!(err, LinkError::PipeliningRefused),
+            error: err.to_string(),
         }
     }
 }

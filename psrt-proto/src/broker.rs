@@ -966,6 +966,57 @@ impl Broker {
         }
     }
 
+    /// Whether the session may replicate to us: `OK` for a replicator,
+    /// `ERR_ACCESS` (counted and logged as a denial) otherwise. Answers the
+    /// pipelined op's capability probe, and guards the op itself.
+    pub fn replication_probe(&mut self, id: SessionId) -> u8 {
+        let Some(session) = self.session(id) else {
+            return status::ERR;
+        };
+        if session.rights.is_replicator() {
+            return status::OK;
+        }
+        self.access_denied(id, AccessOp::Replication, "");
+        status::ERR_ACCESS
+    }
+
+    /// A pipelined replicated message (our extension): checked like a
+    /// PUBLISH (a topic that is empty, not UTF-8 or holds a wildcard is a
+    /// protocol error, a too-deep one `ERR`), then delivered to local
+    /// subscribers only, never onwards: `OK`, or `NOT_REQUIRED` when
+    /// nobody here subscribes (the payload is discarded). Non-replicators
+    /// get `ERR_ACCESS`.
+    pub fn replicate_pipelined(
+        &mut self,
+        id: SessionId,
+        prio: u8,
+        raw_topic: &[u8],
+        payload: Bytes,
+        now: Instant,
+    ) -> Result<u8, ProtocolError> {
+        let Some(session) = self.session(id) else {
+            return Err(ProtocolError::NoSession);
+        };
+        if !session.rights.is_replicator() {
+            self.access_denied(
+                id,
+                AccessOp::Replication,
+                &String::from_utf8_lossy(raw_topic),
+            );
+            return Ok(status::ERR_ACCESS);
+        }
+        let topic = match topic::parse_topic(raw_topic, self.limits.max_topic_depth) {
+            Ok(topic) => topic,
+            Err(TopicError::TooDeep { .. }) => return Ok(status::ERR),
+            Err(err) => return Err(ProtocolError::Topic(err)),
+        };
+        if !self.index.has_match(&topic) {
+            return Ok(status::NOT_REQUIRED);
+        }
+        self.route(&topic, prio, payload, now, true);
+        Ok(status::OK)
+    }
+
     /// Delivers a replicated payload to local subscribers (never onwards).
     pub fn replicate(&mut self, raw_topic: &[u8], prio: u8, payload: Bytes, now: Instant) -> u8 {
         match topic::parse_topic(raw_topic, self.limits.max_topic_depth) {

@@ -564,6 +564,40 @@ impl ControlClient {
         Ok(id)
     }
 
+    /// Asks whether the server speaks the pipelined replication op (our
+    /// extension): `OK` from our nodes to a replicator, `ERR_ACCESS` to
+    /// others. A server that does not know the op (the original) closes
+    /// the connection instead.
+    pub fn repl_probe(&mut self, now: Instant) -> Result<RequestId, ClientError> {
+        let mut frame = BytesMut::with_capacity(14);
+        request::encode_repl_probe(&mut frame);
+        self.request(frame.freeze(), now)
+    }
+
+    /// Replicates a message in one pipelined frame (our extension, for
+    /// servers whose [`repl_probe`](Self::repl_probe) answered `OK`):
+    /// answered `OK` once delivered there, `NOT_REQUIRED` when nobody
+    /// there subscribes, `ERR_ACCESS` or `ERR`. Unlike
+    /// [`publish_repl`](Self::publish_repl) any number may be in flight.
+    /// `timestamp_ns` is the original publish time, ns since the Unix
+    /// epoch.
+    pub fn repl_pipelined(
+        &mut self,
+        topic: &str,
+        prio: u8,
+        timestamp_ns: u64,
+        payload: &[u8],
+        now: Instant,
+    ) -> Result<RequestId, ClientError> {
+        check_nul(topic)?;
+        parse_topic(topic.as_bytes(), usize::MAX)?;
+        let len = topic.len() + 1 + payload.len();
+        check_size(len, MAX_FRAME_BODY)?;
+        let mut frame = BytesMut::with_capacity(14 + len);
+        request::encode_repl_pipelined(&mut frame, prio, timestamp_ns, topic.as_bytes(), payload);
+        self.request(frame.freeze(), now)
+    }
+
     /// Ends the session: after the server's OK comes [`ClientEvent::Closed`].
     /// No request is accepted afterwards.
     pub fn bye(&mut self, now: Instant) -> Result<RequestId, ClientError> {

@@ -5,7 +5,11 @@
 //! (TCP, TLS, Unix socket or UDP) is offered to every peer whose link is up
 //! with PUBLISH_REPL; the peer answers `OK_WAITING` (send the payload, with
 //! the original publish timestamp) or `NOT_REQUIRED` (nobody there
-//! subscribes). A replicated message is delivered locally only and never
+//! subscribes). Between our own nodes a pipelined op (our extension,
+//! `docs/replication.md`) carries topic, timestamp and payload in one
+//! frame, so many messages are in flight per connection; a link probes
+//! for it after login and falls back to PUBLISH_REPL when the peer does
+//! not know it. A replicated message is delivered locally only and never
 //! offered onwards, so a full mesh has no loops and no duplicates.
 //!
 //! * [`Cluster`] lives in the [`Broker`](crate::broker::Broker): one
@@ -15,17 +19,18 @@
 //!   The outbox has one queue per lane (connection to the peer); a
 //!   publisher's messages all go to the same lane.
 //! * [`Link`] is the client side of one peer connection (a lane): it
-//!   takes batches of messages from its lane of the outbox, offers them
-//!   one at a time (PUBLISH_REPL allows no more: after `OK_WAITING` the
-//!   next bytes must be the payload), sends the payloads asked for,
-//!   remembers `NOT_REQUIRED` topics for a while, and measures the round
-//!   trip. It reports what happened as a [`LinkReport`] for the driver to
+//!   takes batches of messages from its lane of the outbox and sends
+//!   them as pipelined frames, up to [`WINDOW`] unanswered, or, with
+//!   PUBLISH_REPL, offers them one at a time (after `OK_WAITING` the next
+//!   bytes must be the payload) and sends the payloads asked for. It
+//!   remembers `NOT_REQUIRED` topics for a while and measures the round
+//!   trip, and reports what happened as a [`LinkReport`] for the driver to
 //!   apply to the outbox. Lanes multiply what one round trip per message
-//!   allows.
+//!   allows PUBLISH_REPL.
 //!
 //! Guarantees: at most once per peer, and per publisher in publish order
-//! while the link stays up (a publisher's messages take one lane, which
-//! has one offer in flight at a time, taken in queue order). Nothing is persisted: messages published while a link is down
+//! while the link stays up (a publisher's messages take one lane, one
+//! connection answered in order, taken in queue order). Nothing is persisted: messages published while a link is down
 //! are dropped for that peer and not replayed when it comes back, and a
 //! message in flight when a link fails is lost rather than sent twice.
 
@@ -34,7 +39,7 @@ mod outbox;
 #[cfg(test)]
 mod tests;
 
-pub use link::{Link, LinkError, LinkReport};
+pub use link::{Link, LinkError, LinkMode, LinkReport, WINDOW};
 pub use outbox::{Cluster, LinkState, Outbox, PeerStats, QueueLimits, ReplMessage};
 
 use std::sync::Arc;

@@ -116,7 +116,7 @@ fn publish_protocol_errors_close_without_a_reply() {
 
 #[test]
 fn unknown_op_bytes_close_without_a_reply() {
-    for code in [0x04, 0x10, 0x12, 0x20, 0x7F, 0xFE] {
+    for code in [0x04, 0x10, 0x13, 0x20, 0x7F, 0xFE] {
         assert_closes_without_reply(&[code]);
     }
 }

@@ -204,3 +204,91 @@ fn a_peer_killed_and_restarted_heals_by_itself() {
     assert!(reconnects >= 1, "{:?}", peers(stats_a));
     a.wait_for_log("cluster link up", 2);
 }
+
+/// A peer that speaks only the original protocol: it accepts any login,
+/// answers NOP, takes PUBLISH_REPL offers (wanting every payload) and
+/// closes the connection on any other op byte, as the original server does
+/// on one it does not know. Reports each closing op byte and each
+/// replicated `(topic, payload)`.
+fn original_peer(
+    listener: std::net::TcpListener,
+) -> std::sync::mpsc::Receiver<Result<(String, Vec<u8>), u8>> {
+    let (events, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(64) {
+            let Ok(stream) = stream else { return };
+            let events = events.clone();
+            std::thread::spawn(move || serve_original(stream, &events));
+        }
+    });
+    received
+}
+
+fn serve_original(
+    mut s: TcpStream,
+    events: &std::sync::mpsc::Sender<Result<(String, Vec<u8>), u8>>,
+) -> Option<()> {
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let read = |s: &mut TcpStream, n: usize| -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; n];
+        s.read_exact(&mut buf).ok()?;
+        Some(buf)
+    };
+    let len = |bytes: &[u8]| u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+    read(&mut s, 3)?;
+    let login = read(&mut s, 4)?;
+    read(&mut s, len(&login))?;
+    s.write_all(&[0xEE, 0xAA, 0x01, 0x00]).ok()?;
+    s.write_all(&[9; 32]).ok()?;
+    loop {
+        let op = read(&mut s, 1)?[0];
+        match op {
+            0x00 => s.write_all(&[OK]).ok()?,
+            0x11 => {
+                let head = read(&mut s, 4)?;
+                let topic = String::from_utf8(read(&mut s, len(&head))?).ok()?;
+                s.write_all(&[0x02]).ok()?;
+                let head = read(&mut s, 13)?;
+                let payload = read(&mut s, len(&head[9..]))?;
+                s.write_all(&[OK]).ok()?;
+                events.send(Ok((topic, payload))).ok()?;
+            }
+            other => {
+                let _ = events.send(Err(other));
+                return None;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_peer_that_does_not_know_the_pipelined_op_gets_publish_repl() {
+    let dir = TempDir::new("cluster-original-peer");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port_b = listener.local_addr().expect("addr").port();
+    let events = original_peer(listener);
+    let (port_a, stats_a) = (free_tcp_port(), free_tcp_port());
+    let a_config = node_files(&dir, "a", port_a, stats_a, &[(port_b, "secret")]);
+    let a = Daemon::start(&a_config, port_a);
+    let first = events.recv_timeout(Duration::from_secs(10));
+    assert_eq!(first, Ok(Err(0x12)), "the link probes first\n{}", a.log());
+    assert!(poll(|| peer_state(stats_a) == "up"), "{}", a.log());
+    let (mut publisher, _) = login(addr(port_a), "", "");
+    assert_eq!(publish(&mut publisher, "plant/1", b"to the original"), OK);
+    let replicated = std::iter::from_fn(|| events.recv_timeout(Duration::from_secs(10)).ok())
+        .find(|event| event.is_ok());
+    assert_eq!(
+        replicated,
+        Some(Ok(("plant/1".to_owned(), b"to the original".to_vec()))),
+        "{}",
+        a.log()
+    );
+    assert_eq!(
+        a.log()
+            .matches("does not speak pipelined replication")
+            .count(),
+        1,
+        "logged once\n{}",
+        a.log()
+    );
+}

@@ -288,3 +288,44 @@ pub fn replication_refused_for_non_replicator(start: Start) {
     assert_eq!(anonymous.op(&offer), ERR_ACCESS, "not a replicator");
     assert_eq!(anonymous.nop(), OK, "connection kept");
 }
+
+/// Our extension between psrtd nodes (`docs/replication.md`): op `0x12`
+/// carries a replicated message in one frame, so several are pipelined
+/// and answered in order (`OK` delivered, `NOT_REQUIRED` nobody
+/// subscribes); with `LEN` 0 it is the capability probe. Non-replicators
+/// get ERR_ACCESS and keep the connection.
+pub fn pipelined_replication_answered_in_order(start: Start) {
+    let mut spec = spec();
+    spec.auth = auth(true, REPLICATION_ACL, &[("peer", "pw")]);
+    let server = Server::start(start, spec);
+    let (mut sub, mut data) = subscriber(&server);
+    assert_eq!(sub.subscribe(&["r/x", SENTINEL]), OK, "subscribe");
+    let timestamp = 1_700_000_000_000_000_000u64.to_le_bytes();
+    let message = |topic: &[u8], payload: &[u8]| {
+        let body = [topic, &[0], payload].concat();
+        [&[0x12, PRIO][..], &timestamp, &with_len(&body)].concat()
+    };
+    let probe = [&[0x12, 0][..], &[0; 8], &with_len(b"")].concat();
+    let mut peer = Session::login(server.tcp(), "peer", "pw");
+    assert_eq!(peer.op(&probe), OK, "probe");
+    let script = [
+        message(b"r/x", b"one"),
+        message(b"r/none", b"unwanted"),
+        message(b"r/x", b"two"),
+    ]
+    .concat();
+    peer.control.send(&script);
+    peer.control
+        .expect(&[OK, NOT_REQUIRED, OK], "one answer per frame, in order");
+    data.expect("r/x", b"one");
+    data.expect("r/x", b"two");
+    assert_eq!(peer.nop(), OK, "connection kept");
+    let mut anonymous = Session::anonymous(server.tcp());
+    assert_eq!(anonymous.op(&probe), ERR_ACCESS, "probe: not a replicator");
+    assert_eq!(
+        anonymous.op(&message(b"r/x", b"denied")),
+        ERR_ACCESS,
+        "not a replicator"
+    );
+    assert_eq!(anonymous.nop(), OK, "connection kept");
+}

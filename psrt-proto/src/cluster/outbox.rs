@@ -30,7 +30,9 @@ pub struct QueueLimits {
     pub not_required_topics: usize,
     /// Connections (lanes) to each peer, at least 1. PUBLISH_REPL allows
     /// one offer in flight per connection, so one lane carries at most one
-    /// message per round trip; lanes carry them side by side. A
+    /// message per round trip to the original server; lanes carry them
+    /// side by side (between our nodes, the pipelined op keeps a window
+    /// per lane, and lanes spread the work over the peer's cores). A
     /// publisher's messages all take the same lane, which keeps them in
     /// order.
     pub lanes: usize,

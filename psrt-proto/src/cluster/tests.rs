@@ -116,11 +116,19 @@ fn received(node: &mut Node, conn: ConnId, data: &mut DataClient, now: Instant) 
         .collect()
 }
 
-/// A link from outside to `node`, logged in anonymously.
+/// A link from outside to `node`, logged in anonymously, that probed
+/// for the pipelined op (which our nodes speak).
 fn link(node: &mut Node, now: Instant) -> (ConnId, Link) {
+    let (conn, link) = link_in(LinkMode::Auto, node, now);
+    assert!(link.is_pipelined());
+    (conn, link)
+}
+
+/// A link in `mode` from outside to `node`, logged in anonymously.
+fn link_in(mode: LinkMode, node: &mut Node, now: Instant) -> (ConnId, Link) {
     let conn = node.connect(Transport::Tcp, "192.0.2.1:1", now);
     let client = ControlClient::new("", b"", None, Duration::from_secs(5), now).expect("client");
-    let mut link = Link::new(client);
+    let mut link = Link::new(client, mode);
     pump_link(node, conn, &mut link, now);
     assert!(link.is_up());
     (conn, link)
@@ -344,7 +352,8 @@ fn not_required_keeps_payloads_off_the_link_and_skips_the_batch() {
     let t0 = base();
     let mut b = node(2);
     let (data_conn, mut data) = subscriber(&mut b, "wanted", t0);
-    let (conn, mut link) = link(&mut b, t0);
+    let (conn, mut link) = link_in(LinkMode::Plain, &mut b, t0);
+    assert!(!link.is_pipelined());
     link.batch_mut().extend([
         msg("unwanted", b"a", t0),
         msg("unwanted", b"b", t0),
@@ -371,7 +380,7 @@ fn a_non_replicator_fails_the_link() {
         keys: None,
     });
     let client = ControlClient::new("", b"", None, Duration::from_secs(5), t0).expect("client");
-    let mut link = Link::new(client);
+    let mut link = Link::new(client, LinkMode::Auto);
     link.batch_mut().push_back(msg("t", b"x", t0));
     let mut failed = None;
     for _ in 0..10 {
@@ -400,7 +409,7 @@ fn no_keepalive_goes_out_while_a_payload_is_owed() {
     let t0 = base();
     let mut b = node(4);
     let _sub = subscriber(&mut b, "t", t0);
-    let (conn, mut link) = link(&mut b, t0);
+    let (conn, mut link) = link_in(LinkMode::Plain, &mut b, t0);
     link.batch_mut().push_back(msg("t", b"x", t0));
     link.poll_send(t0, 0).expect("offer");
     let mut tx = TxBuf::new();
@@ -478,4 +487,108 @@ proptest! {
             prop_assert_eq!(offered, p.queue_len as u64 + taken + p.dropped + p.suppressed);
         }
     }
+}
+
+#[test]
+fn pipelined_not_required_answers_are_reported_per_message() {
+    let t0 = base();
+    let mut b = node(20);
+    let (data_conn, mut data) = subscriber(&mut b, "wanted", t0);
+    let (conn, mut link) = link(&mut b, t0);
+    link.batch_mut().extend([
+        msg("unwanted", b"a", t0),
+        msg("unwanted", b"b", t0),
+        msg("wanted", b"c", t0),
+        msg("unwanted", b"d", t0),
+    ]);
+    pump_link(&mut b, conn, &mut link, t0);
+    assert_eq!(received(&mut b, data_conn, &mut data, t0), ["c"]);
+    let report = link.take_report();
+    // All four went out before the first answer: nothing left to skip.
+    assert_eq!(report.not_required.len(), 3);
+    assert_eq!(
+        (report.suppressed, report.sent, report.sent_bytes),
+        (0, 1, 1)
+    );
+    assert!(link.wants_messages());
+}
+
+#[test]
+fn a_pipelined_link_keeps_a_window_of_unanswered_messages() {
+    let t0 = base();
+    let mut b = node(21);
+    let (data_conn, mut data) = subscriber(&mut b, "t", t0);
+    let (conn, mut link) = link(&mut b, t0);
+    let payloads: Vec<String> = (0..WINDOW + 10).map(|i| i.to_string()).collect();
+    for payload in &payloads {
+        link.batch_mut().push_back(ReplMessage {
+            payload: Bytes::from(payload.clone()),
+            ..msg("t", b"", t0)
+        });
+    }
+    link.poll_send(t0, 0).expect("send");
+    assert_eq!(link.batch_mut().len(), 10, "one window went out at once");
+    assert!(!link.wants_messages());
+    let mut tx = TxBuf::new();
+    link.poll_transmit(&mut tx);
+    b.send(conn, &tx.to_vec(), t0);
+    link.read_buf().extend_from_slice(&b.recv(conn, t0));
+    link.handle_input(t0).expect("answers");
+    assert_eq!(link.take_report().sent, WINDOW as u64);
+    pump_link(&mut b, conn, &mut link, t0);
+    assert_eq!(received(&mut b, data_conn, &mut data, t0), payloads);
+    assert!(link.wants_messages());
+}
+
+/// Plays an original server that does not know op 0x12: it answers the
+/// greeting and login, then closes the connection when the probe comes.
+#[test]
+fn a_peer_that_closes_on_the_probe_refuses_pipelining() {
+    let t0 = base();
+    let client = ControlClient::new("", b"", None, Duration::from_secs(5), t0).expect("client");
+    let mut link = Link::new(client, LinkMode::Auto);
+    link.batch_mut().push_back(msg("t", b"x", t0));
+    let mut tx = TxBuf::new();
+    link.poll_transmit(&mut tx);
+    assert_eq!(tx.to_vec()[..3], [0xEE, 0xAA, 0x00], "greeting");
+    link.read_buf()
+        .extend_from_slice(&crate::wire::push::greeting_reply(
+            crate::wire::SocketKind::Control,
+        ));
+    link.read_buf().extend_from_slice(&[7; 32]);
+    link.handle_input(t0).expect("logged in");
+    assert!(!link.is_up(), "not up before the probe is answered");
+    link.poll_send(t0, 0).expect("probe");
+    let mut tx = TxBuf::new();
+    link.poll_transmit(&mut tx);
+    assert_eq!(
+        tx.to_vec()[0],
+        crate::wire::op::REPL_PIPELINED,
+        "only the probe"
+    );
+    assert_eq!(tx.len(), 14, "only the probe");
+    let err = link.handle_eof().expect_err("closed");
+    assert!(matches!(err, LinkError::PipeliningRefused), "{err}");
+    let report = link.abort(&err.to_string());
+    assert_eq!(report.dropped, 1);
+}
+
+#[test]
+fn a_plain_link_sends_no_probe_and_replicates_with_publish_repl() {
+    let t0 = base();
+    let mut b = node(22);
+    let (data_conn, mut data) = subscriber(&mut b, "t", t0);
+    let (conn, mut link) = link_in(LinkMode::Plain, &mut b, t0);
+    assert!(!link.is_pipelined());
+    link.batch_mut()
+        .extend([msg("t", b"one", t0), msg("t", b"two", t0)]);
+    link.poll_send(t0, 0).expect("offer");
+    let mut tx = TxBuf::new();
+    link.poll_transmit(&mut tx);
+    assert_eq!(tx.to_vec()[0], crate::wire::op::PUBLISH_REPL);
+    b.send(conn, &tx.to_vec(), t0);
+    link.read_buf().extend_from_slice(&b.recv(conn, t0));
+    link.handle_input(t0).expect("OK_WAITING");
+    pump_link(&mut b, conn, &mut link, t0);
+    assert_eq!(received(&mut b, data_conn, &mut data, t0), ["one", "two"]);
 }

@@ -97,6 +97,19 @@ impl Connection {
                 }
                 reply
             }
+            Op::ReplProbe => broker.replication_probe(session),
+            Op::ReplPipelined {
+                prio,
+                topic,
+                payload,
+                ..
+            } => match broker.replicate_pipelined(session, prio, &topic, payload, now) {
+                Ok(reply) => reply,
+                Err(err) => {
+                    self.close_now(CloseReason::Protocol(err.to_string()));
+                    return;
+                }
+            },
             Op::Bye => {
                 self.replies.extend_from_slice(&[status::OK]);
                 self.close_now(CloseReason::Bye);

@@ -2,7 +2,8 @@
 //! linked by the same [`Link`] and [`Cluster`](crate::cluster::Cluster)
 //! code the daemon runs, over a virtual network with seeded delays,
 //! partitions (a reset, or a black hole the timeouts must detect), node
-//! crashes and restarts, all from one seed.
+//! crashes and restarts, all from one seed. Links from node 0 use
+//! PUBLISH_REPL, the others probe for and use the pipelined op.
 //!
 //! Every node has a publisher and a subscriber (with a filter of its own)
 //! that talk to it directly. Invariants, checked as messages arrive and at
@@ -30,8 +31,8 @@ use crate::Limits;
 use crate::acl::Acl;
 use crate::broker::{AuthConfig, Broker};
 use crate::client::{ClientEvent, ControlClient, DataClient};
-use crate::cluster::Link;
 use crate::cluster::{Cluster, LinkState, QueueLimits};
+use crate::cluster::{Link, LinkMode};
 use crate::conn::{ConnConfig, Transport};
 use crate::node::{ConnId, Node};
 use crate::topic::filter_matches;
@@ -460,11 +461,18 @@ impl ClusterSim {
             if now < self.links[index].reconnect_at || self.partitioned[from][to] {
                 return Ok(());
             }
+            // Links from node 0 use PUBLISH_REPL, the others probe and
+            // pipeline: both ops run side by side in every cluster.
+            let mode = if from == 0 {
+                LinkMode::Plain
+            } else {
+                LinkMode::Auto
+            };
             for _ in 0..QUEUE.lanes {
                 let conn = self.nodes[to].connect(Transport::Tcp, &peer_name(from), now);
                 let client = ControlClient::new("", b"", None, TIMEOUT, now).expect("client");
                 self.links[index].conns.push(LinkConn {
-                    link: Link::new(client),
+                    link: Link::new(client, mode),
                     conn,
                     to_server: VecDeque::new(),
                     to_client: VecDeque::new(),

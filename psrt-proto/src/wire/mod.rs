@@ -58,6 +58,11 @@ pub mod op {
     pub const UNSUBSCRIBE: u8 = 0x03;
     /// Replicate a message from a cluster peer.
     pub const PUBLISH_REPL: u8 = 0x11;
+    /// Our extension, between our own nodes only: a self-delimited
+    /// replicated message (`PRIO TIMESTAMP LEN topic 00 payload`) that can
+    /// be pipelined; with `LEN` 0 a capability probe. The original server
+    /// does not know it and closes the connection.
+    pub const REPL_PIPELINED: u8 = 0x12;
     /// End the session.
     pub const BYE: u8 = 0xFF;
 }

@@ -122,6 +122,24 @@ pub enum Op {
         /// Raw topic.
         topic: Bytes,
     },
+    /// `PRIO TIMESTAMP(u64 ns) LEN topic 00 payload`: a cluster peer of
+    /// ours replicates a message in one self-delimited frame (our
+    /// extension, see `docs/replication.md`).
+    ReplPipelined {
+        /// Priority byte, passed through.
+        prio: u8,
+        /// Publish time at the origin, ns since the Unix epoch.
+        timestamp_ns: u64,
+        /// Raw topic (validated by the broker).
+        topic: Bytes,
+        /// Payload, sharing the read buffer's memory.
+        payload: Bytes,
+    },
+    /// The same op byte with `LEN` 0: does this server speak
+    /// [`Op::ReplPipelined`]? Answered like an offer would be (`OK` to a
+    /// replicator, `ERR_ACCESS` otherwise); a server that does not know
+    /// the op closes the connection.
+    ReplProbe,
     /// End the session.
     Bye,
 }
@@ -163,6 +181,27 @@ pub fn decode_op(buf: &mut BytesMut, limits: OpLimits) -> Result<Option<Op>, Wir
                 payload,
             }))
         }
+        op::REPL_PIPELINED => {
+            let Some(head) = buf.get(1..REPL_PIPELINED_PREFIX) else {
+                return Ok(None);
+            };
+            let prio = head[0];
+            let mut ts = [0u8; 8];
+            ts.copy_from_slice(&head[1..9]);
+            let Some(body) = take_sized(buf, REPL_PIPELINED_PREFIX, limits.max_pub_size)? else {
+                return Ok(None);
+            };
+            if body.is_empty() {
+                return Ok(Some(Op::ReplProbe));
+            }
+            let (topic, payload) = split_at_nul(body)?;
+            Ok(Some(Op::ReplPipelined {
+                prio,
+                timestamp_ns: u64::from_le_bytes(ts),
+                topic,
+                payload,
+            }))
+        }
         op::SUBSCRIBE | op::UNSUBSCRIBE | op::PUBLISH_REPL => {
             let Some(body) = take_sized(buf, 1, limits.max_topic_length)? else {
                 return Ok(None);
@@ -185,6 +224,7 @@ pub fn declared_op_size(buf: &[u8]) -> Option<usize> {
     let prefix = match *buf.first()? {
         op::PUBLISH => 2,
         op::SUBSCRIBE | op::UNSUBSCRIBE | op::PUBLISH_REPL => 1,
+        op::REPL_PIPELINED => REPL_PIPELINED_PREFIX,
         _ => return None,
     };
     read_len(buf, prefix)?.checked_add(prefix + 4)
@@ -203,7 +243,44 @@ pub fn encode_op(out: &mut BytesMut, operation: &Op) {
         Op::Subscribe(body) => encode_topics_raw(out, op::SUBSCRIBE, body),
         Op::Unsubscribe(body) => encode_topics_raw(out, op::UNSUBSCRIBE, body),
         Op::PublishRepl { topic } => encode_topics_raw(out, op::PUBLISH_REPL, topic),
+        Op::ReplPipelined {
+            prio,
+            timestamp_ns,
+            topic,
+            payload,
+        } => encode_repl_pipelined(out, *prio, *timestamp_ns, topic, payload),
+        Op::ReplProbe => encode_repl_probe(out),
     }
+}
+
+/// Bytes before the `LEN` of a [`Op::ReplPipelined`]: op, prio, timestamp.
+const REPL_PIPELINED_PREFIX: usize = 10;
+
+/// Encodes an [`Op::ReplPipelined`] without building an [`Op`]. The topic
+/// must not be empty (an empty body is the probe).
+pub fn encode_repl_pipelined(
+    out: &mut BytesMut,
+    prio: u8,
+    timestamp_ns: u64,
+    topic: &[u8],
+    payload: &[u8],
+) {
+    out.reserve(REPL_PIPELINED_PREFIX + 4 + topic.len() + 1 + payload.len());
+    out.put_u8(op::REPL_PIPELINED);
+    out.put_u8(prio);
+    out.put_u64_le(timestamp_ns);
+    put_len(out, topic.len() + 1 + payload.len());
+    out.put_slice(topic);
+    out.put_u8(0);
+    out.put_slice(payload);
+}
+
+/// Encodes an [`Op::ReplProbe`].
+pub fn encode_repl_probe(out: &mut BytesMut) {
+    out.put_u8(op::REPL_PIPELINED);
+    out.put_u8(0);
+    out.put_u64_le(0);
+    put_len(out, 0);
 }
 
 /// Encodes a PUBLISH without building an [`Op`].

@@ -350,6 +350,15 @@ fn any_op() -> impl Strategy<Value = request::Op> {
         any_bytes(64).prop_map(|b| request::Op::PublishRepl {
             topic: Bytes::from(b)
         }),
+        (any::<u8>(), any::<u64>(), topic_text(), any_bytes(64)).prop_map(
+            |(prio, timestamp_ns, topic, payload)| request::Op::ReplPipelined {
+                prio,
+                timestamp_ns,
+                topic: Bytes::from(topic),
+                payload: Bytes::from(payload),
+            }
+        ),
+        Just(request::Op::ReplProbe),
     ]
 }
 
@@ -555,6 +564,10 @@ proptest! {
             frame.extend_from_slice(&len);
             prop_assert_eq!(request::decode_op(&mut buf(&frame), limits).err(), too_large.clone());
         }
+        let mut pipelined = vec![op::REPL_PIPELINED, prio, 0, 0, 0, 0, 0, 0, 0, 0];
+        pipelined.extend_from_slice(&len);
+        prop_assert_eq!(request::decode_op(&mut buf(&pipelined[..13]), limits), Ok(None));
+        prop_assert_eq!(request::decode_op(&mut buf(&pipelined), limits).err(), too_large.clone());
         prop_assert_eq!(request::decode_login(&mut buf(&len[..3]), max), Ok(None));
         prop_assert_eq!(request::decode_login(&mut buf(&len), max).err(), too_large.clone());
         let mut repl = vec![prio; 9];
@@ -578,6 +591,46 @@ fn declared_op_size_is_known_once_the_header_is() {
     let mut subscribe = BytesMut::new();
     request::encode_topics(&mut subscribe, op::SUBSCRIBE, ["x/#", "y"]);
     assert_eq!(request::declared_op_size(&subscribe), Some(subscribe.len()));
+    let mut pipelined = BytesMut::new();
+    request::encode_repl_pipelined(&mut pipelined, 0x7F, 1, b"a", &[7u8; 50]);
+    assert_eq!(request::declared_op_size(&pipelined[..13]), None);
+    assert_eq!(
+        request::declared_op_size(&pipelined[..14]),
+        Some(pipelined.len())
+    );
     assert_eq!(request::declared_op_size(&[op::NOP]), None);
     assert_eq!(request::declared_op_size(&[]), None);
+}
+
+#[test]
+fn the_pipelined_replication_op_is_self_delimited() {
+    let mut out = BytesMut::new();
+    request::encode_repl_pipelined(&mut out, 0x03, 0x0102_0304_0506_0708, b"t/1", b"p\0q");
+    let mut expected = vec![0x12, 0x03, 8, 7, 6, 5, 4, 3, 2, 1, 0x07, 0, 0, 0];
+    expected.extend_from_slice(b"t/1\0p\0q");
+    assert_eq!(out[..], expected[..]);
+    request::encode_repl_probe(&mut out);
+    out.extend_from_slice(&[op::NOP]);
+    assert_eq!(
+        request::decode_op(&mut out, LIMITS),
+        Ok(Some(request::Op::ReplPipelined {
+            prio: 0x03,
+            timestamp_ns: 0x0102_0304_0506_0708,
+            topic: Bytes::from_static(b"t/1"),
+            payload: Bytes::from_static(b"p\0q"),
+        }))
+    );
+    assert_eq!(
+        request::decode_op(&mut out, LIMITS),
+        Ok(Some(request::Op::ReplProbe))
+    );
+    assert_eq!(
+        request::decode_op(&mut out, LIMITS),
+        Ok(Some(request::Op::Nop))
+    );
+    let mut no_separator = buf(&[0x12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, b't']);
+    assert_eq!(
+        request::decode_op(&mut no_separator, LIMITS),
+        Err(WireError::MissingSeparator)
+    );
 }
