@@ -27,13 +27,13 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::backoff::Backoff;
 use psrt_proto::TxBuf;
 use psrt_proto::client::{ClientOptions, ReadOutcome, Target, TlsOptions};
 use psrt_proto::cluster::{
     ClusterSpec, Link, LinkError, LinkMode, LinkState, PeerSpec, PeersReloader,
 };
 use psrt_proto::conn::BrokerLock;
-use rand::Rng;
 
 use crate::job::Job;
 use crate::runtime::{Runtime, Stream, Timer, until};
@@ -41,10 +41,11 @@ use crate::shared::Shared;
 
 /// Messages a link moves from its outbox per broker lock.
 const BATCH: usize = 256;
-/// The first reconnect delay.
-const BACKOFF_START: Duration = Duration::from_millis(100);
-/// The longest reconnect delay.
-const BACKOFF_CAP: Duration = Duration::from_secs(10);
+/// The reconnect delays: 100 ms doubling up to 10 s, with jitter.
+const BACKOFF: Backoff = Backoff {
+    start: Duration::from_millis(100),
+    cap: Duration::from_secs(10),
+};
 /// How long a peer that refused the pipelined op's probe (the original
 /// server) is linked to with PUBLISH_REPL before probing again.
 const PLAIN_FOR: Duration = Duration::from_secs(600);
@@ -252,7 +253,7 @@ impl<R: Runtime> PeerLink<R> {
                 tracing::warn!(peer = %self.peer(), %error, "cluster link down; reconnecting with backoff");
                 last_logged = Some(error);
             }
-            let delay = backoff(failures);
+            let delay = BACKOFF.pause(failures);
             failures = failures.saturating_add(1);
             if until(self.stop(), self.shared.runtime().sleep(delay))
                 .await
@@ -468,32 +469,9 @@ fn unix_ns() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// The delay before reconnect attempt `failures + 1`: doubling from
-/// [`BACKOFF_START`] up to [`BACKOFF_CAP`], then a random 50-100 % of it,
-/// so the nodes of a cluster that lost each other do not retry in step.
-fn backoff(failures: u32) -> Duration {
-    let full = BACKOFF_START
-        .saturating_mul(1u32 << failures.min(16))
-        .min(BACKOFF_CAP);
-    full.mul_f64(rand::rng().random_range(0.5..=1.0))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_with_jitter() {
-        for failures in 0..40 {
-            let full = BACKOFF_START
-                .saturating_mul(1u32 << failures.min(16))
-                .min(BACKOFF_CAP);
-            let delay = backoff(failures);
-            assert!(delay <= full && delay >= full / 2, "{failures}: {delay:?}");
-        }
-        assert!(backoff(30) >= BACKOFF_CAP / 2);
-        assert!(backoff(0) <= BACKOFF_START);
-    }
 
     #[test]
     fn a_standalone_node_has_no_supervisor() {

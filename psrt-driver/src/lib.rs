@@ -30,6 +30,7 @@
 //! and writes run in its own task, in parallel.
 
 pub mod accept;
+pub mod backoff;
 pub mod bind;
 pub mod checks;
 pub mod client;

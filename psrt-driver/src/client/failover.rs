@@ -19,18 +19,20 @@ use std::time::{Duration, Instant};
 use futures_channel::oneshot;
 use futures_lite::future::or;
 use psrt_proto::client::{COMMAND_QUEUE, ClientHandle, Message, Request, SessionEnd, Waiters};
-use rand::Rng;
 
 use super::control::Command;
 use super::waiters::Channels;
 use super::{ClientError, ClientJob, ClientOptions, Handle, Messages, Session, Task, connect_node};
+use crate::backoff::Backoff;
 use crate::job::Job;
 use crate::runtime::Runtime;
 
-/// The first pause between two rounds over the node list.
-const PAUSE_START: Duration = Duration::from_millis(100);
-/// The longest pause between two rounds over the node list.
-const PAUSE_CAP: Duration = Duration::from_secs(2);
+/// The pauses between two rounds over the node list: 100 ms doubling up
+/// to 2 s, with jitter.
+const PAUSES: Backoff = Backoff {
+    start: Duration::from_millis(100),
+    cap: Duration::from_secs(2),
+};
 
 /// Which node a client is with and how often it failed over, shared by
 /// every clone of the client and its failover task.
@@ -314,7 +316,9 @@ impl<R: Runtime> Supervisor<R> {
                     break;
                 }
             }
-            let pause = pause(round).min(deadline.saturating_duration_since(Instant::now()));
+            let pause = PAUSES
+                .pause(round)
+                .min(deadline.saturating_duration_since(Instant::now()));
             if pause.is_zero() {
                 break;
             }
@@ -402,16 +406,6 @@ fn is_refusal(err: &ClientError) -> bool {
     )
 }
 
-/// The pause after round `round` over the node list: doubling from
-/// [`PAUSE_START`] up to [`PAUSE_CAP`], then a random 50-100 % of it, so
-/// the clients of a lost node do not all retry in step.
-fn pause(round: u32) -> Duration {
-    let full = PAUSE_START
-        .saturating_mul(1u32 << round.min(16))
-        .min(PAUSE_CAP);
-    full.mul_f64(rand::rng().random_range(0.5..=1.0))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,18 +428,6 @@ mod tests {
         assert_eq!(subscriptions.filters(), ["b", "c/+"]);
         subscriptions.track(&Request::Bye);
         assert_eq!(subscriptions.filters(), ["b", "c/+"]);
-    }
-
-    #[test]
-    fn pauses_double_up_to_the_cap_with_jitter() {
-        for round in 0..40 {
-            let full = PAUSE_START
-                .saturating_mul(1u32 << round.min(16))
-                .min(PAUSE_CAP);
-            let pause = pause(round);
-            assert!(pause <= full && pause >= full / 2, "{round}: {pause:?}");
-        }
-        assert!(pause(0) > Duration::ZERO);
     }
 
     #[test]
