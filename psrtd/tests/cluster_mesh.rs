@@ -3,6 +3,8 @@
 //! subscriber on C exactly once and, per publisher, in order; a link whose
 //! peer has no subscriber carries no payload bytes (NOT_REQUIRED).
 
+mod daemon_support;
+
 use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -71,10 +73,9 @@ impl Drop for Node {
     }
 }
 
-/// A free loopback port (free a moment ago).
+/// A free loopback port (free a moment ago, below the ephemeral range).
 fn free_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
+    SocketAddr::from(([127, 0, 0, 1], daemon_support::free_tcp_port()))
 }
 
 /// An open node on `addr` replicating to `peers` (anonymous, whose open

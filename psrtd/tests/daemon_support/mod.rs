@@ -67,16 +67,42 @@ impl Drop for TempDir {
     }
 }
 
-/// A TCP port that was free a moment ago on 127.0.0.1.
+/// A TCP port that was free a moment ago on 127.0.0.1, from
+/// [`unassigned_port`]'s range.
 pub fn free_tcp_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    listener.local_addr().expect("local addr").port()
+    unassigned_port(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
 }
 
-/// A UDP port that was free a moment ago on 127.0.0.1.
+/// A UDP port that was free a moment ago on 127.0.0.1, from
+/// [`unassigned_port`]'s range.
 pub fn free_udp_port() -> u16 {
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind port 0");
-    socket.local_addr().expect("local addr").port()
+    unassigned_port(|port| UdpSocket::bind(("127.0.0.1", port)).is_ok())
+}
+
+/// The next port that `bindable` accepts, below the kernel's ephemeral
+/// range. A port the kernel chose (`bind` to port 0) can be handed to a
+/// parallel test's outgoing connection between our check and the daemon's
+/// bind ("Address already in use"); ports below the ephemeral range are
+/// never given out that way. Each test process walks its own stretch (by
+/// PID) so that test binaries run side by side rarely meet.
+fn unassigned_port(bindable: impl Fn(u16) -> bool) -> u16 {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    const FIRST: usize = 10_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<usize>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral.saturating_sub(FIRST).max(1_000);
+    let start = std::process::id() as usize * 97 % span;
+    for _ in 0..span {
+        let port = FIRST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        if let Ok(port) = u16::try_from(port)
+            && bindable(port)
+        {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {}", FIRST + span);
 }
 
 /// A bcrypt hash at the cheapest cost, for password files.
