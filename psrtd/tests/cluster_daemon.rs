@@ -12,36 +12,14 @@ use std::time::Duration;
 use daemon_support::*;
 use nix::sys::signal::Signal;
 
-const ACL: &str = "repl: {replicator: true}\n_: {sub: ['#'], pub: ['#'], admin: true}\n";
-
-/// One node's files: config, password file, ACL and cluster file listing
+/// One node's files (see [`cluster_node_files`]), its cluster file listing
 /// `peers` as `(port, password)`.
 fn node_files(dir: &TempDir, name: &str, port: u16, stats: u16, peers: &[(u16, &str)]) -> PathBuf {
-    let passwd = dir.write(
-        &format!("{name}.passwd"),
-        &format!("repl:{}\n", bcrypt_hash("secret")),
-    );
-    let acl = dir.write(&format!("{name}.acl.yml"), ACL);
-    let cluster: String = peers
+    let peers: String = peers
         .iter()
-        .map(|(peer, password)| {
-            format!(
-                "- path: 127.0.0.1:{peer}\n  user: repl\n  password: {password}\n  timeout: 2\n"
-            )
-        })
+        .map(|&(peer, password)| peer_entry(peer, password, ""))
         .collect();
-    let cluster = dir.write(&format!("{name}.cluster.yml"), &cluster);
-    dir.write(
-        &format!("{name}.yml"),
-        &format!(
-            "server:\n  bind_stats: 127.0.0.1:{stats}\nproto:\n  bind: 127.0.0.1:{port}\n\
-             auth:\n  allow_anonymous: true\n  password_file: {}\n  acl: {}\n\
-             cluster:\n  config: {}\n",
-            passwd.display(),
-            acl.display(),
-            cluster.display()
-        ),
-    )
+    cluster_node_files(dir, name, (port, stats), &peers, "")
 }
 
 fn addr(port: u16) -> SocketAddr {

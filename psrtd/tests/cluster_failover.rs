@@ -18,8 +18,6 @@ use nix::sys::signal::Signal;
 use psrt_driver::client::{Client, ClientError, ClientOptions, Messages};
 use psrt_driver::runtime::{Runtime, until};
 
-const ACL: &str = "repl: {replicator: true}\n_: {sub: ['#'], pub: ['#'], admin: true}\n";
-
 /// One psrtd of the cluster: its ports, config, and the process while it
 /// runs.
 struct Node {
@@ -43,31 +41,14 @@ impl Cluster {
         let ports: Vec<(u16, u16)> = (0..count)
             .map(|_| (free_tcp_port(), free_tcp_port()))
             .collect();
-        let passwd = dir.write("passwd", &format!("repl:{}\n", bcrypt_hash("secret")));
-        let acl = dir.write("acl.yml", ACL);
         let mut nodes = Vec::new();
         for (index, &(port, stats)) in ports.iter().enumerate() {
             let peers: String = ports
                 .iter()
                 .filter(|&&(peer, _)| peer != port)
-                .map(|(peer, _)| {
-                    format!(
-                        "- path: 127.0.0.1:{peer}\n  user: repl\n  password: secret\n  timeout: 2\n"
-                    )
-                })
+                .map(|&(peer, _)| peer_entry(peer, "secret", ""))
                 .collect();
-            let cluster = dir.write(&format!("{index}.cluster.yml"), &peers);
-            let config = dir.write(
-                &format!("{index}.yml"),
-                &format!(
-                    "server:\n  bind_stats: 127.0.0.1:{stats}\nproto:\n  bind: 127.0.0.1:{port}\n\
-                     auth:\n  allow_anonymous: true\n  password_file: {}\n  acl: {}\n\
-                     cluster:\n  config: {}\n",
-                    passwd.display(),
-                    acl.display(),
-                    cluster.display()
-                ),
-            );
+            let config = cluster_node_files(&dir, &index.to_string(), (port, stats), &peers, "");
             let daemon = Some(Daemon::start(&config, port));
             nodes.push(Node {
                 port,

@@ -14,8 +14,6 @@ use rcgen::{
     PKCS_ECDSA_P256_SHA256,
 };
 
-const ACL: &str = "repl: {replicator: true}\n_: {sub: ['#'], pub: ['#'], admin: true}\n";
-
 /// A CA with a name, as PEM, and what it issues.
 struct Ca(CertifiedIssuer<'static, KeyPair>);
 
@@ -47,22 +45,16 @@ fn node_config(
     peers: &[(u16, &Path)],
     tls: Option<(&str, &str)>,
 ) -> PathBuf {
-    let passwd = dir.write(
-        &format!("{name}.passwd"),
-        &format!("repl:{}\n", bcrypt_hash("secret")),
-    );
-    let acl = dir.write(&format!("{name}.acl.yml"), ACL);
-    let cluster: String = peers
+    let peers: String = peers
         .iter()
         .map(|(peer, ca)| {
-            format!(
-                "- path: 127.0.0.1:{peer}\n  user: repl\n  password: secret\n  timeout: 2\n  \
-                 tls: true\n  tls_ca: {}\n",
-                ca.display()
+            peer_entry(
+                *peer,
+                "secret",
+                &format!("  tls: true\n  tls_ca: {}\n", ca.display()),
             )
         })
         .collect();
-    let cluster = dir.write(&format!("{name}.cluster.yml"), &cluster);
     let tls = tls
         .map(|(cert, key)| {
             let dir = dir.join("");
@@ -73,17 +65,7 @@ fn node_config(
             )
         })
         .unwrap_or_default();
-    dir.write(
-        &format!("{name}.yml"),
-        &format!(
-            "server:\n  bind_stats: 127.0.0.1:{stats}\nproto:\n  bind: 127.0.0.1:{port}\n{tls}\
-             auth:\n  allow_anonymous: true\n  password_file: {}\n  acl: {}\n\
-             cluster:\n  config: {}\n",
-            passwd.display(),
-            acl.display(),
-            cluster.display()
-        ),
-    )
+    cluster_node_files(dir, name, (port, stats), &peers, &tls)
 }
 
 /// The first peer of a node's `/status`.

@@ -105,6 +105,48 @@ fn unassigned_port(bindable: impl Fn(u16) -> bool) -> u16 {
     panic!("no free port between {FIRST} and {}", FIRST + span);
 }
 
+/// The ACL of a cluster test node: `repl` may replicate, anonymous may do
+/// everything and read the stats pages.
+pub const CLUSTER_ACL: &str =
+    "repl: {replicator: true}\n_: {sub: ['#'], pub: ['#'], admin: true}\n";
+
+/// The cluster-file entry for a peer on `127.0.0.1:port` logged in as
+/// `repl` with `password`; `extra` holds further indented keys.
+pub fn peer_entry(port: u16, password: &str, extra: &str) -> String {
+    format!("- path: 127.0.0.1:{port}\n  user: repl\n  password: {password}\n  timeout: 2\n{extra}")
+}
+
+/// Writes a cluster node's files into `dir` and returns its config's
+/// path: `NAME.yml` (TCP on `port`, stats on `stats`, `proto_extra` lines
+/// under `proto:`, anonymous access on), a password file with `repl` /
+/// `secret`, [`CLUSTER_ACL`], and the cluster file `peers` (entries from
+/// [`peer_entry`]).
+pub fn cluster_node_files(
+    dir: &TempDir,
+    name: &str,
+    (port, stats): (u16, u16),
+    peers: &str,
+    proto_extra: &str,
+) -> PathBuf {
+    let passwd = dir.write(
+        &format!("{name}.passwd"),
+        &format!("repl:{}\n", bcrypt_hash("secret")),
+    );
+    let acl = dir.write(&format!("{name}.acl.yml"), CLUSTER_ACL);
+    let cluster = dir.write(&format!("{name}.cluster.yml"), peers);
+    dir.write(
+        &format!("{name}.yml"),
+        &format!(
+            "server:\n  bind_stats: 127.0.0.1:{stats}\nproto:\n  bind: 127.0.0.1:{port}\n{proto_extra}\
+             auth:\n  allow_anonymous: true\n  password_file: {}\n  acl: {}\n\
+             cluster:\n  config: {}\n",
+            passwd.display(),
+            acl.display(),
+            cluster.display()
+        ),
+    )
+}
+
 /// A bcrypt hash at the cheapest cost, for password files.
 pub fn bcrypt_hash(password: &str) -> String {
     bcrypt::hash(password, 4).expect("bcrypt hash")
