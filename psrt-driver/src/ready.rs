@@ -26,7 +26,7 @@ use psrt_proto::{BytesMut, TxBuf};
 use rustix::buffer::spare_capacity;
 use socket2::Socket;
 
-use crate::runtime::{Listener, Stream, Udp, until};
+use crate::runtime::{Listener, Received, Stream, Udp, until};
 
 /// Attempts of one socket operation per poll when readiness turns out
 /// stale (the reactor reported an event the socket no longer has).
@@ -252,13 +252,17 @@ impl<E: Reactor> Udp for ReadyUdp<E> {
         })
     }
 
-    async fn recv_from(&self, mut buf: Vec<u8>) -> (io::Result<(usize, SocketAddr)>, Vec<u8>) {
+    async fn recv_from(
+        &self,
+        mut buf: Vec<u8>,
+        stop: impl Future<Output = ()>,
+    ) -> Option<Received> {
         buf.resize(buf.capacity(), 0);
-        let received = poll_fn(|cx| {
+        let receive = poll_fn(|cx| {
             poll_retry::<E, _, _>(&self.io, Interest::Read, cx, |s| s.recv_from(&mut buf))
-        })
-        .await;
-        (received, buf)
+        });
+        let received = until(stop, receive).await?;
+        Some((received, buf))
     }
 
     async fn send_to(&self, data: Vec<u8>, peer: SocketAddr) -> io::Result<()> {

@@ -158,17 +158,26 @@ pub trait Listener: Sized + 'static {
     ) -> impl Future<Output = Option<io::Result<(Self::Stream, String)>>>;
 }
 
+/// A received datagram: its length and sender (or the error), and the
+/// buffer that holds it.
+pub type Received = (io::Result<(usize, SocketAddr)>, Vec<u8>);
+
 /// A bound UDP socket. Buffers are owned, as completion I/O needs.
 pub trait Udp: Sized + 'static {
     /// Adopts a bound, non-blocking std UDP socket.
     fn from_std(socket: UdpSocket) -> io::Result<Self>;
 
     /// Receives one datagram into `buf` (its capacity is the room; its
-    /// length is not kept) and returns the buffer with it.
+    /// length is not kept) and returns the buffer with it, or returns
+    /// `None` once `stop` completes. A receive that holds the socket in
+    /// the kernel (an io_uring operation) is cancelled and awaited before
+    /// `None`: otherwise the socket, and its port, would outlive its
+    /// closing until the ring is torn down, after the process exits.
     fn recv_from(
         &self,
         buf: Vec<u8>,
-    ) -> impl Future<Output = (io::Result<(usize, SocketAddr)>, Vec<u8>)>;
+        stop: impl Future<Output = ()>,
+    ) -> impl Future<Output = Option<Received>>;
 
     /// Sends `data` to `peer`.
     fn send_to(&self, data: Vec<u8>, peer: SocketAddr) -> impl Future<Output = io::Result<()>>;

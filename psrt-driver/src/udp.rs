@@ -15,7 +15,7 @@ use std::time::Instant;
 use futures_lite::Stream as _;
 use psrt_proto::broker::{UdpCheck, UdpOutcome, UdpTask};
 
-use crate::runtime::{Runtime, Udp};
+use crate::runtime::{Received, Runtime, Udp};
 use crate::shared::Shared;
 
 /// A datagram's password check, answered.
@@ -31,7 +31,7 @@ pub struct UdpJob<R: Runtime> {
 enum Event {
     Stopped,
     Checked(Checked),
-    Received(std::io::Result<(usize, SocketAddr)>, Vec<u8>),
+    Received(Received),
 }
 
 impl<R: Runtime> UdpJob<R> {
@@ -41,37 +41,34 @@ impl<R: Runtime> UdpJob<R> {
 
     /// Receives datagrams until the server stops. The receive in flight is
     /// kept while checks are answered (dropping it could lose a datagram
-    /// with completion I/O); on stop it is dropped, and a datagram arriving
-    /// just then may be lost, which UDP senders expect.
+    /// with completion I/O); on stop the runtime ends it (see
+    /// [`crate::runtime::Udp::recv_from`]), and a datagram arriving just
+    /// then may be lost, which UDP senders expect.
     pub(crate) async fn run(self: Box<Self>) {
         let UdpJob { shared, socket } = *self;
         let _live = shared.track();
         let (answer, checked) = async_channel::unbounded::<Checked>();
         let mut checked = pin!(checked);
-        let mut stop = pin!(shared.stopped());
         // One byte more than the limit, so an oversized datagram is seen as
         // such instead of being silently truncated by the OS.
         let mut udp = UdpTask::new(shared.lock().udp_keys().clone());
         let capacity = udp.max_datagram() + 1;
         let mut buf = Vec::with_capacity(capacity);
         loop {
-            let mut receive = pin!(socket.recv_from(buf));
+            let mut receive = pin!(socket.recv_from(buf, shared.stopped()));
             let (received, filled) = loop {
                 let event = poll_fn(|cx| {
-                    if stop.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Event::Stopped);
-                    }
                     if let Poll::Ready(Some(done)) = checked.as_mut().poll_next(cx) {
                         return Poll::Ready(Event::Checked(done));
                     }
-                    receive
-                        .as_mut()
-                        .poll(cx)
-                        .map(|(received, buf)| Event::Received(received, buf))
+                    receive.as_mut().poll(cx).map(|received| match received {
+                        Some(received) => Event::Received(received),
+                        None => Event::Stopped,
+                    })
                 });
                 match event.await {
                     Event::Stopped => return,
-                    Event::Received(received, filled) => break (received, filled),
+                    Event::Received(received) => break received,
                     Event::Checked((pending, ok, peer)) => {
                         let outcome = udp.finish(&*shared, pending, ok, &peer, Instant::now());
                         reply(&socket, outcome, peer).await;

@@ -18,7 +18,7 @@ use monoio::net::udp::UdpSocket;
 use monoio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use monoio::time::Sleep;
 use psrt_driver::Job;
-use psrt_driver::runtime::{Listener, Runtime, Sleeps, Stream, Udp};
+use psrt_driver::runtime::{Listener, Received, Runtime, Sleeps, Stream, Udp};
 use psrt_proto::{BytesMut, TxBuf};
 
 use crate::io_slot::{Reader, Writer, split};
@@ -167,8 +167,20 @@ impl Udp for MonoioUdp {
         UdpSocket::from_std(socket).map(MonoioUdp)
     }
 
-    async fn recv_from(&self, buf: Vec<u8>) -> (io::Result<(usize, SocketAddr)>, Vec<u8>) {
-        self.0.recv_from(buf).await
+    /// On stop the pending receive is cancelled and awaited: until its
+    /// operation completes, the ring holds the socket open and its port
+    /// bound, past the socket's close and even past the process's exit.
+    async fn recv_from(&self, buf: Vec<u8>, stop: impl Future<Output = ()>) -> Option<Received> {
+        let canceller = Canceller::new();
+        let mut receive = pin!(self.0.cancelable_recv_from(buf, canceller.handle()));
+        monoio::select! {
+            received = &mut receive => Some(received),
+            () = stop => {
+                canceller.cancel();
+                let _ = receive.await;
+                None
+            }
+        }
     }
 
     async fn send_to(&self, data: Vec<u8>, peer: SocketAddr) -> io::Result<()> {

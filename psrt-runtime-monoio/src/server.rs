@@ -17,6 +17,7 @@ use std::io;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 use psrt_driver::bind::{StdListeners, remove_unix_files};
@@ -138,7 +139,24 @@ fn run_worker(
         timer_wheel::drive(),
         serve_listeners(shared, listeners, index == 0),
     );
-    runtime.block_on(served).unwrap_or(Ok(()))
+    runtime.block_on(async {
+        let result = served.await.unwrap_or(Ok(()));
+        submit_last_closes().await;
+        result
+    })
+}
+
+/// How long the last park of a worker waits (for nothing).
+const LAST_PARK: Duration = Duration::from_millis(1);
+
+/// Parks the thread's runtime once more. On io_uring a dropped socket is
+/// closed by an operation that waits in the submission queue until the
+/// runtime next parks; sockets dropped in the serve loop's last turn (the
+/// UDP socket, say) would otherwise stay open, their ports bound, after
+/// the worker ends: monoio does not submit when `block_on` returns, and a
+/// runtime whose tasks are still pending is never torn down.
+async fn submit_last_closes() {
+    monoio::time::sleep(LAST_PARK).await;
 }
 
 #[cfg(test)]

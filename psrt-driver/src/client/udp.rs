@@ -9,7 +9,7 @@ use std::time::Duration;
 use psrt_proto::client::{ACK_BUF, UdpAuth, UdpPublisher, ack_status};
 
 use super::ClientError;
-use crate::runtime::{Runtime, Udp, until};
+use crate::runtime::{Runtime, Udp};
 
 /// Publishes datagrams to one PSRT server's UDP port, over runtime `R`.
 ///
@@ -84,8 +84,10 @@ impl<R: Runtime> UdpClient<R> {
             .publisher
             .acked_datagram(topic, payload, &mut rand::rng())?;
         self.send(datagram).await?;
-        let receive = self.socket.recv_from(Vec::with_capacity(ACK_BUF));
-        let Some((received, ack)) = until(self.runtime.sleep(timeout), receive).await else {
+        let receive = self
+            .socket
+            .recv_from(Vec::with_capacity(ACK_BUF), self.runtime.sleep(timeout));
+        let Some((received, ack)) = receive.await else {
             self.socket = connected_socket(&self.publisher)?;
             return Err(ClientError::Timeout(timeout));
         };
