@@ -31,7 +31,7 @@ use crate::backoff::Backoff;
 use psrt_proto::TxBuf;
 use psrt_proto::client::{ClientOptions, ReadOutcome, Target, TlsOptions};
 use psrt_proto::cluster::{
-    ClusterSpec, Link, LinkError, LinkMode, LinkState, PeerSpec, PeersReloader,
+    ClusterSpec, Link, LinkError, LinkMode, LinkState, PeerSpec, PeersReloader, ReplicationOp,
 };
 use psrt_proto::conn::BrokerLock;
 
@@ -214,6 +214,14 @@ impl<R: Runtime> PeerLink<R> {
         });
     }
 
+    fn link_up(&self, op: ReplicationOp) {
+        self.shared.with_broker(|broker| {
+            if let Some(outbox) = broker.cluster_mut().peer_mut(self.peer()) {
+                outbox.link_up(op);
+            }
+        });
+    }
+
     async fn run(self) {
         let mut failures = 0u32;
         let mut last_logged: Option<String> = None;
@@ -352,8 +360,12 @@ impl<R: Runtime> PeerLink<R> {
             }
             if !*was_up && lanes.iter().all(|lane| lane.link.is_up()) {
                 *was_up = true;
-                self.set_state(LinkState::Up);
                 let pipelined = lanes.iter().all(|lane| lane.link.is_pipelined());
+                self.link_up(if pipelined {
+                    ReplicationOp::Pipelined
+                } else {
+                    ReplicationOp::PublishRepl
+                });
                 tracing::info!(peer = %self.peer(), lanes = lanes.len(), pipelined, "cluster link up");
             }
             timer.set(

@@ -948,16 +948,10 @@ impl Broker {
     /// PUBLISH_REPL offer: `OK_WAITING` when a local subscriber wants the
     /// topic, `NOT_REQUIRED` otherwise, `ERR_ACCESS` for non-replicators.
     pub fn replication_offer(&mut self, id: SessionId, raw_topic: &[u8]) -> u8 {
-        let Some(session) = self.session(id) else {
-            return status::ERR;
-        };
-        if !session.rights.is_replicator() {
-            self.access_denied(
-                id,
-                AccessOp::Replication,
-                &String::from_utf8_lossy(raw_topic),
-            );
-            return status::ERR_ACCESS;
+        match self.may_replicate(id, raw_topic) {
+            None => return status::ERR,
+            Some(false) => return status::ERR_ACCESS,
+            Some(true) => {}
         }
         match topic::parse_topic(raw_topic, self.limits.max_topic_depth) {
             Ok(topic) if self.index.has_match(&topic) => status::OK_WAITING,
@@ -970,14 +964,26 @@ impl Broker {
     /// `ERR_ACCESS` (counted and logged as a denial) otherwise. Answers the
     /// pipelined op's capability probe, and guards the op itself.
     pub fn replication_probe(&mut self, id: SessionId) -> u8 {
-        let Some(session) = self.session(id) else {
-            return status::ERR;
-        };
-        if session.rights.is_replicator() {
-            return status::OK;
+        match self.may_replicate(id, b"") {
+            None => status::ERR,
+            Some(false) => status::ERR_ACCESS,
+            Some(true) => status::OK,
         }
-        self.access_denied(id, AccessOp::Replication, "");
-        status::ERR_ACCESS
+    }
+
+    /// Whether session `id` may replicate to us: `Some(true)` for a
+    /// replicator; `Some(false)` for any other session, whose denial (of
+    /// `raw_topic`) is then counted and logged; `None` without a session.
+    fn may_replicate(&mut self, id: SessionId, raw_topic: &[u8]) -> Option<bool> {
+        if self.session(id)?.rights.is_replicator() {
+            return Some(true);
+        }
+        self.access_denied(
+            id,
+            AccessOp::Replication,
+            &String::from_utf8_lossy(raw_topic),
+        );
+        Some(false)
     }
 
     /// A pipelined replicated message (our extension): checked like a
@@ -994,15 +1000,10 @@ impl Broker {
         payload: Bytes,
         now: Instant,
     ) -> Result<u8, ProtocolError> {
-        let Some(session) = self.session(id) else {
-            return Err(ProtocolError::NoSession);
-        };
-        if !session.rights.is_replicator() {
-            self.access_denied(
-                id,
-                AccessOp::Replication,
-                &String::from_utf8_lossy(raw_topic),
-            );
+        if !self
+            .may_replicate(id, raw_topic)
+            .ok_or(ProtocolError::NoSession)?
+        {
             return Ok(status::ERR_ACCESS);
         }
         let topic = match topic::parse_topic(raw_topic, self.limits.max_topic_depth) {

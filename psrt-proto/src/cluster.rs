@@ -40,7 +40,7 @@ mod outbox;
 mod tests;
 
 pub use link::{Link, LinkError, LinkMode, LinkReport, WINDOW};
-pub use outbox::{Cluster, LinkState, Outbox, PeerStats, QueueLimits, ReplMessage};
+pub use outbox::{Cluster, LinkState, Outbox, PeerStats, QueueLimits, ReplMessage, ReplicationOp};
 
 use std::sync::Arc;
 

@@ -251,6 +251,8 @@ fn a_peer_that_does_not_know_the_pipelined_op_gets_publish_repl() {
     let first = events.recv_timeout(Duration::from_secs(10));
     assert_eq!(first, Ok(Err(0x12)), "the link probes first\n{}", a.log());
     assert!(poll(|| peer_state(stats_a) == "up"), "{}", a.log());
+    let op = peers(stats_a).first().map(|p| p["op"].clone());
+    assert_eq!(op, Some("publish_repl".into()), "/status names the op");
     let (mut publisher, _) = login(addr(port_a), "", "");
     assert_eq!(publish(&mut publisher, "plant/1", b"to the original"), OK);
     let replicated = std::iter::from_fn(|| events.recv_timeout(Duration::from_secs(10)).ok())

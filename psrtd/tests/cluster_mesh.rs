@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use psrt_proto::cluster::{ClusterSpec, LinkState, PeerSpec, PeerStats};
+use psrt_proto::cluster::{ClusterSpec, LinkState, PeerSpec, PeerStats, ReplicationOp};
 use psrt_proto::config::PeerConfig;
 use psrt_proto::spec::ServerSpec;
 use psrt_runtime_tokio::client::{Client, ClientOptions};
@@ -170,6 +170,12 @@ fn a_three_runtime_mesh_delivers_exactly_once_in_order_and_keeps_unwanted_payloa
     let node_c = start_monoio(spec(c, &[a, b]));
     for (name, node) in [("A", &node_a), ("B", &node_b), ("C", &node_c)] {
         wait_until(&format!("every link of {name} up"), || all_up(node));
+        let ops: Vec<_> = node.peers().iter().map(|p| p.op).collect();
+        assert_eq!(
+            ops,
+            [Some(ReplicationOp::Pipelined); 2],
+            "{name}: our nodes pipeline"
+        );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

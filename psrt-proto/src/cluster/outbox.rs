@@ -93,6 +93,26 @@ impl LinkState {
     }
 }
 
+/// How a link replicates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicationOp {
+    /// Our pipelined op (0x12): many messages in flight, one reply each.
+    Pipelined,
+    /// The protocol's PUBLISH_REPL, one offer and one payload at a time
+    /// (a peer that does not speak the pipelined op).
+    PublishRepl,
+}
+
+impl ReplicationOp {
+    /// Lower-case name for `/status` and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplicationOp::Pipelined => "pipelined",
+            ReplicationOp::PublishRepl => "publish_repl",
+        }
+    }
+}
+
 /// One peer's state and counters, as `/status` and `/metrics` show them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerStats {
@@ -100,6 +120,8 @@ pub struct PeerStats {
     pub peer: String,
     /// Where its link is.
     pub state: LinkState,
+    /// How its link replicates, while it is up.
+    pub op: Option<ReplicationOp>,
     /// Messages waiting in its outbox.
     pub queue_len: usize,
     /// Bytes waiting in its outbox.
@@ -197,6 +219,7 @@ impl Outbox {
             return false;
         }
         if self.stats.state == LinkState::Up {
+            self.stats.op = None;
             self.stats.dropped += self.len as u64;
             self.lanes.iter_mut().for_each(|lane| lane.queue.clear());
             self.len = 0;
@@ -205,6 +228,14 @@ impl Outbox {
         }
         self.stats.state = state;
         true
+    }
+
+    /// Moves the link up, replicating with `op`. Returns whether the state
+    /// changed.
+    pub fn link_up(&mut self, op: ReplicationOp) -> bool {
+        let changed = self.set_state(LinkState::Up);
+        self.stats.op = Some(op);
+        changed
     }
 
     /// Records a failure of the link and counts a reconnect to come.

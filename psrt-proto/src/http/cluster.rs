@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::metrics::{MetricsText, seconds};
-use crate::cluster::PeerStats;
+use crate::cluster::{PeerStats, ReplicationOp};
 
 /// `/status`'s `cluster` object: every peer's link, in configuration
 /// order.
@@ -19,6 +19,7 @@ pub(super) struct ClusterBody<'a> {
 struct PeerBody<'a> {
     peer: &'a str,
     state: &'static str,
+    op: Option<&'static str>,
     queue_len: usize,
     queue_bytes: usize,
     sent: u64,
@@ -41,6 +42,7 @@ pub(super) fn status_body(peers: &[PeerStats]) -> Option<ClusterBody<'_>> {
         .map(|p| PeerBody {
             peer: &p.peer,
             state: p.state.as_str(),
+            op: p.op.map(ReplicationOp::as_str),
             queue_len: p.queue_len,
             queue_bytes: p.queue_bytes,
             sent: p.sent,
@@ -135,6 +137,7 @@ mod tests {
         vec![PeerStats {
             peer: "node2:2873".into(),
             state: LinkState::Up,
+            op: Some(ReplicationOp::Pipelined),
             queue_len: 2,
             queue_bytes: 40,
             sent: 5,
@@ -155,7 +158,7 @@ mod tests {
         assert_eq!(
             body,
             serde_json::json!({"peers": [{
-                "peer": "node2:2873", "state": "up", "queue_len": 2, "queue_bytes": 40,
+                "peer": "node2:2873", "state": "up", "op": "pipelined", "queue_len": 2, "queue_bytes": 40,
                 "sent": 5, "sent_bytes": 50, "not_required": 1, "suppressed": 3,
                 "dropped": 7, "reconnects": 1, "last_error": "refused", "rtt_us": 120
             }]})
