@@ -39,11 +39,12 @@ pub const TICK: Duration = Duration::from_secs(5);
 /// returns free pages, so the process may end at any time). Call after
 /// forking to the background.
 pub fn start_housekeeping() -> std::io::Result<()> {
+    // Before any runtime thread allocates: glibc's thresholds are fixed here.
+    #[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "jemalloc")))]
+    let mut heap = heap_trim::HeapTrim::new();
     std::thread::Builder::new()
         .name("psrtd-memory".into())
-        .spawn(|| {
-            #[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "jemalloc")))]
-            let mut heap = heap_trim::HeapTrim::new();
+        .spawn(move || {
             loop {
                 std::thread::sleep(TICK);
                 let dropped = FramePool::global().release_idle();

@@ -4,7 +4,7 @@
 //!
 //! This is the one module of the workspace allowed `unsafe_code` (the
 //! workspace lints deny it elsewhere): no maintained crate wraps these
-//! calls in a safe API, and both are plain FFI calls without
+//! calls in a safe API, and all three are plain FFI calls without
 //! preconditions, wrapped here in safe functions.
 
 #![allow(unsafe_code)]
