@@ -5,7 +5,8 @@
 //! This is the one module of the workspace allowed `unsafe_code` (the
 //! workspace lints deny it elsewhere): no maintained crate wraps these
 //! calls in a safe API, and all three are plain FFI calls without
-//! preconditions, wrapped here in safe functions.
+//! preconditions, wrapped here in safe functions. (`mallinfo2` needs glibc
+//! 2.33 or later.)
 
 #![allow(unsafe_code)]
 
