@@ -20,3 +20,10 @@ python3 scripts/readme-examples.py target/debug
 if [ -x tests/python/run.sh ]; then
   tests/python/run.sh
 fi
+
+# Without the `jemalloc` feature psrtd runs on glibc's malloc and returns
+# a burst's memory itself (psrtd/src/memory/): its unit tests and the
+# memory tests on that build too. Last, because this build replaces
+# target/debug/psrtd, which the steps above run.
+cargo test -p psrtd --no-default-features --features runtime-tokio \
+  --lib --test hostile_conns --test hostile_subscriptions

@@ -1,31 +1,58 @@
-//! Memory housekeeping: once large messages stop, the input buffers pooled
-//! for them ([`psrt_proto::framepool`]) go back to the allocator.
+//! Memory housekeeping: memory that a burst of clients, subscriptions or
+//! large messages took goes back to the OS once the burst is over, with no
+//! traffic needed to trigger it.
 //!
-//! A thread wakes every [`TICK`] and empties the pool when it went unused
-//! for a whole tick, so a burst of large frames leaves nothing behind
-//! within two ticks, while a steady flow keeps its buffers. (With
-//! jemalloc, the allocator's background thread then returns the pages to
-//! the OS; glibc returns large blocks when they are freed.)
+//! A thread wakes every [`TICK`] and:
+//!
+//! * empties the pool of input buffers kept for large frames
+//!   ([`psrt_proto::framepool`]) when it went unused for a whole tick, so a
+//!   burst of large frames leaves nothing behind within two ticks, while a
+//!   steady flow keeps its buffers;
+//! * in builds on glibc's malloc (Linux, no `jemalloc` feature), asks glibc
+//!   to return the free memory of its arenas to the OS (`malloc_trim`) when
+//!   the heap in use has fallen by [`heap_trim::TRIM_AFTER_DROP`] or more
+//!   since the last trim ([`heap_trim`]). glibc on its own only gives back
+//!   the top of each heap: the memory of thousands of departed clients,
+//!   freed between long-lived blocks, would stay resident.
+//!
+//! With jemalloc (the default feature) the allocator's own background
+//! thread returns freed pages over its decay time, so only the pool is
+//! handled here.
+//!
+//! Everything runs on this one plain thread: never on an async worker and
+//! never under the broker lock, so a trim, which walks every arena, does
+//! not stall serving.
 
 use std::time::Duration;
 
 use psrt_proto::framepool::FramePool;
 
-/// How often the pool is checked.
+#[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "jemalloc")))]
+mod glibc;
+#[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "jemalloc")))]
+pub mod heap_trim;
+
+/// How often the pool and the heap are checked.
 pub const TICK: Duration = Duration::from_secs(5);
 
-/// Starts the housekeeping thread (detached: it only drops buffers, so
-/// the process may end at any time). Call after forking to the background.
+/// Starts the housekeeping thread (detached: it only drops buffers and
+/// returns free pages, so the process may end at any time). Call after
+/// forking to the background.
 pub fn start_housekeeping() -> std::io::Result<()> {
+    // Before any runtime thread allocates: glibc's thresholds are fixed here.
+    #[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "jemalloc")))]
+    let mut heap = heap_trim::HeapTrim::new();
     std::thread::Builder::new()
         .name("psrtd-memory".into())
-        .spawn(|| {
+        .spawn(move || {
             loop {
                 std::thread::sleep(TICK);
                 let dropped = FramePool::global().release_idle();
                 if dropped > 0 {
                     tracing::debug!(dropped, "released idle frame buffers");
                 }
+                #[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "jemalloc")))]
+                heap.tick();
             }
         })
         .map(drop)
