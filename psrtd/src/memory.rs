@@ -10,8 +10,9 @@
 //!   steady flow keeps its buffers;
 //! * in builds on glibc's malloc (Linux, no `jemalloc` feature), asks glibc
 //!   to return the free memory of its arenas to the OS (`malloc_trim`) when
-//!   the heap in use has fallen by [`heap_trim::TRIM_AFTER_DROP`] or more
-//!   since the last trim ([`heap_trim`]). glibc on its own only gives back
+//!   the free memory it holds resident grew by
+//!   [`heap_trim::TRIM_AFTER_GROWTH`] or more since the last trim
+//!   ([`heap_trim`]). glibc on its own only gives back
 //!   the top of each heap: the memory of thousands of departed clients,
 //!   freed between long-lived blocks, would stay resident.
 //!
