@@ -146,16 +146,7 @@ impl Listener for MonoioListener {
         &self,
         stop: impl Future<Output = ()>,
     ) -> Option<io::Result<(MonoioStream, String)>> {
-        let canceller = Canceller::new();
-        let mut accept = pin!(self.accept_or_cancel(canceller.handle()));
-        monoio::select! {
-            accepted = &mut accept => Some(accepted),
-            () = stop => {
-                canceller.cancel();
-                let _ = accept.await;
-                None
-            }
-        }
+        until_cancelled(stop, |cancel| self.accept_or_cancel(cancel)).await
     }
 }
 
@@ -171,20 +162,31 @@ impl Udp for MonoioUdp {
     /// operation completes, the ring holds the socket open and its port
     /// bound, past the socket's close and even past the process's exit.
     async fn recv_from(&self, buf: Vec<u8>, stop: impl Future<Output = ()>) -> Option<Received> {
-        let canceller = Canceller::new();
-        let mut receive = pin!(self.0.cancelable_recv_from(buf, canceller.handle()));
-        monoio::select! {
-            received = &mut receive => Some(received),
-            () = stop => {
-                canceller.cancel();
-                let _ = receive.await;
-                None
-            }
-        }
+        until_cancelled(stop, |cancel| self.0.cancelable_recv_from(buf, cancel)).await
     }
 
     async fn send_to(&self, data: Vec<u8>, peer: SocketAddr) -> io::Result<()> {
         self.0.send_to(data, peer).await.0.map(drop)
+    }
+}
+
+/// Runs the cancellable operation `op` until `stop` completes; then cancels
+/// it and awaits its end before returning `None`. Dropping an io_uring
+/// operation in flight instead could lose its result (an accepted
+/// connection) and leaves its socket held by the ring.
+async fn until_cancelled<T, F: Future<Output = T>>(
+    stop: impl Future<Output = ()>,
+    op: impl FnOnce(CancelHandle) -> F,
+) -> Option<T> {
+    let canceller = Canceller::new();
+    let mut op = pin!(op(canceller.handle()));
+    monoio::select! {
+        done = &mut op => Some(done),
+        () = stop => {
+            canceller.cancel();
+            let _ = op.await;
+            None
+        }
     }
 }
 
