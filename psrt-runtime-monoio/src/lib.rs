@@ -19,6 +19,7 @@ mod io_slot;
 pub mod runtime;
 pub mod server;
 pub mod timer_wheel;
+mod turns;
 
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
