@@ -24,7 +24,7 @@ use psrt_proto::{BytesMut, TxBuf};
 
 use crate::io_slot::{Reader, Writer, split};
 use crate::timer_wheel::WheelTimer;
-use crate::turns::Member;
+use crate::turns::{Member, socket_id};
 
 /// The monoio runtime of the current thread.
 #[derive(Debug, Clone, Copy, Default)]
@@ -140,18 +140,18 @@ impl Listener for MonoioListener {
     type Stream = MonoioStream;
 
     fn from_tcp(listener: std::net::TcpListener) -> io::Result<Self> {
-        let address = format!("tcp:{}", listener.local_addr()?);
+        let turn = Member::join(socket_id(&listener)?);
         Ok(MonoioListener {
             socket: ListenerSocket::Tcp(TcpListener::from_std(listener)?),
-            turn: Member::join(address),
+            turn,
         })
     }
 
     fn from_unix(listener: std::os::unix::net::UnixListener) -> io::Result<Self> {
-        let address = format!("unix:{:?}", listener.local_addr()?.as_pathname());
+        let turn = Member::join(socket_id(&listener)?);
         Ok(MonoioListener {
             socket: ListenerSocket::Unix(UnixListener::from_std(listener)?),
-            turn: Member::join(address),
+            turn,
         })
     }
 

@@ -12,7 +12,11 @@
 //! and data sockets in pairs, and a rotation over two workers would put
 //! every data socket (where the deliveries go out) on the same one.
 
+use std::fs::File;
 use std::hash::BuildHasher;
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 
@@ -35,9 +39,21 @@ struct State {
     accepted: u64,
 }
 
-/// The [`Turns`] of the listeners this process serves, by listener
-/// address, so that each worker's copy of a listener finds the others.
-static REGISTRY: Mutex<Vec<(String, Weak<Turns>)>> = Mutex::new(Vec::new());
+/// The [`Turns`] of the listeners this process serves, by the identity of
+/// the socket ([`socket_id`]) that every worker's copy duplicates, so that
+/// the copies of one listener find each other.
+static REGISTRY: Mutex<Vec<(SocketId, Weak<Turns>)>> = Mutex::new(Vec::new());
+
+/// A socket's device and inode numbers: the same for every duplicate of
+/// its descriptor, different for every other socket.
+pub(crate) type SocketId = (u64, u64);
+
+/// The identity of the socket `fd` refers to (read from a duplicate of
+/// it, closed right away).
+pub(crate) fn socket_id(fd: impl AsFd) -> io::Result<SocketId> {
+    let meta = File::from(fd.as_fd().try_clone_to_owned()?).metadata()?;
+    Ok((meta.dev(), meta.ino()))
+}
 
 /// One copy of a listener in its [`Turns`]; leaves them when dropped.
 pub(crate) struct Member {
@@ -46,19 +62,19 @@ pub(crate) struct Member {
 }
 
 impl Member {
-    /// Joins the turns of the listener at `address` (one is made for its
+    /// Joins the turns of the listening socket `socket` (made for its
     /// first copy). The first copy to join holds the turn.
-    pub(crate) fn join(address: String) -> Member {
+    pub(crate) fn join(socket: SocketId) -> Member {
         let turns = {
             let mut registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
             registry.retain(|(_, turns)| turns.strong_count() > 0);
             let found = registry
                 .iter()
-                .find(|(key, _)| *key == address)
+                .find(|(key, _)| *key == socket)
                 .and_then(|(_, turns)| turns.upgrade());
             found.unwrap_or_else(|| {
                 let turns = Arc::new(Turns::default());
-                registry.push((address, Arc::downgrade(&turns)));
+                registry.push((socket, Arc::downgrade(&turns)));
                 turns
             })
         };
@@ -146,8 +162,8 @@ mod tests {
 
     #[test]
     fn the_turn_goes_round_every_copy_and_survives_the_holder_leaving() {
-        let first = Member::join("tcp:test-turns".into());
-        let second = Member::join("tcp:test-turns".into());
+        let first = Member::join((0, 1));
+        let second = Member::join((0, 1));
         let mut cx = Context::from_waker(Waker::noop());
         assert!(first.poll_turn(&mut cx).is_ready(), "the first copy starts");
         assert!(second.poll_turn(&mut cx).is_pending());
@@ -176,9 +192,19 @@ mod tests {
     }
 
     #[test]
-    fn listeners_at_other_addresses_have_their_own_turns() {
-        let one = Member::join("tcp:test-turns-a".into());
-        let other = Member::join("tcp:test-turns-b".into());
+    fn duplicates_of_a_socket_share_its_identity_and_others_differ() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let copy = listener.try_clone().expect("dup");
+        let other = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let id = socket_id(&listener).expect("fstat");
+        assert_eq!(id, socket_id(&copy).expect("fstat"));
+        assert_ne!(id, socket_id(&other).expect("fstat"));
+    }
+
+    #[test]
+    fn other_listeners_have_their_own_turns() {
+        let one = Member::join((0, 2));
+        let other = Member::join((0, 3));
         let mut cx = Context::from_waker(Waker::noop());
         assert!(one.poll_turn(&mut cx).is_ready());
         assert!(other.poll_turn(&mut cx).is_ready());
