@@ -4,7 +4,8 @@
 //! * [`runtime::Monoio`]: psrt-driver's `Runtime` trait over monoio:
 //!   completion I/O with owned buffers (`io_slot`) for the server's and
 //!   the client's sockets, cancellable accepts, timers on one wheel per
-//!   server thread ([`timer_wheel`]), `monoio::spawn`.
+//!   server thread ([`timer_wheel`]), `monoio::spawn`, listeners whose
+//!   copies on the workers take turns to accept (`turns`).
 //! * [`server::Server`]: `psrt_driver::Server` on that runtime (the socket
 //!   loop, listeners, UDP, stats, password checks on idle-priority
 //!   threads, SIGHUP reload, graceful SIGTERM/SIGINT drain are all
@@ -19,6 +20,7 @@ mod io_slot;
 pub mod runtime;
 pub mod server;
 pub mod timer_wheel;
+mod turns;
 
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 

@@ -6,6 +6,7 @@
 //! Tasks go to `monoio::spawn`: they stay on the thread that accepted
 //! their socket.
 
+use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -23,6 +24,7 @@ use psrt_proto::{BytesMut, TxBuf};
 
 use crate::io_slot::{Reader, Writer, split};
 use crate::timer_wheel::WheelTimer;
+use crate::turns::{Member, socket_id};
 
 /// The monoio runtime of the current thread.
 #[derive(Debug, Clone, Copy, Default)]
@@ -105,23 +107,28 @@ impl Stream for MonoioStream {
     }
 }
 
-/// A TCP or Unix listener.
-pub enum MonoioListener {
-    /// TCP.
+/// A TCP or Unix listener: one worker's copy, taking turns with the
+/// other workers' copies ([`crate::turns`]) so connections spread over
+/// the workers.
+pub struct MonoioListener {
+    socket: ListenerSocket,
+    turn: Member,
+}
+
+enum ListenerSocket {
     Tcp(TcpListener),
-    /// A Unix socket.
     Unix(UnixListener),
 }
 
 impl MonoioListener {
     async fn accept_or_cancel(&self, cancel: CancelHandle) -> io::Result<(MonoioStream, String)> {
-        match self {
-            MonoioListener::Tcp(listener) => {
+        match &self.socket {
+            ListenerSocket::Tcp(listener) => {
                 let (stream, peer) = listener.cancelable_accept(cancel).await?;
                 stream.set_nodelay(true)?;
                 Ok((MonoioStream::from(stream), peer.to_string()))
             }
-            MonoioListener::Unix(listener) => {
+            ListenerSocket::Unix(listener) => {
                 let (stream, _) = listener.cancelable_accept(cancel).await?;
                 Ok((MonoioStream::from(stream), String::from("unix")))
             }
@@ -133,20 +140,40 @@ impl Listener for MonoioListener {
     type Stream = MonoioStream;
 
     fn from_tcp(listener: std::net::TcpListener) -> io::Result<Self> {
-        TcpListener::from_std(listener).map(MonoioListener::Tcp)
+        let turn = Member::join(socket_id(&listener)?);
+        Ok(MonoioListener {
+            socket: ListenerSocket::Tcp(TcpListener::from_std(listener)?),
+            turn,
+        })
     }
 
     fn from_unix(listener: std::os::unix::net::UnixListener) -> io::Result<Self> {
-        UnixListener::from_std(listener).map(MonoioListener::Unix)
+        let turn = Member::join(socket_id(&listener)?);
+        Ok(MonoioListener {
+            socket: ListenerSocket::Unix(UnixListener::from_std(listener)?),
+            turn,
+        })
     }
 
-    /// On stop the pending accept is cancelled and awaited, so a socket
-    /// the kernel handed over meanwhile is closed rather than leaked.
+    /// Waits for this copy's turn, then accepts; a connection accepted
+    /// passes the turn on. On stop the pending accept is cancelled and
+    /// awaited, so a socket the kernel handed over meanwhile is closed
+    /// rather than leaked.
     async fn accept(
         &self,
         stop: impl Future<Output = ()>,
     ) -> Option<io::Result<(MonoioStream, String)>> {
-        until_cancelled(stop, |cancel| self.accept_or_cancel(cancel)).await
+        let mut stop = pin!(stop);
+        let turn = poll_fn(|cx| self.turn.poll_turn(cx));
+        monoio::select! {
+            () = turn => {}
+            () = &mut stop => return None,
+        }
+        let accepted = until_cancelled(stop, |cancel| self.accept_or_cancel(cancel)).await;
+        if let Some(Ok(_)) = accepted {
+            self.turn.pass();
+        }
+        accepted
     }
 }
 

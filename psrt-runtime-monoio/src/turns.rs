@@ -1,0 +1,212 @@
+//! Which worker thread accepts the next connection of a listener.
+//!
+//! monoio tasks never move between threads, so the thread that accepts a
+//! socket serves it for its life. Left to the kernel, every worker keeping
+//! an accept in flight on its copy of the listener, nearly every
+//! connection went to the same worker (in psrt-bench's fan-out, all 50
+//! subscribers' sockets: that worker did 83 % of the server's work, the
+//! other one only read the publisher's socket). So the copies of a
+//! listener take turns: only the worker holding the turn has an accept in
+//! flight, and each accepted connection passes the turn to a worker drawn
+//! at random. Random rather than in rotation: clients open their control
+//! and data sockets in pairs, and a rotation over two workers would put
+//! every data socket (where the deliveries go out) on the same one.
+
+use std::fs::File;
+use std::hash::BuildHasher;
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll, Waker};
+
+/// The turn of one listener, shared by its copies on every worker.
+#[derive(Default)]
+pub(crate) struct Turns {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The copy that may accept now.
+    holder: Option<u64>,
+    /// The copies (one per worker), each with the waker of its accept
+    /// loop while it waits for the turn.
+    members: Vec<(u64, Option<Waker>)>,
+    /// Ids given out so far.
+    next_id: u64,
+    /// Connections accepted, mixed into the draw of the next holder.
+    accepted: u64,
+}
+
+/// The [`Turns`] of the listeners this process serves, by the identity of
+/// the socket ([`socket_id`]) that every worker's copy duplicates, so that
+/// the copies of one listener find each other.
+static REGISTRY: Mutex<Vec<(SocketId, Weak<Turns>)>> = Mutex::new(Vec::new());
+
+/// A socket's device and inode numbers: the same for every duplicate of
+/// its descriptor, different for every other socket.
+pub(crate) type SocketId = (u64, u64);
+
+/// The identity of the socket `fd` refers to (read from a duplicate of
+/// it, closed right away).
+pub(crate) fn socket_id(fd: impl AsFd) -> io::Result<SocketId> {
+    let meta = File::from(fd.as_fd().try_clone_to_owned()?).metadata()?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+/// One copy of a listener in its [`Turns`]; leaves them when dropped.
+pub(crate) struct Member {
+    turns: Arc<Turns>,
+    id: u64,
+}
+
+impl Member {
+    /// Joins the turns of the listening socket `socket` (made for its
+    /// first copy). The first copy to join holds the turn.
+    pub(crate) fn join(socket: SocketId) -> Member {
+        let turns = {
+            let mut registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
+            registry.retain(|(_, turns)| turns.strong_count() > 0);
+            let found = registry
+                .iter()
+                .find(|(key, _)| *key == socket)
+                .and_then(|(_, turns)| turns.upgrade());
+            found.unwrap_or_else(|| {
+                let turns = Arc::new(Turns::default());
+                registry.push((socket, Arc::downgrade(&turns)));
+                turns
+            })
+        };
+        let id = {
+            let mut state = turns.lock();
+            let id = state.next_id;
+            state.next_id += 1;
+            state.members.push((id, None));
+            state.holder.get_or_insert(id);
+            id
+        };
+        Member { turns, id }
+    }
+
+    /// `Ready` while this copy holds the turn; else registers `cx` to be
+    /// woken when it gets it.
+    pub(crate) fn poll_turn(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.turns.lock();
+        if state.holder == Some(self.id) {
+            return Poll::Ready(());
+        }
+        if let Some((_, waker)) = state.members.iter_mut().find(|(id, _)| *id == self.id) {
+            match waker {
+                Some(known) if known.will_wake(cx.waker()) => {}
+                slot => *slot = Some(cx.waker().clone()),
+            }
+        }
+        Poll::Pending
+    }
+
+    /// After this copy accepted a connection: the turn goes to a copy
+    /// drawn at random (this one included).
+    pub(crate) fn pass(&self) {
+        let waker = {
+            let mut state = self.turns.lock();
+            state.accepted += 1;
+            state.hand_on()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+impl Drop for Member {
+    /// A copy that leaves (its worker stops) hands its turn on.
+    fn drop(&mut self) {
+        let waker = {
+            let mut state = self.turns.lock();
+            state.members.retain(|(id, _)| *id != self.id);
+            if state.holder != Some(self.id) {
+                return;
+            }
+            state.hand_on()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+impl Turns {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl State {
+    /// Gives the turn to a member drawn at random (none when none is
+    /// left) and returns the waker of its accept loop, if it waits.
+    fn hand_on(&mut self) -> Option<Waker> {
+        self.holder = None;
+        let random = std::hash::RandomState::new().hash_one(self.accepted);
+        let count = u64::try_from(self.members.len()).unwrap_or(u64::MAX).max(1);
+        let index = usize::try_from(random % count).unwrap_or(0);
+        let (id, waker) = self.members.get_mut(index)?;
+        self.holder = Some(*id);
+        waker.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_turn_goes_round_every_copy_and_survives_the_holder_leaving() {
+        let first = Member::join((0, 1));
+        let second = Member::join((0, 1));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(first.poll_turn(&mut cx).is_ready(), "the first copy starts");
+        assert!(second.poll_turn(&mut cx).is_pending());
+        let mut held = [0, 0];
+        for _ in 0..200 {
+            let holder = if first.poll_turn(&mut cx).is_ready() {
+                &first
+            } else {
+                &second
+            };
+            held[usize::from(std::ptr::eq(holder, &second))] += 1;
+            holder.pass();
+        }
+        assert!(held.iter().all(|n| *n > 40), "both copies accept: {held:?}");
+        let holder_is_first = first.poll_turn(&mut cx).is_ready();
+        let (leaving, staying) = if holder_is_first {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        drop(leaving);
+        assert!(
+            staying.poll_turn(&mut cx).is_ready(),
+            "the turn is handed on"
+        );
+    }
+
+    #[test]
+    fn duplicates_of_a_socket_share_its_identity_and_others_differ() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let copy = listener.try_clone().expect("dup");
+        let other = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let id = socket_id(&listener).expect("fstat");
+        assert_eq!(id, socket_id(&copy).expect("fstat"));
+        assert_ne!(id, socket_id(&other).expect("fstat"));
+    }
+
+    #[test]
+    fn other_listeners_have_their_own_turns() {
+        let one = Member::join((0, 2));
+        let other = Member::join((0, 3));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(one.poll_turn(&mut cx).is_ready());
+        assert!(other.poll_turn(&mut cx).is_ready());
+    }
+}
