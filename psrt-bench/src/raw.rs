@@ -118,6 +118,14 @@ impl Control {
         Ok(())
     }
 
+    /// Writes the first `n` frames of a pre-encoded batch, after what is
+    /// queued, in one write.
+    pub fn send_batch(&mut self, batch: &PublishBatch, n: usize) -> Result<(), BenchError> {
+        self.flush()?;
+        self.stream.write_all(batch.first(n))?;
+        Ok(())
+    }
+
     /// Writes everything queued.
     pub fn flush(&mut self) -> Result<(), BenchError> {
         if !self.out.is_empty() {
@@ -143,6 +151,51 @@ impl Control {
             count += n;
         }
         Ok(count)
+    }
+}
+
+/// PUBLISH frames of one topic and payload, encoded once and written in
+/// runs: a publisher sending the same message over and over costs one
+/// `write` per run and no encoding.
+#[derive(Debug, Clone)]
+pub struct PublishBatch {
+    bytes: Vec<u8>,
+    frame_len: usize,
+}
+
+impl PublishBatch {
+    /// `count` (at least one) PUBLISH frames of `payload` to `topic`, at
+    /// the default priority.
+    pub fn new(topic: &str, payload: &[u8], count: usize) -> Result<Self, BenchError> {
+        let len = u32::try_from(topic.len() + 1 + payload.len())
+            .map_err(|_| BenchError::Protocol("payload too large".into()))?;
+        let mut frame = Vec::with_capacity(6 + len as usize);
+        frame.push(op::PUBLISH);
+        frame.push(DEFAULT_PRIORITY);
+        frame.extend_from_slice(&len.to_le_bytes());
+        frame.extend_from_slice(topic.as_bytes());
+        frame.push(0);
+        frame.extend_from_slice(payload);
+        Ok(Self {
+            bytes: frame.repeat(count.max(1)),
+            frame_len: frame.len(),
+        })
+    }
+
+    /// How many frames the batch holds.
+    pub fn len(&self) -> usize {
+        self.bytes.len() / self.frame_len
+    }
+
+    /// Always false: a batch holds at least one frame.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The bytes of the first `n` frames (all of them if `n` is larger).
+    pub fn first(&self, n: usize) -> &[u8] {
+        let end = n.saturating_mul(self.frame_len).min(self.bytes.len());
+        self.bytes.get(..end).unwrap_or_default()
     }
 }
 
@@ -226,6 +279,11 @@ impl PushParser {
         while !data.is_empty() {
             data = if self.body_left > 0 {
                 self.feed_body(data, on_frame)
+            } else if self.head_len == 0 {
+                match feed_whole(data, on_frame)? {
+                    [] => return Ok(()),
+                    rest => self.feed_head(rest, on_frame)?,
+                }
             } else {
                 self.feed_head(data, on_frame)?
             };
@@ -284,6 +342,35 @@ impl PushParser {
             on_frame(&self.prefix[..self.prefix_len], self.body_len);
         }
         rest
+    }
+}
+
+/// Takes every complete frame at the start of `data` in place, without
+/// copying anything, and returns the rest (empty, or the start of a frame
+/// that has not fully arrived): a subscriber reading big chunks counts
+/// most frames here.
+fn feed_whole<'a>(
+    mut data: &'a [u8],
+    on_frame: &mut impl FnMut(&[u8], usize),
+) -> Result<&'a [u8], BenchError> {
+    loop {
+        match data {
+            [status::NOP, rest @ ..] => data = rest,
+            [status::OK, _, l0, l1, l2, l3, rest @ ..] => {
+                let len = u32::from_le_bytes([*l0, *l1, *l2, *l3]) as usize;
+                let (Some(body), Some(after)) = (rest.get(..len), rest.get(len..)) else {
+                    return Ok(data);
+                };
+                on_frame(body.get(..PREFIX).unwrap_or(body), len);
+                data = after;
+            }
+            [status::OK, ..] | [] => return Ok(data),
+            [other, ..] => {
+                return Err(BenchError::Protocol(format!(
+                    "pushed frame starts with {other:#04x}"
+                )));
+            }
+        }
     }
 }
 
@@ -362,6 +449,75 @@ mod tests {
             assert_eq!(seen[1].1, 102);
             assert_eq!(seen[1].0.len(), PREFIX);
         }
+    }
+
+    #[test]
+    fn parser_counts_many_frames_fed_in_any_chunks() {
+        let payload = [b'x'; 32];
+        let mut stream = Vec::new();
+        for k in 0..50u8 {
+            if k % 7 == 0 {
+                stream.push(0);
+            }
+            stream.extend_from_slice(&[1, 0x7F]);
+            stream.extend_from_slice(&(2 + payload.len() as u32).to_le_bytes());
+            stream.extend_from_slice(&[b'a' + k % 26, 0]);
+            stream.extend_from_slice(&payload);
+        }
+        for chunk in [1, 5, 6, 7, 39, 40, 41, 100, 4096] {
+            let mut parser = PushParser::default();
+            let mut seen = Vec::new();
+            for piece in stream.chunks(chunk) {
+                seen.extend(frames(&mut parser, piece));
+            }
+            assert_eq!(seen.len(), 50, "chunks of {chunk}");
+            for (k, (prefix, len)) in seen.iter().enumerate() {
+                assert_eq!(*len, 34, "chunks of {chunk}");
+                assert_eq!(prefix.len(), PREFIX);
+                assert_eq!(prefix[0], b'a' + (k % 26) as u8, "chunks of {chunk}");
+            }
+        }
+    }
+
+    #[test]
+    fn whole_frames_leave_a_partial_one() {
+        let mut stream = vec![1, 0x7F, 3, 0, 0, 0, b't', 0, b'p', 0, 1, 0x7F, 9];
+        let mut seen = Vec::new();
+        let rest = feed_whole(&stream, &mut |prefix, len| {
+            seen.push((prefix.to_vec(), len))
+        })
+        .expect("valid stream");
+        assert_eq!(seen, vec![(b"t\0p".to_vec(), 3)]);
+        assert_eq!(rest, &[1, 0x7F, 9]);
+        stream.truncate(3);
+        let rest = feed_whole(&stream, &mut |_, _| panic!("no complete frame"));
+        assert_eq!(rest.expect("valid stream").len(), 3);
+        assert!(feed_whole(&[0, 0xFF], &mut |_, _| {}).is_err());
+    }
+
+    #[test]
+    fn batch_holds_publish_frames() {
+        let batch = PublishBatch::new("a/b", b"xyz", 4).expect("small frame");
+        assert_eq!(batch.len(), 4);
+        let frame = [
+            op::PUBLISH,
+            DEFAULT_PRIORITY,
+            7,
+            0,
+            0,
+            0,
+            b'a',
+            b'/',
+            b'b',
+            0,
+            b'x',
+            b'y',
+            b'z',
+        ];
+        assert_eq!(batch.first(1), &frame);
+        assert_eq!(batch.first(2), [frame, frame].concat());
+        assert_eq!(batch.first(9).len(), 4 * frame.len());
+        assert_eq!(batch.first(0), &[] as &[u8]);
     }
 
     #[test]

@@ -11,13 +11,14 @@
 //! while subscribers lag more than a bounded backlog, so a server's
 //! per-client queue never overflows and a loss is a real loss.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::raw::{Control, PushStream};
+use crate::raw::{Control, PublishBatch, PushStream};
 use crate::server::{DATA_QUEUE, Server, cpu_time, rss_kib};
 use crate::tls::Endpoint;
 use crate::{BenchError, Scale};
@@ -44,8 +45,9 @@ const SMALL_BACKLOG: u64 = 768;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often blocked reads wake up to check whether to stop.
 const POLL: Duration = Duration::from_millis(50);
-/// How long a publisher sleeps while subscribers lag too much.
-const BACKOFF: Duration = Duration::from_micros(50);
+/// Longest a publisher waits for subscribers to catch up before it looks
+/// at the clock again.
+const BACKOFF: Duration = Duration::from_millis(5);
 
 /// A workload's result, or why there is none.
 pub type Outcome<T> = Result<T, Failure>;
@@ -320,7 +322,7 @@ pub fn fan_in(
     let (subscriber, stream) = subscriber(endpoint, &["bench/in/+".to_owned()])?;
     let flow = Flow {
         publishers: connect_many(endpoint, scale.fan_in_publishers)?,
-        topic: &|publisher, _, topic| topic.push_str(&format!("bench/in/{publisher}")),
+        topics: Topics::Fixed(&|publisher| format!("bench/in/{publisher}")),
         payload: vec![b'x'; SMALL_PAYLOAD],
         subscribers: vec![stream],
         routing: Routing::Every,
@@ -352,7 +354,7 @@ pub fn fan_out(
     }
     let flow = Flow {
         publishers: connect_many(endpoint, 1)?,
-        topic: &|_, _, topic| topic.push_str("bench/out"),
+        topics: Topics::Fixed(&|_| "bench/out".to_owned()),
         payload: vec![b'x'; SMALL_PAYLOAD],
         subscribers: streams,
         routing: Routing::Every,
@@ -419,7 +421,7 @@ pub fn large(
     let ack_window = 2 * LARGE_IN_FLIGHT;
     let flow = Flow {
         publishers: connect_many(endpoint, shape.publishers)?,
-        topic: &|_, _, topic| topic.push_str("bench/large"),
+        topics: Topics::Each(&|_, _, topic| topic.push_str("bench/large")),
         payload: vec![b'x'; shape.payload],
         subscribers: streams,
         routing: Routing::Every,
@@ -578,7 +580,7 @@ pub fn subscriptions(endpoint: &Endpoint, scale: &Scale) -> Result<Subscriptions
     };
     let flow = Flow {
         publishers: connect_many(endpoint, publishers)?,
-        topic: &topic,
+        topics: Topics::Each(&topic),
         payload: vec![b'x'; SMALL_PAYLOAD],
         subscribers: streams,
         routing: Routing::One,
@@ -689,13 +691,25 @@ enum Routing {
 
 /// Writes the topic of publisher `p`'s `k`-th message.
 type TopicFn<'a> = &'a (dyn Fn(usize, u64, &mut String) + Sync);
+
+/// The topics a flow's publishers write to.
+#[derive(Clone, Copy)]
+enum Topics<'a> {
+    /// Publisher `p` sends every message to the topic named by `f(p)`: its
+    /// frames are encoded once ([`PublishBatch`]) and written a run at a
+    /// time, so the publisher costs little more than its system calls.
+    Fixed(&'a (dyn Fn(usize) -> String + Sync)),
+    /// Each message is encoded as it is sent, to the topic the function
+    /// writes; large payloads are written from the caller's buffer.
+    Each(TopicFn<'a>),
+}
 /// Whether subscriber `s` may receive a message starting with these bytes.
 type CheckFn<'a> = &'a (dyn Fn(usize, &[u8]) -> bool + Sync);
 
 /// A throughput measurement: publishers, subscribers, bounds.
 struct Flow<'a> {
     publishers: Vec<Control>,
-    topic: TopicFn<'a>,
+    topics: Topics<'a>,
     payload: Vec<u8>,
     subscribers: Vec<PushStream>,
     routing: Routing,
@@ -719,6 +733,12 @@ struct Progress {
     /// Deliveries to wait for; `u64::MAX` while publishers run.
     target: AtomicU64,
     give_up: AtomicBool,
+    /// Publishers waiting in [`Progress::wait_for_room`].
+    waiting: AtomicUsize,
+    /// Guards the wait on `caught_up` (holds nothing).
+    room: Mutex<()>,
+    /// Signalled by subscribers when deliveries free backlog room.
+    caught_up: Condvar,
 }
 
 impl Progress {
@@ -762,6 +782,55 @@ impl Progress {
         }
     }
 
+    /// Reserves at least `min(want, limit / 8)` publishes (see
+    /// [`Progress::reserve`]), blocking until subscribers have caught up
+    /// enough or `BACKOFF` passed; returns 0 if nothing was reserved.
+    /// Waiting on a condition variable instead of sleeping in short steps
+    /// keeps a lagging publisher off the CPU until there is room for a
+    /// whole run of frames.
+    fn wait_for_room(&self, want: u64, limit: u64) -> u64 {
+        let least = want.min(limit / 8).max(1);
+        let mut guard = self.room.lock().unwrap_or_else(PoisonError::into_inner);
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        while self.room(limit) < least && !self.give_up.load(Ordering::Acquire) {
+            let (next, waited) = self
+                .caught_up
+                .wait_timeout(guard, BACKOFF)
+                .unwrap_or_else(PoisonError::into_inner);
+            guard = next;
+            if waited.timed_out() {
+                break;
+            }
+        }
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        drop(guard);
+        self.reserve(want, limit)
+    }
+
+    /// Publishes the backlog `limit` still has room for.
+    fn room(&self, limit: u64) -> u64 {
+        let published = self.published.load(Ordering::SeqCst);
+        let delivered = match self.routing {
+            Routing::Every => self
+                .delivered
+                .iter()
+                .map(|d| d.load(Ordering::SeqCst))
+                .min(),
+            Routing::One => Some(self.delivered()),
+        };
+        limit.saturating_sub(published.saturating_sub(delivered.unwrap_or(published)))
+    }
+
+    /// Counts `got` deliveries to subscriber `counter` and wakes waiting
+    /// publishers.
+    fn deliver(&self, counter: &AtomicU64, got: u64) {
+        counter.fetch_add(got, Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            let _guard = self.room.lock().unwrap_or_else(PoisonError::into_inner);
+            self.caught_up.notify_all();
+        }
+    }
+
     fn done(&self) -> bool {
         self.give_up.load(Ordering::Acquire)
             || self.delivered() >= self.target.load(Ordering::Acquire)
@@ -777,6 +846,9 @@ impl Flow<'_> {
             misrouted: AtomicU64::new(0),
             target: AtomicU64::new(u64::MAX),
             give_up: AtomicBool::new(false),
+            waiting: AtomicUsize::new(0),
+            room: Mutex::new(()),
+            caught_up: Condvar::new(),
         };
         let subscriber_count = self.subscribers.len() as u64;
         let cpu_before = self.server.map(cpu_pair).transpose()?;
@@ -797,10 +869,10 @@ impl Flow<'_> {
                 .into_iter()
                 .enumerate()
                 .map(|(index, control)| {
-                    let (progress, topic, payload) = (&progress, self.topic, &self.payload[..]);
+                    let (progress, topics, payload) = (&progress, self.topics, &self.payload[..]);
                     let bounds = (self.ack_window, self.backlog);
                     s.spawn(move || {
-                        publish_until(control, index, topic, payload, bounds, progress, deadline)
+                        publish_until(control, index, topics, payload, bounds, progress, deadline)
                     })
                 })
                 .collect();
@@ -864,34 +936,53 @@ fn join_sum(
     })
 }
 
+/// How a publisher makes its frames (see [`Topics`]).
+enum Frames<'a> {
+    /// Encoded once, written a run at a time.
+    Encoded(PublishBatch),
+    /// Encoded one by one.
+    Each(TopicFn<'a>),
+}
+
 /// One publisher: pipelined publishes until `deadline`, at most
 /// `ack_window` unanswered and at most `backlog` undelivered.
 fn publish_until(
     mut control: Control,
     index: usize,
-    topic_of: TopicFn<'_>,
+    topics: Topics<'_>,
     payload: &[u8],
     (ack_window, backlog): (usize, u64),
     progress: &Progress,
     deadline: Instant,
 ) -> Result<u64, BenchError> {
     let batch = (ack_window / 4).max(1);
+    let frames = match topics {
+        Topics::Fixed(name) => Frames::Encoded(PublishBatch::new(&name(index), payload, batch)?),
+        Topics::Each(topic_of) => Frames::Each(topic_of),
+    };
     let (mut sent, mut unanswered) = (0u64, 0usize);
     let mut topic = String::new();
     while Instant::now() < deadline {
         let room = (ack_window - unanswered).min(batch) as u64;
-        let n = progress.reserve(room, backlog) as usize;
+        let n = match progress.reserve(room, backlog) {
+            0 => progress.wait_for_room(room, backlog) as usize,
+            n => n as usize,
+        };
         if n == 0 {
-            thread::sleep(BACKOFF);
             continue;
         }
-        for _ in 0..n {
-            topic.clear();
-            topic_of(index, sent, &mut topic);
-            control.queue_publish(&topic, payload)?;
-            sent += 1;
+        match &frames {
+            Frames::Encoded(encoded) => control.send_batch(encoded, n)?,
+            Frames::Each(topic_of) => {
+                for k in 0..n {
+                    topic.clear();
+                    topic_of(index, sent + k as u64, &mut topic);
+                    control.queue_publish(&topic, payload)?;
+                }
+                control.flush()?;
+            }
         }
-        control.flush()?;
+        sent += n as u64;
         unanswered += n;
         if unanswered >= ack_window {
             let answered = control.read_replies(unanswered - ack_window / 2)?;
@@ -925,7 +1016,7 @@ fn count_deliveries(
         })?;
         if got > 0 {
             last = Instant::now();
-            counter.fetch_add(got, Ordering::Relaxed);
+            progress.deliver(counter, got);
             progress.misrouted.fetch_add(wrong, Ordering::Relaxed);
         }
     }

@@ -458,6 +458,46 @@ struct Session {
     /// text once for every session).
     filters: HashSet<FilterId>,
     data: DataSlot,
+    /// What the last PUBLISH's topic came to (boxed: most sessions never
+    /// publish, and every idle client holds a session).
+    last_publish: Option<Box<PublishMemo>>,
+}
+
+/// The broker's answers for the last topic a session published to: a
+/// publisher sending to the same topic again skips parsing it, the ACL
+/// check and, while no subscription changed, the index walk. Valid only
+/// for the same raw topic bytes, the same rights (a reload replaces them)
+/// and the same depth limit.
+#[derive(Debug, Default)]
+struct PublishMemo {
+    raw: Vec<u8>,
+    topic: String,
+    rights: Option<Arc<UserRights>>,
+    max_depth: usize,
+    /// The subscribers' slots, as of index change count `index`.
+    targets: Vec<u32>,
+    index: Option<u64>,
+}
+
+impl PublishMemo {
+    /// Whether the parse and ACL answers hold for `raw`.
+    fn holds(&self, raw: &[u8], rights: &Arc<UserRights>, max_depth: usize) -> bool {
+        self.raw == raw
+            && self.max_depth == max_depth
+            && self.rights.as_ref().is_some_and(|r| Arc::ptr_eq(r, rights))
+    }
+
+    /// Remembers that `raw` parses to `topic`, which `rights` may publish
+    /// to; the targets are looked up again.
+    fn remember(&mut self, raw: &[u8], topic: &str, rights: Arc<UserRights>, max_depth: usize) {
+        self.raw.clear();
+        self.raw.extend_from_slice(raw);
+        self.topic.clear();
+        self.topic.push_str(topic);
+        self.rights = Some(rights);
+        self.max_depth = max_depth;
+        self.index = None;
+    }
 }
 
 /// The broker state machine. See the module docs.
@@ -784,6 +824,7 @@ impl Broker {
             token,
             filters: HashSet::new(),
             data: DataSlot::Unbound,
+            last_publish: None,
         };
         let slot = match self.free_slots.pop() {
             Some(slot) => {
@@ -865,23 +906,33 @@ impl Broker {
         payload: Bytes,
         now: Instant,
     ) -> Result<u8, ProtocolError> {
-        let rights = self
-            .session(id)
-            .ok_or(ProtocolError::NoSession)?
-            .rights
-            .clone();
-        let topic = match topic::parse_topic(raw_topic, self.limits.max_topic_depth) {
-            Ok(topic) => topic,
-            Err(TopicError::TooDeep { .. }) => return Ok(status::ERR),
-            Err(err) => return Err(ProtocolError::Topic(err)),
-        };
-        if !rights.may_publish(&topic) {
-            self.access_denied(id, AccessOp::Publish, &topic);
-            return Ok(status::ERR_ACCESS);
+        let max_depth = self.limits.max_topic_depth;
+        let session = self.session_mut(id).ok_or(ProtocolError::NoSession)?;
+        let mut memo = session.last_publish.take().unwrap_or_default();
+        if !memo.holds(raw_topic, &session.rights, max_depth) {
+            let rights = session.rights.clone();
+            let topic = match topic::parse_topic(raw_topic, max_depth) {
+                Ok(topic) => topic,
+                Err(TopicError::TooDeep { .. }) => return Ok(status::ERR),
+                Err(err) => return Err(ProtocolError::Topic(err)),
+            };
+            if !rights.may_publish(&topic) {
+                self.access_denied(id, AccessOp::Publish, &topic);
+                return Ok(status::ERR_ACCESS);
+            }
+            memo.remember(raw_topic, &topic, rights, max_depth);
+        }
+        let changes = self.index.changes();
+        if memo.index != Some(changes) {
+            self.index.lookup(&memo.topic, &mut memo.targets);
+            memo.index = Some(changes);
         }
         self.cluster
-            .offer(&topic, prio, &payload, u64::from(id.slot), now);
-        self.route(&topic, prio, payload, now, true);
+            .offer(&memo.topic, prio, &payload, u64::from(id.slot), now);
+        self.deliver(&memo.topic, &memo.targets, prio, payload, now, true);
+        if let Some(session) = self.session_mut(id) {
+            session.last_publish = Some(memo);
+        }
         Ok(status::OK)
     }
 
@@ -1031,20 +1082,34 @@ impl Broker {
 
     /// Counts a message and appends it to every matching subscriber's queue.
     fn route(&mut self, topic: &str, prio: u8, payload: Bytes, now: Instant, count: bool) {
+        let mut targets = std::mem::take(&mut self.scratch);
+        self.index.lookup(topic, &mut targets);
+        self.deliver(topic, &targets, prio, payload, now, count);
+        self.scratch = targets;
+    }
+
+    /// [`Broker::route`] to subscribers already looked up: counts the
+    /// message (if `count`) and appends it to each target's queue.
+    fn deliver(
+        &mut self,
+        topic: &str,
+        targets: &[u32],
+        prio: u8,
+        payload: Bytes,
+        now: Instant,
+        count: bool,
+    ) {
         if count {
             self.counters.c_pub_messages += 1;
             self.counters.c_pub_bytes += payload.len() as u64;
             self.top.record(topic, payload.len() as u64);
         }
-        let mut targets = std::mem::take(&mut self.scratch);
-        self.index.lookup(topic, &mut targets);
         if !targets.is_empty() {
             let message = Arc::new(Message::new(prio, topic, payload, now));
-            for &slot in &targets {
+            for &slot in targets {
                 self.enqueue(slot, &message);
             }
         }
-        self.scratch = targets;
     }
 
     fn enqueue(&mut self, slot: u32, message: &Arc<Message>) {
@@ -1125,6 +1190,9 @@ impl Broker {
         let mut taken = 0;
         let mut moved = 0;
         let (mut bytes, mut latency_us, mut worst) = (0u64, 0u64, Duration::ZERO);
+        // Small messages (payload inlined in the head) are copied into one
+        // chunk: one buffer to write and free instead of one per message.
+        let mut run = BytesMut::new();
         while let Some(message) = queue.messages.front() {
             let len = message.wire_len();
             if taken > 0 && moved + len > max_bytes {
@@ -1136,13 +1204,24 @@ impl Broker {
             histogram.record(age_us);
             latency_us = latency_us.saturating_add(age_us);
             bytes += message.payload_len as u64;
-            tx.push(message.head.clone());
-            tx.push(message.payload.clone());
+            if message.payload.is_empty() {
+                if run.capacity() == 0 {
+                    run.reserve(queue.bytes.min(max_bytes).max(len));
+                }
+                run.extend_from_slice(&message.head);
+            } else {
+                if !run.is_empty() {
+                    tx.push(run.split().freeze());
+                }
+                tx.push(message.head.clone());
+                tx.push(message.payload.clone());
+            }
             queue.bytes -= len;
             queue.messages.pop_front();
             moved += len;
             taken += 1;
         }
+        tx.push(run.freeze());
         let login = warn.filter(|w| worst > *w).map(|_| session.login.clone());
         self.counters.c_sent_messages += taken as u64;
         self.counters.c_sent_bytes += bytes;

@@ -63,6 +63,8 @@ pub struct SubIndex {
     levels: Levels,
     sets: Sets,
     pairs: usize,
+    /// Counts every change of the pairs held (see [`SubIndex::changes`]).
+    changes: u64,
 }
 
 impl Default for SubIndex {
@@ -81,7 +83,15 @@ impl SubIndex {
             levels: Levels::default(),
             sets: Sets::default(),
             pairs: 0,
+            changes: 0,
         }
+    }
+
+    /// How many times a pair was added or removed: a [`SubIndex::lookup`]
+    /// answer stays right while this stays the same, so a caller may keep
+    /// it instead of walking the index again.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     /// Adds the pair (`filter`, `client`): the filter's id, and whether the
@@ -104,6 +114,7 @@ impl SubIndex {
             .insert(client, &mut self.sets);
         if added {
             self.pairs += 1;
+            self.changes += 1;
         }
         (FilterId(node), added)
     }
@@ -136,11 +147,13 @@ impl SubIndex {
             return false;
         }
         self.pairs -= 1;
+        let changes = self.changes + 1;
         if self.pairs == 0 {
             *self = Self::new();
         } else {
             self.prune(filter.0);
         }
+        self.changes = changes;
         true
     }
 

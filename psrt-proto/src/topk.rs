@@ -15,6 +15,7 @@
 //! and (rarely) a few swaps, and an eviction costs one string allocation and
 //! O(log capacity) swaps.
 
+use hashbrown::DefaultHashBuilder;
 use indexmap::IndexMap;
 
 use crate::stats::TopicStat;
@@ -36,8 +37,10 @@ pub enum SortBy {
 pub struct TopTopics {
     capacity: usize,
     /// The tracked topics; an entry keeps its position until
-    /// [`TopTopics::clear`] (eviction replaces the key in place).
-    slots: IndexMap<String, Slot>,
+    /// [`TopTopics::clear`] (eviction replaces the key in place). Hashed
+    /// with hashbrown's default hasher (foldhash, randomly seeded) rather
+    /// than SipHash: every publish looks its topic up here.
+    slots: IndexMap<String, Slot, DefaultHashBuilder>,
     /// Positions in `slots`, as a min-heap on `messages`.
     heap: Vec<usize>,
 }
@@ -56,7 +59,7 @@ impl TopTopics {
     pub fn new(capacity: usize) -> Self {
         TopTopics {
             capacity,
-            slots: IndexMap::with_capacity(capacity),
+            slots: IndexMap::with_capacity_and_hasher(capacity, DefaultHashBuilder::default()),
             heap: Vec::with_capacity(capacity),
         }
     }

@@ -569,3 +569,30 @@ fn a_large_payload_is_pushed_to_every_subscriber_from_one_shared_allocation() {
         assert_eq!(tx.to_vec(), pushed("small", b"tiny"));
     }
 }
+
+#[test]
+fn repeated_publishes_to_one_topic_follow_subscription_changes() {
+    let mut server = Server::open();
+    let (p, _) = server.anon();
+    assert_eq!(server.request(p, &publish(b"r/t", b"0")), [OK]);
+    let (s1, d1) = server.subscriber(&["r/t"]);
+    assert_eq!(server.request(p, &publish(b"r/t", b"1")), [OK]);
+    let (_, d2) = server.subscriber(&["r/+"]);
+    assert_eq!(server.request(p, &publish(b"r/t", b"2")), [OK]);
+    assert_eq!(server.request(s1, &unsubscribe(&["r/t"])), [OK]);
+    assert_eq!(server.request(p, &publish(b"r/t", b"3")), [OK]);
+    assert_eq!(server.request(p, &publish(b"/r//t", b"4")), [OK]);
+    assert_eq!(
+        server.recv(d1),
+        [pushed("r/t", b"1"), pushed("r/t", b"2")].concat()
+    );
+    assert_eq!(
+        server.recv(d2),
+        [
+            pushed("r/t", b"2"),
+            pushed("r/t", b"3"),
+            pushed("r/t", b"4")
+        ]
+        .concat()
+    );
+}

@@ -237,3 +237,19 @@ fn a_reader_that_stops_reading_is_closed_after_the_timeout() {
     server.at(ms(5000));
     assert_eq!(server.reason(d), Some(CloseReason::WriteStalled));
 }
+
+#[test]
+fn small_and_large_messages_queued_together_arrive_in_order() {
+    let mut server = Server::open();
+    let (_, d) = server.subscriber(&["m/#"]);
+    let (p, _) = server.anon();
+    let large = vec![7u8; 1000];
+    let sizes: [&[u8]; 6] = [b"a", b"bb", &large, b"c", &large, b""];
+    let mut expected = Vec::new();
+    for (i, payload) in sizes.iter().enumerate() {
+        let topic = format!("m/{i}");
+        assert_eq!(server.request(p, &publish(topic.as_bytes(), payload)), [OK]);
+        expected.extend(pushed(&topic, payload));
+    }
+    assert_eq!(server.recv(d), expected);
+}

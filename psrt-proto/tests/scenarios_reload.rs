@@ -162,3 +162,19 @@ fn a_user_removed_from_the_password_file_only_also_loses_their_rights() {
     assert_eq!(server.node.broker().subscription_count(), 0);
     assert_eq!(server.request(alice, &publish(b"t", b"")), [ERR_ACCESS]);
 }
+
+#[test]
+fn a_reload_governs_the_next_publish_to_the_same_topic() {
+    let mut server = server();
+    let (_, d) = server.subscriber(&["a/#"]);
+    let (alice, _) = server.login("alice", "a");
+    assert_eq!(server.request(alice, &publish(b"a/x", b"1")), [OK]);
+    let after = "alice: {sub: ['#'], pub: ['b/#']}\n_: {sub: ['#'], pub: ['#']}\n";
+    server
+        .node
+        .broker_mut()
+        .reload(auth(after, &[("alice", "a")], true));
+    assert_eq!(server.request(alice, &publish(b"a/x", b"2")), [ERR_ACCESS]);
+    assert_eq!(server.request(alice, &publish(b"a/x", b"3")), [ERR_ACCESS]);
+    assert_eq!(server.recv(d), pushed("a/x", b"1"));
+}

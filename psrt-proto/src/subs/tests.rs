@@ -282,3 +282,23 @@ proptest! {
         prop_assert!(index.levels.table.is_empty());
     }
 }
+
+#[test]
+fn changes_count_every_added_or_removed_pair() {
+    let mut index = SubIndex::new();
+    assert_eq!(index.changes(), 0);
+    index.insert("a/b", 1);
+    index.insert("a/b", 1);
+    assert_eq!(index.changes(), 1, "a pair already held changes nothing");
+    index.insert("a/+", 2);
+    assert!(!remove(&mut index, "x", 1));
+    assert_eq!(
+        index.changes(),
+        2,
+        "removing a pair not held changes nothing"
+    );
+    assert!(remove(&mut index, "a/b", 1));
+    assert!(remove(&mut index, "a/+", 2));
+    assert!(index.is_empty());
+    assert_eq!(index.changes(), 4, "emptying the index keeps the count");
+}
