@@ -10,7 +10,7 @@ use psrt_bench::machine::Machine;
 use psrt_bench::report::{self, Floor, Run};
 use psrt_bench::server::Server;
 use psrt_bench::tls::{Endpoint, Pki};
-use psrt_bench::workloads::{self, Failure, Security, Target, Workload};
+use psrt_bench::workloads::{self, Failure, Security, Setup, Target, Workload};
 use psrt_bench::{BenchError, Scale};
 
 /// Benchmark PSRT servers on loopback: fan-in and fan-out (plain and
@@ -79,15 +79,15 @@ fn main() -> ExitCode {
     let mut runs = Vec::new();
     for (name, binary) in &args.servers {
         eprintln!("benchmarking {name} ({})", binary.display());
-        let mut start = |security: Security| -> Result<Target, BenchError> {
-            let (server, endpoint) = match security {
+        let mut start = |setup: Setup| -> Result<Target, BenchError> {
+            let (server, endpoint) = match setup.security {
                 Security::Plain => {
-                    let server = Server::start(binary, None)?;
+                    let server = Server::start(binary, None, setup.data_queue)?;
                     let endpoint = Endpoint::plain(server.addr());
                     (server, endpoint)
                 }
                 Security::Tls => {
-                    let server = Server::start(binary, Some(&pki))?;
+                    let server = Server::start(binary, Some(&pki), setup.data_queue)?;
                     let endpoint = Endpoint::tls(server.addr(), client_tls.clone());
                     (server, endpoint)
                 }

@@ -391,12 +391,14 @@ pub fn document(
 
 const METHOD: &str = "\
 Every server runs as its own process on a free loopback port with the same \
-config (`workers: 2`, `data_queue: 1024` (the default of both), anonymous access) and is restarted \
+config (`workers: 2`, anonymous access, `data_queue: 1024`, the default of both, except \
+`data_queue: 8192` for fan-in, fan-out and the subscriptions workload, so their publishers can run far \
+enough ahead that the server, not the benchmark's pipeline, is the bottleneck) and is restarted \
 for each workload. The benchmark client shares the machine's cores with the \
 server: blocking std sockets on one thread per client, publishes pipelined \
 (at most 1,024 unanswered; 16 to 32 per publisher for 1 MiB and 64 KiB \
 payloads, so the server always has a frame to read) and paused while the \
-slowest subscriber lags by more than a bounded backlog (below `data_queue`), \
+slowest subscriber lags by more than a bounded backlog (6,144 small messages, below `data_queue`), \
 so a server is measured at the rate it delivers, not the rate it accepts. \
 Every delivery is counted: a cell shows `lost N of M` when messages went \
 missing. Rates are deliveries divided by the time from the first publish \

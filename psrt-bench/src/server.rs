@@ -12,10 +12,17 @@ use crate::tls::Pki;
 
 /// How long a server may take to accept connections after its start.
 const STARTUP: Duration = Duration::from_secs(15);
-/// Per-client pending messages: the default of both servers (the original
+/// Per-client pending messages: the default of both servers, kept for the
+/// workloads that measure memory or single messages (the original
 /// preallocates this many slots per client, so a larger queue would
-/// inflate its idle memory), and above every backlog the workloads allow.
+/// inflate its idle memory).
 pub const DATA_QUEUE: usize = 1024;
+/// Per-client pending messages for the small-message throughput workloads
+/// (fan-in, fan-out, their TLS forms, publishing to many subscriptions):
+/// deep enough that publishers run far ahead of the subscriber, so the
+/// server always has work queued and is the bottleneck, not the
+/// round trips of the benchmark's pipeline.
+pub const DEEP_QUEUE: usize = 8192;
 
 /// A `psrtd` process on a free loopback port, killed when dropped.
 #[derive(Debug)]
@@ -28,14 +35,14 @@ pub struct Server {
 
 impl Server {
     /// Writes a config (anonymous access, 2 workers, a data queue of
-    /// [`DATA_QUEUE`], a 60 s keep-alive so idle clients stay) and starts
+    /// `data_queue`, a 60 s keep-alive so idle clients stay) and starts
     /// `binary -C CONFIG`, waiting until it accepts connections.
     ///
     /// With `tls` the certificate and key are written next to the config
     /// and named by `tls_cert` / `tls_key` (plain clients stay allowed);
     /// without it the config has no TLS keys at all, as before TLS
     /// workloads existed, so plain figures stay comparable.
-    pub fn start(binary: &Path, tls: Option<&Pki>) -> Result<Self, BenchError> {
+    pub fn start(binary: &Path, tls: Option<&Pki>, data_queue: usize) -> Result<Self, BenchError> {
         let dir = tempfile::tempdir()?;
         let addr = free_port()?;
         let udp = UdpSocket::bind("127.0.0.1:0")?.local_addr()?;
@@ -47,7 +54,10 @@ impl Server {
             fs::write(&key, &pki.key_pem)?;
             tls_keys = tls_yaml(&cert, &key);
         }
-        fs::write(&config, config_yaml(addr, udp, dir.path(), &tls_keys))?;
+        fs::write(
+            &config,
+            config_yaml(addr, udp, dir.path(), data_queue, &tls_keys),
+        )?;
         fs::write(dir.path().join("acl.yml"), ACL_YAML)?;
         let log = fs::File::create(dir.path().join("psrtd.log"))?;
         let child = Command::new(binary)
@@ -113,13 +123,19 @@ impl Drop for Server {
 /// The YAML config, with every key the original server requires (it has
 /// no defaults for most of them, and needs an ACL file); `tls_keys` are
 /// extra lines of the `proto` section (empty for a plain server).
-fn config_yaml(addr: SocketAddr, udp: SocketAddr, dir: &Path, tls_keys: &str) -> String {
+fn config_yaml(
+    addr: SocketAddr,
+    udp: SocketAddr,
+    dir: &Path,
+    data_queue: usize,
+    tls_keys: &str,
+) -> String {
     let pid_file = dir.join("psrtd.pid");
     format!(
         "server:
   workers: 2
   latency_warn: 1000000
-  data_queue: {DATA_QUEUE}
+  data_queue: {data_queue}
   max_topic_depth: 32
   max_topic_length: 1000000
   max_pub_size: 1100000
@@ -238,9 +254,11 @@ mod tests {
             "127.0.0.1:4000".parse().expect("address"),
             "127.0.0.1:4001".parse().expect("address"),
             Path::new("/tmp/x"),
+            DEEP_QUEUE,
             "",
         );
         assert!(yaml.contains("bind: 127.0.0.1:4000"));
+        assert!(yaml.contains("data_queue: 8192\n"), "{yaml}");
         assert!(yaml.contains("bind_udp: 127.0.0.1:4001"));
         assert!(yaml.contains("allow_anonymous: true"));
         assert!(yaml.contains("pid_file: /tmp/x/psrtd.pid"));
@@ -257,6 +275,7 @@ mod tests {
             "127.0.0.1:4000".parse().expect("address"),
             "127.0.0.1:4001".parse().expect("address"),
             Path::new("/tmp/x"),
+            DATA_QUEUE,
             &keys,
         );
         let proto = yaml

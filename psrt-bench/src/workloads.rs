@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::raw::{Control, PublishBatch, PushStream};
-use crate::server::{DATA_QUEUE, Server, cpu_time, rss_kib};
+use crate::server::{DATA_QUEUE, DEEP_QUEUE, Server, cpu_time, rss_kib};
 use crate::tls::Endpoint;
 use crate::{BenchError, Scale};
 
@@ -38,8 +38,9 @@ const LARGE_QUEUE_BYTES: usize = 48 << 20;
 /// the last one.
 pub const LARGE_IN_FLIGHT: usize = 16;
 /// Small messages subscribers may lag behind publishers: below the
-/// server's per-client queue ([`crate::server::DATA_QUEUE`]) with a margin.
-const SMALL_BACKLOG: u64 = 768;
+/// per-client queue these workloads run with
+/// ([`crate::server::DEEP_QUEUE`]) by a quarter.
+const SMALL_BACKLOG: u64 = 6144;
 /// How long subscribers may take to receive what was published after the
 /// window closed before the rest counts as lost.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -71,6 +72,17 @@ impl From<BenchError> for Failure {
     fn from(err: BenchError) -> Self {
         Self::Error(err.to_string())
     }
+}
+
+/// The server a workload needs: how its clients connect and its
+/// per-client queue (`data_queue`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setup {
+    /// Plain or TLS.
+    pub security: Security,
+    /// The server's `data_queue`: [`DEEP_QUEUE`] for the small-message
+    /// throughput workloads, [`DATA_QUEUE`] (the default) for the others.
+    pub data_queue: usize,
 }
 
 /// How a workload's clients connect to the server.
@@ -237,7 +249,7 @@ pub enum Workload {
 /// Starts a fresh server for one workload, configured for the given
 /// security; for [`Security::Tls`] the target's endpoint carries TLS
 /// settings the server's certificate verifies against.
-pub type Start<'a> = dyn FnMut(Security) -> Result<Target, BenchError> + 'a;
+pub type Start<'a> = dyn FnMut(Setup) -> Result<Target, BenchError> + 'a;
 
 /// Runs every workload, each against a fresh server from `start`, so no
 /// workload inherits another's clients or allocations.
@@ -248,37 +260,47 @@ pub fn run_all(scale: &Scale, start: &mut Start<'_>) -> Results {
 /// Runs the workloads in `only` (all when it is empty), each against a
 /// fresh server from `start`; the others' outcome is [`Failure::NotRun`].
 pub fn run_selected(scale: &Scale, only: &[Workload], start: &mut Start<'_>) -> Results {
-    use Security::{Plain, Tls};
+    let plain = |data_queue| Setup {
+        security: Security::Plain,
+        data_queue,
+    };
+    let tls = |data_queue| Setup {
+        security: Security::Tls,
+        data_queue,
+    };
     let wanted = |w: Workload| only.is_empty() || only.contains(&w);
     Results {
-        fan_in: on_fresh(wanted(Workload::FanIn), Plain, start, |t| {
+        fan_in: on_fresh(wanted(Workload::FanIn), plain(DEEP_QUEUE), start, |t| {
             fan_in(&t.endpoint, t.pid, scale)
         }),
-        fan_in_tls: on_fresh(wanted(Workload::FanInTls), Tls, start, |t| {
+        fan_in_tls: on_fresh(wanted(Workload::FanInTls), tls(DEEP_QUEUE), start, |t| {
             fan_in(&t.endpoint, t.pid, scale)
         }),
-        fan_out: on_fresh(wanted(Workload::FanOut), Plain, start, |t| {
+        fan_out: on_fresh(wanted(Workload::FanOut), plain(DEEP_QUEUE), start, |t| {
             fan_out(&t.endpoint, t.pid, scale)
         }),
-        fan_out_tls: on_fresh(wanted(Workload::FanOutTls), Tls, start, |t| {
+        fan_out_tls: on_fresh(wanted(Workload::FanOutTls), tls(DEEP_QUEUE), start, |t| {
             fan_out(&t.endpoint, t.pid, scale)
         }),
-        latency: on_fresh(wanted(Workload::Latency), Plain, start, |t| {
+        latency: on_fresh(wanted(Workload::Latency), plain(DATA_QUEUE), start, |t| {
             latency(&t.endpoint, scale)
         }),
-        large: on_fresh(wanted(Workload::Large), Plain, start, |t| {
+        large: on_fresh(wanted(Workload::Large), plain(DATA_QUEUE), start, |t| {
             large(&t.endpoint, t.pid, scale, LargeShape::ONE_MIB)
         }),
-        medium: on_fresh(wanted(Workload::Medium), Plain, start, |t| {
+        medium: on_fresh(wanted(Workload::Medium), plain(DATA_QUEUE), start, |t| {
             large(&t.endpoint, t.pid, scale, LargeShape::MEDIUM)
         }),
-        large_duo: on_fresh(wanted(Workload::LargeDuo), Plain, start, |t| {
+        large_duo: on_fresh(wanted(Workload::LargeDuo), plain(DATA_QUEUE), start, |t| {
             large(&t.endpoint, t.pid, scale, LargeShape::DUO)
         }),
-        subscriptions: on_fresh(wanted(Workload::Subscriptions), Plain, start, |t| {
-            subscriptions(&t.endpoint, scale)
-        }),
-        idle: on_fresh(wanted(Workload::Idle), Plain, start, |t| {
+        subscriptions: on_fresh(
+            wanted(Workload::Subscriptions),
+            plain(DEEP_QUEUE),
+            start,
+            |t| subscriptions(&t.endpoint, scale),
+        ),
+        idle: on_fresh(wanted(Workload::Idle), plain(DATA_QUEUE), start, |t| {
             idle_memory(&t.endpoint, t.pid, scale.idle_clients)
         }),
     }
@@ -289,18 +311,18 @@ pub fn run_selected(scale: &Scale, only: &[Workload], start: &mut Start<'_>) -> 
 /// [`Failure::NoTls`]; failures after that are errors.
 fn on_fresh<T>(
     wanted: bool,
-    security: Security,
+    setup: Setup,
     start: &mut Start<'_>,
     workload: impl FnOnce(&Target) -> Result<T, BenchError>,
 ) -> Outcome<T> {
     if !wanted {
         return Err(Failure::NotRun);
     }
-    let target = match security {
-        Security::Plain => start(security)?,
+    let target = match setup.security {
+        Security::Plain => start(setup)?,
         Security::Tls => {
             let no_tls = |err: BenchError| Failure::NoTls(err.to_string());
-            let target = start(security).map_err(no_tls)?;
+            let target = start(setup).map_err(no_tls)?;
             if target.endpoint.tls.is_none() {
                 return Err(Failure::NoTls("the target has no TLS settings".into()));
             }
@@ -1023,7 +1045,7 @@ fn count_deliveries(
     Ok(last)
 }
 
-const _: () = assert!(SMALL_BACKLOG < DATA_QUEUE as u64);
+const _: () = assert!(SMALL_BACKLOG < DEEP_QUEUE as u64);
 const _: () = assert!(8 * LARGE_IN_FLIGHT < DATA_QUEUE);
 
 #[cfg(test)]

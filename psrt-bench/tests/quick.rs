@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use psrt_bench::tls::{Endpoint, Pki};
-use psrt_bench::workloads::{self, Failure, Security, Target, Workload};
-use psrt_bench::{Scale, server::DATA_QUEUE};
+use psrt_bench::workloads::{self, Failure, Security, Setup, Target, Workload};
+use psrt_bench::{Scale, server::DEEP_QUEUE};
 use psrt_proto::spec::ServerSpec;
 use psrt_proto::tls::server_config_from_pem;
 use psrt_runtime_tokio::server::{Server, ServerHandle};
@@ -16,7 +16,7 @@ use psrt_runtime_tokio::server::{Server, ServerHandle};
 /// when `pki` is given (plain clients stay allowed).
 fn serve(runtime: &tokio::runtime::Runtime, pki: Option<&Pki>) -> (SocketAddr, ServerHandle) {
     let mut spec = ServerSpec::open("127.0.0.1:0".parse().expect("address"));
-    spec.limits.data_queue = DATA_QUEUE;
+    spec.limits.data_queue = DEEP_QUEUE;
     spec.limits.timeout = Duration::from_secs(60);
     spec.conn.tls = pki.map(|pki| {
         server_config_from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes())
@@ -58,17 +58,25 @@ fn quick_workloads_deliver_everything() {
 
     let scale = Scale::quick();
     let mut starts = Vec::new();
-    let mut start = |security| {
-        starts.push(security);
-        Ok(target(addr, &pki, security))
+    let mut start = |setup: Setup| {
+        starts.push(setup);
+        Ok(target(addr, &pki, setup.security))
     };
     let results = workloads::run_all(&scale, &mut start);
     handle.stop();
 
     assert_eq!(
-        starts.iter().filter(|&&s| s == Security::Tls).count(),
+        starts
+            .iter()
+            .filter(|s| s.security == Security::Tls)
+            .count(),
         2,
         "fan-in and fan-out over TLS: {starts:?}"
+    );
+    assert_eq!(
+        starts.iter().filter(|s| s.data_queue == DEEP_QUEUE).count(),
+        5,
+        "fan-in, fan-out (plain and TLS) and subscriptions run deep: {starts:?}"
     );
     for (name, throughput) in [
         ("fan-in", &results.fan_in),
@@ -127,7 +135,7 @@ fn tls_workloads_are_not_available_on_a_plain_server() {
     let runtime = runtime();
     let pki = Pki::generate().expect("certificates");
     let (addr, handle) = serve(&runtime, None);
-    let mut start = |security| Ok(target(addr, &pki, security));
+    let mut start = |setup: Setup| Ok(target(addr, &pki, setup.security));
     let only = [Workload::FanInTls, Workload::FanOutTls];
     let results = workloads::run_selected(&Scale::quick(), &only, &mut start);
     handle.stop();
