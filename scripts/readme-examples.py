@@ -23,62 +23,26 @@ Only addresses and paths change: `0.0.0.0` and `127.0.0.1` become
 `/run/psrtd/` and `/var/run/psrtd/` a temporary folder, and a leading
 `psrtd` or `psrt-cli` the binary in BIN_DIR (default target/debug).
 Every wait is bounded; the daemon is stopped with SIGTERM at the end.
+
+Then the Clustering section's blocks (`cluster-config`, `cluster-acl`,
+`cluster-peers`, `cluster-cli`) run as three nodes on loopback: see
+scripts/readme_cluster.py.
 """
 
 import os
 import re
 import shlex
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-WAIT = 10  # seconds any single expectation may take
-# `htpasswd -B` of "secret" at cost 4 (the cheapest; same format).
-ALICE_HASH = '$2b$04$yoa4/Dxk2jVodGqqt07mVOpEs8e/JzbWUMROopGsFfyx96fXGWr7O'
+sys.dont_write_bytecode = True  # keep scripts/ free of __pycache__
+import readme_cluster  # noqa: E402
+from readme_support import (  # noqa: E402
+    ROOT, SECRET_HASH, Subscriber, blocks, fail, free_port, joined, run, wait_for)
+
 READING = '21.7'  # what `reading.bin` holds for `-f reading.bin`
-
-
-def fail(message):
-    sys.exit(f'readme-examples: {message}')
-
-
-def blocks(readme):
-    """NAME -> the lines of the fenced block after its marker."""
-    found = {}
-    lines = readme.splitlines()
-    for i, line in enumerate(lines):
-        marker = re.fullmatch(r'<!-- readme-test: ([\w-]+) -->', line.strip())
-        if not marker:
-            continue
-        start = i + 1
-        if start >= len(lines) or not lines[start].startswith('```'):
-            fail(f'marker {marker.group(1)!r} is not followed by a fenced block')
-        end = next(j for j in range(start + 1, len(lines)) if lines[j].startswith('```'))
-        found[marker.group(1)] = lines[start + 1:end]
-    for name in ('psrtd', 'config', 'acl', 'keys', 'tls', 'cli'):
-        if name not in found:
-            fail(f'README.md has no block marked {name!r}')
-    return found
-
-
-def free_port():
-    """A port free for both TCP and UDP on 127.0.0.1 a moment ago."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(('127.0.0.1', 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(('127.0.0.1', port))
-                except OSError:
-                    continue
-            return port
-    fail('no free port')
 
 
 class Rewrite:
@@ -104,38 +68,6 @@ class Rewrite:
         return words
 
 
-def joined(lines):
-    """Shell lines with backslash continuations joined."""
-    out, pending = [], ''
-    for line in lines:
-        if line.endswith('\\'):
-            pending += line[:-1] + ' '
-        else:
-            out.append(pending + line)
-            pending = ''
-    return [line for line in out if line.strip()]
-
-
-def run(argv, cwd, what):
-    """Runs argv to completion; its stdout. Fails on a non-zero exit."""
-    try:
-        done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=WAIT * 3)
-    except subprocess.TimeoutExpired:
-        fail(f'{what} did not finish: {shlex.join(argv)}')
-    if done.returncode != 0:
-        fail(f'{what} failed ({done.returncode}): {shlex.join(argv)}\n{done.stdout}{done.stderr}')
-    return done.stdout
-
-
-def wait_for(check, what):
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    fail(f'timed out waiting for {what}')
-
-
 def published(argv, workdir):
     """(topic, what a -v subscriber prints after the topic) of a publish."""
     topic = argv[argv.index('-t') + 1]
@@ -147,98 +79,83 @@ def published(argv, workdir):
     fail(f'cannot tell what {shlex.join(argv)} publishes')
 
 
+def single_node(found, tmp, certs, bin_dir):
+    """The sample configuration's daemon and the psrt-cli examples; a
+    summary line."""
+    rewrite = Rewrite(tmp, bin_dir)
+    (tmp / 'run').mkdir()
+    config = tmp / 'my.yml'
+    config.write_text(rewrite.text('\n'.join(found['config']) + '\n'))
+    (tmp / 'acl.yml').write_text('\n'.join(found['acl']) + '\n')
+    (tmp / 'keys.yml').write_text('\n'.join(found['keys']) + '\n')
+    (tmp / 'psrt-passwd').write_text(f'alice:{SECRET_HASH}\n')
+    (certs / 'reading.bin').write_text(READING)
+    publishes = [rewrite.command(line) for line in joined(found['tls'])
+                 if line.startswith('psrt-cli ')]
+
+    daemon_lines = [rewrite.command(line.replace('my.yml', str(config)))
+                    for line in joined(found['psrtd'])]
+    test_config = next(argv for argv in daemon_lines if '--test-config' in argv)
+    summary = run(test_config, tmp, 'psrtd --test-config')
+    if f'tcp: 127.0.0.1:{rewrite.port}' not in summary:
+        fail(f'--test-config does not list the TCP listener:\n{summary}')
+    start = next(argv for argv in daemon_lines if '-d' in argv)
+    run(start, tmp, 'psrtd -d')
+    pid_file = tmp / 'run' / 'psrtd.pid'
+    wait_for(pid_file.exists, 'the pid file')
+    pid = int(pid_file.read_text().split()[0])
+    subscribers = []
+    try:
+        for argv in (rewrite.command(line) for line in joined(found['cli'])):
+            if {'-m', '-f', '-s'} & set(argv):
+                publishes.append(argv)
+            else:
+                subscribers.append(Subscriber(argv, certs))
+        if len(subscribers) < 2:
+            fail(f'expected several subscribe examples, found {len(subscribers)}')
+
+        probe = [str(bin_dir / 'psrt-cli'), f'127.0.0.1:{rewrite.port}', '-u', 'alice',
+                 '-p', 'secret', '-t', 'plant/probe', '-m', 'ready']
+
+        def all_subscribed():
+            all(sub.alive() for sub in subscribers)
+            run(probe, certs, 'the probe publish')
+            return all(sub.printed('plant/probe', None) for sub in subscribers)
+
+        wait_for(all_subscribed, 'every subscriber to receive the probe')
+        for argv in publishes:
+            run(argv, certs, 'a publish example')
+        expected = [published(argv, certs) for argv in publishes]
+
+        def delivered(sub):
+            return all(sub.printed(*message) >= expected.count(message) for message in expected)
+
+        wait_for(lambda: all(delivered(sub) for sub in subscribers),
+                 'every message at every subscriber')
+    finally:
+        for sub in subscribers:
+            sub.stop()
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not pid_file.exists(), 'the daemon to stop')
+    return f'{len(publishes)} publishes reached {len(subscribers)} subscribers'
+
+
 def main():
     bin_dir = Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / 'target' / 'debug').resolve()
     for binary in ('psrtd', 'psrt-cli'):
         if not (bin_dir / binary).is_file():
             fail(f'{bin_dir / binary} is missing: build psrtd and psrt-cli first')
-    found = blocks((ROOT / 'README.md').read_text())
+    found = blocks((ROOT / 'README.md').read_text(),
+                   ('psrtd', 'config', 'acl', 'keys', 'tls', 'cli') + readme_cluster.BLOCKS)
     with tempfile.TemporaryDirectory(prefix='psrt-readme-') as tmp_name:
         tmp = Path(tmp_name)
-        rewrite = Rewrite(tmp, bin_dir)
-        (tmp / 'run').mkdir()
         certs = tmp / 'certs'
         certs.mkdir()
-        config = tmp / 'my.yml'
-        config.write_text(rewrite.text('\n'.join(found['config']) + '\n'))
-        (tmp / 'acl.yml').write_text('\n'.join(found['acl']) + '\n')
-        (tmp / 'keys.yml').write_text('\n'.join(found['keys']) + '\n')
-        (tmp / 'psrt-passwd').write_text(f'alice:{ALICE_HASH}\n')
-        (certs / 'reading.bin').write_text(READING)
-
-        tls_lines = joined(found['tls'])
-        setup = [line for line in tls_lines if not line.startswith('psrt-cli ')]
+        setup = [line for line in joined(found['tls']) if not line.startswith('psrt-cli ')]
         run(['bash', '-euc', '\n'.join(setup)], certs, 'the TLS recipe')
-        publishes = [rewrite.command(line) for line in tls_lines if line.startswith('psrt-cli ')]
-
-        daemon_lines = [rewrite.command(line.replace('my.yml', str(config)))
-                        for line in joined(found['psrtd'])]
-        test_config = next(argv for argv in daemon_lines if '--test-config' in argv)
-        summary = run(test_config, tmp, 'psrtd --test-config')
-        if f'tcp: 127.0.0.1:{rewrite.port}' not in summary:
-            fail(f'--test-config does not list the TCP listener:\n{summary}')
-        start = next(argv for argv in daemon_lines if '-d' in argv)
-        run(start, tmp, 'psrtd -d')
-        pid_file = tmp / 'run' / 'psrtd.pid'
-        wait_for(pid_file.exists, 'the pid file')
-        pid = int(pid_file.read_text().split()[0])
-        subscribers = []
-        try:
-            cli = [rewrite.command(line) for line in joined(found['cli'])]
-            for argv in cli:
-                if not {'-m', '-f', '-s'} & set(argv):
-                    out = tempfile.TemporaryFile(mode='w+')
-                    proc = subprocess.Popen(argv, cwd=certs, stdout=out,
-                                            stderr=subprocess.STDOUT, text=True)
-                    subscribers.append((argv, proc, out))
-                else:
-                    publishes.append(argv)
-            if len(subscribers) < 2:
-                fail(f'expected several subscribe examples, found {len(subscribers)}')
-
-            def output(sub):
-                sub[2].seek(0)
-                return sub[2].read()
-
-            probe = [str(bin_dir / 'psrt-cli'), f'127.0.0.1:{rewrite.port}', '-u', 'alice',
-                     '-p', 'secret', '-t', 'plant/probe', '-m', 'ready']
-
-            def all_subscribed():
-                for argv, proc, _ in subscribers:
-                    if proc.poll() is not None:
-                        fail(f'subscriber exited: {shlex.join(argv)}\n{output((argv, proc, _))}')
-                run(probe, certs, 'the probe publish')
-                return all('plant/probe' in output(sub) for sub in subscribers)
-
-            wait_for(all_subscribed, 'every subscriber to receive the probe')
-            for argv in publishes:
-                run(argv, certs, 'a publish example')
-            expected = [published(argv, certs) for argv in publishes]
-
-            def delivered(sub):
-                text = output(sub)
-                verbose = '-v' in sub[0]
-                for topic, payload in expected:
-                    if payload is None:
-                        want = f'{topic} ' if verbose else f'{topic}\n'
-                    else:
-                        want = f'{topic} {payload}\n' if verbose else f'{topic}\n{payload}\n'
-                    if text.count(want) < sum(1 for t, p in expected if (t, p) == (topic, payload)):
-                        return False
-                return True
-
-            wait_for(lambda: all(delivered(sub) for sub in subscribers),
-                     'every message at every subscriber')
-        finally:
-            for _, proc, _ in subscribers:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=WAIT)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-            os.kill(pid, signal.SIGTERM)
-            wait_for(lambda: not pid_file.exists(), 'the daemon to stop')
-    print(f'readme-examples: {len(publishes)} publishes reached {len(subscribers)} subscribers')
+        print(f'readme-examples: {single_node(found, tmp, certs, bin_dir)}')
+        cluster = readme_cluster.run_cluster(found, tmp / 'cluster', certs, bin_dir)
+        print(f'readme-examples: cluster: {cluster}')
 
 
 if __name__ == '__main__':
