@@ -17,7 +17,9 @@ Each node gets its own folder with the blocks as printed:
   every node's `/status` shows both its peers up. One message published
   as alice on each node must reach every subscriber exactly once, so
   each subscriber got at least two messages from nodes it is not
-  connected to.
+  connected to. Then node1 stops: the subscriber without `--shuffle`
+  (on node1, the first node that answers) must say once that it failed
+  over, and every subscriber must receive what is published on node2.
 
 Only addresses change: `nodeN:2873` becomes 127.0.0.1 and node N's free
 port, which is also what `0.0.0.0:2873` becomes in node N's
@@ -114,6 +116,25 @@ def peer_states(stats_port):
     return (status.get('cluster') or {}).get('peers', [])
 
 
+def fail_over(subscribers, node1, publish, node1_port):
+    """Stops node1, where the subscriber without `--shuffle` is (the first
+    node that answers): every subscriber must go on receiving what is
+    published on node2, and that one must say once that it failed over."""
+    first = next(sub for sub in subscribers if '--shuffle' not in sub.argv)
+    if not stop(node1):
+        fail('node1 did not stop on SIGTERM')
+
+    def delivered_again():
+        all(sub.alive() for sub in subscribers)
+        publish()
+        return all(sub.printed('plant/after', None) for sub in subscribers)
+
+    wait_for(delivered_again, 'the subscribers to fail over from node1', WAIT * 2)
+    said = re.findall(r'failed over to (\S+)', first.output())
+    if len(said) != 1 or said[0].endswith(f':{node1_port}'):
+        fail(f'{shlex.join(first.argv)} should say once that it left node1:\n{first.output()}')
+
+
 def run_cluster(found, tmp, certs, bin_dir):
     """Runs the example; a summary line."""
     addresses = Addresses()
@@ -182,6 +203,8 @@ def run_cluster(found, tmp, certs, bin_dir):
             for topic, payload in messages:
                 if sub.printed(topic, payload) != 1:
                     fail(f'{shlex.join(sub.argv)} got {topic} more than once:\n{sub.output()}')
+        fail_over(subscribers, daemons['node1'], lambda: publish('node2', 'plant/after', 'failover'),
+                  addresses.port['node1'])
     finally:
         for sub in subscribers:
             sub.stop()
@@ -189,4 +212,4 @@ def run_cluster(found, tmp, certs, bin_dir):
     if killed:
         fail(f'{killed} did not stop on SIGTERM')
     return (f'{len(NODES)} nodes meshed; a message published on each reached '
-            f'{len(subscribers)} subscribers exactly once')
+            f'{len(subscribers)} subscribers exactly once; they failed over from node1')
