@@ -454,6 +454,34 @@ fn a_broker_offers_local_publishes_but_not_replicated_ones() {
     );
 }
 
+#[test]
+fn a_udp_publish_is_offered_to_the_peers_too() {
+    let t0 = base();
+    let mut a = node(6);
+    a.broker_mut().cluster_mut().set_peers(["b"]);
+    a.broker_mut()
+        .cluster_mut()
+        .peer_mut("b")
+        .expect("b")
+        .set_state(LinkState::Up);
+    let mut datagram = Vec::new();
+    crate::udp::encode_plain(&mut datagram, "", b"", true, 0x7F, "sensor/1", b"21.5")
+        .expect("encodes");
+    let ack = a.datagram(&datagram, t0).expect("acknowledged");
+    assert_eq!(ack[4], crate::wire::status::OK, "{ack:?}");
+    let outbox = a.broker_mut().cluster_mut().peer_mut("b").expect("b");
+    let waker = Waker::from(Arc::new(Count::default()));
+    let mut batch = VecDeque::new();
+    for lane in 0..outbox.lanes() {
+        outbox.take(lane, &mut batch, 64, &waker);
+    }
+    assert_eq!(batch.len(), 1, "{batch:?}");
+    assert_eq!(
+        (&*batch[0].topic, &batch[0].payload[..]),
+        ("sensor/1", &b"21.5"[..])
+    );
+}
+
 proptest! {
     /// Whatever is offered and taken, the outbox stays within its bounds
     /// and every message is either queued, taken, dropped or suppressed.
