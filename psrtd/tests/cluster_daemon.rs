@@ -1,6 +1,6 @@
 //! Clustering with the real daemon: `cluster.config` and `--test-config`,
-//! a wrong peer password shown in `/status`, and a peer killed by PID and
-//! restarted heals by itself.
+//! a wrong peer password shown in `/status`, a peer killed by PID and
+//! restarted heals by itself, and SIGHUP re-reads the peer list.
 
 mod daemon_support;
 
@@ -181,6 +181,83 @@ fn a_peer_killed_and_restarted_heals_by_itself() {
     let reconnects = peers(stats_a)[0]["reconnects"].as_u64().expect("count");
     assert!(reconnects >= 1, "{:?}", peers(stats_a));
     a.wait_for_log("cluster link up", 2);
+}
+
+/// Whether `/status` lists exactly the peers on `ports`, each up.
+fn peers_up(stats: u16, ports: &[u16]) -> bool {
+    let peers = peers(stats);
+    peers.len() == ports.len()
+        && ports.iter().all(|port| {
+            let path = format!("127.0.0.1:{port}");
+            peers
+                .iter()
+                .any(|p| p["peer"] == path.as_str() && p["state"] == "up")
+        })
+}
+
+/// How many times the log says the link to the peer on `port` came up.
+fn links_up_logged(daemon: &Daemon, port: u16) -> usize {
+    let peer = format!("127.0.0.1:{port}");
+    daemon
+        .log()
+        .lines()
+        .filter(|line| line.contains("cluster link up") && line.contains(&peer))
+        .count()
+}
+
+#[test]
+fn sighup_connects_added_peers_drops_removed_ones_and_keeps_the_others() {
+    let dir = TempDir::new("cluster-reload");
+    let (port_a, stats_a, port_b, stats_b, port_c) = (
+        free_tcp_port(),
+        free_tcp_port(),
+        free_tcp_port(),
+        free_tcp_port(),
+        free_tcp_port(),
+    );
+    let _b = Daemon::start(&node_files(&dir, "b", port_b, stats_b, &[]), port_b);
+    let _c = Daemon::start(&node_files(&dir, "c", port_c, free_tcp_port(), &[]), port_c);
+    let a_config = node_files(&dir, "a", port_a, stats_a, &[(port_b, "secret")]);
+    let a = Daemon::start(&a_config, port_a);
+    assert!(poll(|| peers_up(stats_a, &[port_b])), "{}", a.log());
+    assert_eq!(links_up_logged(&a, port_b), 1, "{}", a.log());
+
+    // Added: C connects; B, unchanged, keeps the link it has.
+    node_files(
+        &dir,
+        "a",
+        port_a,
+        stats_a,
+        &[(port_b, "secret"), (port_c, "secret")],
+    );
+    a.signal(Signal::SIGHUP);
+    assert!(
+        poll(|| peers_up(stats_a, &[port_b, port_c])),
+        "{:?}\n{}",
+        peers(stats_a),
+        a.log()
+    );
+    a.wait_for_log("cluster peer list reloaded", 1);
+    assert_eq!(links_up_logged(&a, port_b), 1, "{}", a.log());
+    assert_eq!(peers(stats_a)[0]["reconnects"], 0, "{:?}", peers(stats_a));
+
+    // Removed: B leaves /status and its connections close on B.
+    let idle = r#"psrt_connections{listener="tcp"} 0"#;
+    assert!(!http_get(addr(stats_b), "/metrics").1.contains(idle));
+    node_files(&dir, "a", port_a, stats_a, &[(port_c, "secret")]);
+    a.signal(Signal::SIGHUP);
+    assert!(
+        poll(|| peers_up(stats_a, &[port_c])),
+        "{:?}",
+        peers(stats_a)
+    );
+    a.wait_for_log("cluster peer removed or changed: disconnecting", 1);
+    assert!(
+        poll(|| http_get(addr(stats_b), "/metrics").1.contains(idle)),
+        "{}",
+        http_get(addr(stats_b), "/metrics").1
+    );
+    assert_eq!(links_up_logged(&a, port_c), 1, "{}", a.log());
 }
 
 /// A peer that speaks only the original protocol: it accepts any login,
