@@ -401,8 +401,14 @@ fn yaml_error(
 }
 
 /// yaml_serde prefixes messages with the path of the value it was reading,
-/// which is `key` or one of its parents; the key is shown separately.
+/// which is `key` or one of its parents; the key is shown separately. In a
+/// file that is a list (the cluster file) that path starts with the root's
+/// `.` (`.[1].timeout`), which `key` does not.
 fn strip_key_prefix<'a>(message: &'a str, key: Option<&str>) -> &'a str {
+    let message = match message.strip_prefix('.') {
+        Some(rest) if rest.starts_with('[') => rest,
+        _ => message,
+    };
     let mut candidate = key.unwrap_or("");
     while !candidate.is_empty() {
         if let Some(rest) = message

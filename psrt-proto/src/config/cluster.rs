@@ -219,6 +219,10 @@ mod tests {
         let err = parse("- path: a:1\n  timeout: -1\n").expect_err("negative");
         assert_eq!(err.key.as_deref(), Some("[0].timeout"), "{err}");
         assert_eq!(err.line, Some(2), "{err}");
+        assert!(
+            !err.message.contains("[0]"),
+            "the key is not repeated: {err}"
+        );
     }
 
     #[test]
