@@ -1,6 +1,7 @@
 //! Clustering with the real daemon: `cluster.config` and `--test-config`,
 //! a wrong peer password shown in `/status`, a peer killed by PID and
-//! restarted heals by itself, and SIGHUP re-reads the peer list.
+//! restarted heals by itself, SIGHUP re-reads the peer list, and a peer
+//! may be a Unix socket path.
 
 mod daemon_support;
 
@@ -258,6 +259,43 @@ fn sighup_connects_added_peers_drops_removed_ones_and_keeps_the_others() {
         http_get(addr(stats_b), "/metrics").1
     );
     assert_eq!(links_up_logged(&a, port_c), 1, "{}", a.log());
+}
+
+#[test]
+fn a_peer_listed_by_its_unix_socket_replicates() {
+    let dir = TempDir::new("cluster-unix");
+    let (port_a, stats_a, port_b) = (free_tcp_port(), free_tcp_port(), free_tcp_port());
+    let socket = dir.join("b.sock");
+    let b_config = node_files(&dir, "b", port_b, free_tcp_port(), &[]);
+    let tcp_only = format!("bind: 127.0.0.1:{port_b}\n");
+    let both = format!("bind: [127.0.0.1:{port_b}, {}]\n", socket.display());
+    let text = std::fs::read_to_string(&b_config).expect("b config");
+    std::fs::write(&b_config, text.replacen(&tcp_only, &both, 1)).expect("write");
+    let b = Daemon::start(&b_config, port_b);
+    assert!(poll(|| socket.exists()), "{}", b.log());
+    let peer = format!(
+        "- path: {}\n  user: repl\n  password: secret\n",
+        socket.display()
+    );
+    let a = Daemon::start(
+        &cluster_node_files(&dir, "a", (port_a, stats_a), &peer, ""),
+        port_a,
+    );
+    assert!(
+        poll(|| peer_state(stats_a) == "up"),
+        "{:?}\n{}",
+        peers(stats_a),
+        a.log()
+    );
+    let mut subscriber = Subscriber::new(port_b, "plant/#");
+    let (mut publisher, _) = login(addr(port_a), "", "");
+    assert_eq!(
+        publish(&mut publisher, "plant/unix", b"over the socket"),
+        OK
+    );
+    assert_eq!(subscriber.next(), b"over the socket");
+    let sent = || peers(stats_a)[0]["sent"].as_u64().unwrap_or(0);
+    assert!(poll(|| sent() >= 1), "{:?}", peers(stats_a));
 }
 
 /// A peer that speaks only the original protocol: it accepts any login,
