@@ -118,7 +118,8 @@ def single_node(found, tmp, certs, bin_dir):
                  '-p', 'secret', '-t', 'plant/probe', '-m', 'ready']
 
         def all_subscribed():
-            all(sub.alive() for sub in subscribers)
+            for sub in subscribers:
+                sub.check_running()
             run(probe, certs, 'the probe publish')
             return all(sub.printed('plant/probe', None) for sub in subscribers)
 

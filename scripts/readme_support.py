@@ -124,11 +124,10 @@ class Subscriber:
         self._out.seek(0)
         return self._out.read()
 
-    def alive(self):
-        """Fails when the subscriber has exited; True otherwise."""
+    def check_running(self):
+        """Fails when the subscriber has exited."""
         if self.proc.poll() is not None:
             fail(f'subscriber exited: {shlex.join(self.argv)}\n{self.output()}')
-        return True
 
     def printed(self, topic, payload):
         """How often it printed a message (`payload` None: any payload)."""
