@@ -116,7 +116,7 @@ def peer_states(stats_port):
     return (status.get('cluster') or {}).get('peers', [])
 
 
-def fail_over(subscribers, node1, publish, node1_port):
+def fail_over(subscribers, node1, node1_port, publish):
     """Stops node1, where the subscriber without `--shuffle` is (the first
     node that answers): every subscriber must go on receiving what is
     published on node2, and that one must say once that it failed over."""
@@ -205,8 +205,8 @@ def run_cluster(found, tmp, certs, bin_dir):
             for topic, payload in messages:
                 if sub.printed(topic, payload) != 1:
                     fail(f'{shlex.join(sub.argv)} got {topic} more than once:\n{sub.output()}')
-        fail_over(subscribers, daemons['node1'], lambda: publish('node2', 'plant/after', 'failover'),
-                  addresses.port['node1'])
+        fail_over(subscribers, daemons['node1'], addresses.port['node1'],
+                  lambda: publish('node2', 'plant/after', 'failover'))
     finally:
         for sub in subscribers:
             sub.stop()
