@@ -166,6 +166,33 @@ mod tests {
         assert!(status_body(&[]).is_none(), "standalone: null");
     }
 
+    /// The stats page's cluster table reads each peer's fields by name
+    /// from `/status`: a renamed field would leave a blank column.
+    #[test]
+    fn the_stats_page_reads_only_fields_status_has() {
+        let page = include_str!("index.html");
+        let start = page
+            .find("fillTable(\"t-cluster\"")
+            .expect("the page fills a cluster table");
+        let end = page[start..].find("\"no peers\"").expect("table end");
+        let table = &page[start..start + end];
+        let body = serde_json::to_value(status_body(&peers())).expect("json");
+        let peer = body["peers"][0].as_object().expect("a peer");
+        let fields: Vec<String> = table
+            .split("p.")
+            .skip(1)
+            .map(|rest| {
+                rest.chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect()
+            })
+            .collect();
+        assert!(fields.len() >= 10, "{fields:?}");
+        for field in &fields {
+            assert!(peer.contains_key(field), "the page reads p.{field}");
+        }
+    }
+
     #[test]
     fn metrics_label_each_peer() {
         let mut text = MetricsText::default();
