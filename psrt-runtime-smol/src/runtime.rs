@@ -91,24 +91,120 @@ impl Runtime for Smol {
     }
 }
 
-/// async-io's timer, which can be moved to a new deadline.
-pub struct SmolTimer(smol::Timer);
+/// async-io's timer, moved lazily.
+///
+/// async-io wakes its reactor thread (a syscall and a context switch) at
+/// every timer registration, and a busy socket moves its deadline at every
+/// turn. So the registered deadline only ever moves earlier: when one
+/// registered before the wanted deadline fires, the timer is registered
+/// again for the wanted one. A socket moving its keep-alive deadline later
+/// at each request then registers it about once per timeout period.
+pub struct SmolTimer {
+    timer: smol::Timer,
+    /// The deadline registered with the reactor and not yet seen firing.
+    armed: Option<Instant>,
+    /// The deadline asked for.
+    wanted: Option<Instant>,
+}
 
 impl Default for SmolTimer {
     fn default() -> Self {
-        Self(smol::Timer::never())
+        Self {
+            timer: smol::Timer::never(),
+            armed: None,
+            wanted: None,
+        }
     }
 }
 
 impl Timer for SmolTimer {
     fn set(&mut self, deadline: Option<Instant>) {
-        match deadline {
-            Some(at) => self.0.set_at(at),
-            None => self.0 = smol::Timer::never(),
+        self.wanted = deadline;
+        if let Some(at) = deadline
+            && self.armed.is_none_or(|armed| at < armed)
+        {
+            self.timer.set_at(at);
+            self.armed = Some(at);
         }
     }
 
     fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        Pin::new(&mut self.0).poll(cx).map(drop)
+        let Some(wanted) = self.wanted else {
+            return Poll::Pending;
+        };
+        loop {
+            if self.armed.is_none() {
+                self.timer.set_at(wanted);
+                self.armed = Some(wanted);
+            }
+            ready!(Pin::new(&mut self.timer).poll(cx));
+            // The registered deadline has passed; so has the wanted one
+            // if it is not later.
+            if self.armed.take().is_some_and(|fired| wanted <= fired) {
+                return Poll::Ready(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Polls `timer` until it fires or `limit` passes; whether it fired.
+    fn fires_within(timer: &mut SmolTimer, limit: Duration) -> bool {
+        smol::block_on(async {
+            let fired = std::future::poll_fn(|cx| timer.poll_fired(cx));
+            let gave_up = async {
+                smol::Timer::after(limit).await;
+            };
+            smol::future::or(
+                async {
+                    fired.await;
+                    true
+                },
+                async {
+                    gave_up.await;
+                    false
+                },
+            )
+            .await
+        })
+    }
+
+    #[test]
+    fn a_deadline_moved_later_fires_at_the_later_time_not_before() {
+        let start = Instant::now();
+        let mut timer = SmolTimer::default();
+        timer.set(Some(start + Duration::from_millis(30)));
+        timer.set(Some(start + Duration::from_millis(120)));
+        assert!(!fires_within(&mut timer, Duration::from_millis(80)));
+        assert!(fires_within(&mut timer, Duration::from_secs(2)));
+        assert!(start.elapsed() >= Duration::from_millis(120));
+    }
+
+    #[test]
+    fn a_deadline_moved_earlier_fires_at_the_earlier_time() {
+        let start = Instant::now();
+        let mut timer = SmolTimer::default();
+        timer.set(Some(start + Duration::from_secs(60)));
+        timer.set(Some(start + Duration::from_millis(20)));
+        assert!(fires_within(&mut timer, Duration::from_secs(2)));
+        assert!(start.elapsed() < Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_stopped_timer_never_fires_and_can_be_set_again_after_firing() {
+        let mut timer = SmolTimer::default();
+        timer.set(Some(Instant::now() + Duration::from_millis(10)));
+        timer.set(None);
+        assert!(!fires_within(&mut timer, Duration::from_millis(60)));
+        timer.set(Some(Instant::now() + Duration::from_millis(10)));
+        assert!(fires_within(&mut timer, Duration::from_secs(2)));
+        // Fired and seen: a new deadline registers again.
+        timer.set(Some(Instant::now() + Duration::from_millis(10)));
+        assert!(fires_within(&mut timer, Duration::from_secs(2)));
     }
 }
