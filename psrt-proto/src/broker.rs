@@ -12,12 +12,12 @@
 //! A publish looks up the subscribers once, makes the pushed frame once
 //! (the publisher's frame itself when its topic needs no normalising, see
 //! [`Message`]), and appends one reference-counted [`Message`] to each
-//! subscriber's bounded queue: no per-subscriber copy of the payload. A subscriber whose
-//! queue is full (in messages or bytes) loses its data socket (upstream's
-//! slow-consumer policy); nobody else is delayed. The data connection takes
-//! messages out of its queue when its socket can be written, and the broker
-//! wakes it (through the [`Waker`] it registered) when its queue stops
-//! being empty.
+//! subscriber's bounded queue: no per-subscriber copy of the payload. A
+//! subscriber whose queue is full (in messages or bytes) loses its data
+//! socket (upstream's slow-consumer policy); nobody else is delayed. The
+//! data connection takes messages out of its queue when its socket can be
+//! written, and the broker wakes it (through the [`Waker`] it registered)
+//! when its queue stops being empty.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
