@@ -9,14 +9,15 @@
 //!
 //! # Data path
 //!
-//! A publish looks up the subscribers once, builds the pushed frame's head
-//! once, and appends one reference-counted [`Message`] to each subscriber's
-//! bounded queue: no per-subscriber copy of the payload. A subscriber whose
-//! queue is full (in messages or bytes) loses its data socket (upstream's
-//! slow-consumer policy); nobody else is delayed. The data connection takes
-//! messages out of its queue when its socket can be written, and the broker
-//! wakes it (through the [`Waker`] it registered) when its queue stops
-//! being empty.
+//! A publish looks up the subscribers once, makes the pushed frame once
+//! (the publisher's frame itself when its topic needs no normalising, see
+//! [`Message`]), and appends one reference-counted [`Message`] to each
+//! subscriber's bounded queue: no per-subscriber copy of the payload. A
+//! subscriber whose queue is full (in messages or bytes) loses its data
+//! socket (upstream's slow-consumer policy); nobody else is delayed. The
+//! data connection takes messages out of its queue when its socket can be
+//! written, and the broker wakes it (through the [`Waker`] it registered)
+//! when its queue stops being empty.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -39,6 +40,8 @@ use crate::wire::{Token, push, request, status};
 
 mod audit;
 mod creds;
+#[cfg(test)]
+mod tests;
 mod udp_publish;
 mod udp_task;
 
@@ -381,50 +384,78 @@ impl std::fmt::Display for BrokerEvent {
     }
 }
 
-/// A published message as queued for subscribers: the pushed frame is
-/// `head` followed by `payload`, both shared by every subscriber.
+/// A published message as queued for subscribers, shared by all of them.
 #[derive(Debug)]
 pub struct Message {
-    head: Bytes,
-    payload: Bytes,
+    frame: Frame,
     payload_len: usize,
     published: Instant,
 }
 
+/// The bytes of a pushed message, `01 PRIO LEN topic 00 payload`.
+#[derive(Debug)]
+enum Frame {
+    /// A small payload copied after the head built here, so a queued small
+    /// message does not keep a large read buffer alive; copied together
+    /// with its neighbours when taken ([`Broker::take_messages`]).
+    Inline(Bytes),
+    /// The publisher's PUBLISH frame itself, which is byte for byte the
+    /// push when its topic needs no normalising: one buffer to write,
+    /// shared with the publisher's read buffer.
+    Received(Bytes),
+    /// The head built here, then the payload shared with the publisher's
+    /// read buffer (the topic was normalised, or the message was
+    /// replicated).
+    Split { head: Bytes, payload: Bytes },
+}
+
 impl Message {
-    fn new(prio: u8, topic: &str, payload: Bytes, published: Instant) -> Self {
+    /// A message whose head is built here: `payload` is copied in when
+    /// small, shared otherwise.
+    fn new(prio: u8, topic: &str, payload: &Bytes, published: Instant) -> Self {
         let payload_len = payload.len();
-        let inline = if payload_len <= INLINE_PAYLOAD {
-            payload_len
-        } else {
-            0
-        };
+        let inline = payload_len <= INLINE_PAYLOAD;
         // Sized for an inlined payload too, so building it never reallocates.
-        let mut head = BytesMut::with_capacity(7 + topic.len() + inline);
+        let mut head =
+            BytesMut::with_capacity(7 + topic.len() + if inline { payload_len } else { 0 });
         push::put_message_head(&mut head, prio, topic, payload_len);
-        let payload = if payload_len <= INLINE_PAYLOAD {
-            head.extend_from_slice(&payload);
-            Bytes::new()
+        let frame = if inline {
+            head.extend_from_slice(payload);
+            Frame::Inline(head.freeze())
         } else {
-            payload
+            Frame::Split {
+                head: head.freeze(),
+                payload: payload.clone(),
+            }
         };
         Self {
-            head: head.freeze(),
-            payload,
+            frame,
             payload_len,
+            published,
+        }
+    }
+
+    /// A message from a PUBLISH frame whose topic normalises to `topic`:
+    /// the frame itself when the payload is not inlined and the topic came
+    /// normalised, else as [`Message::new`].
+    fn received(publish: &request::Publish, topic: &str, published: Instant) -> Self {
+        let payload = publish.payload();
+        if payload.len() <= INLINE_PAYLOAD || publish.topic() != topic.as_bytes() {
+            return Self::new(publish.prio(), topic, payload, published);
+        }
+        Self {
+            frame: Frame::Received(publish.frame().clone()),
+            payload_len: payload.len(),
             published,
         }
     }
 
     /// Bytes this message takes on the wire.
     pub fn wire_len(&self) -> usize {
-        self.head.len() + self.payload.len()
-    }
-
-    /// The payload bytes shared with the publisher's read buffer (empty
-    /// when the payload was small enough to be copied into the head).
-    pub fn shared_payload(&self) -> &Bytes {
-        &self.payload
+        match &self.frame {
+            Frame::Inline(frame) | Frame::Received(frame) => frame.len(),
+            Frame::Split { head, payload } => head.len() + payload.len(),
+        }
     }
 }
 
@@ -898,14 +929,15 @@ impl Broker {
     // ----- control operations -----
 
     /// PUBLISH from a session: the reply status, or a protocol error.
+    /// Subscribers get the frame itself when its topic needs no
+    /// normalising and its payload is not small (see [`Message`]).
     pub fn publish(
         &mut self,
         id: SessionId,
-        prio: u8,
-        raw_topic: &[u8],
-        payload: Bytes,
+        publish: &request::Publish,
         now: Instant,
     ) -> Result<u8, ProtocolError> {
+        let (prio, raw_topic, payload) = (publish.prio(), publish.topic(), publish.payload());
         let max_depth = self.limits.max_topic_depth;
         let session = self.session_mut(id).ok_or(ProtocolError::NoSession)?;
         let mut memo = session.last_publish.take().unwrap_or_default();
@@ -928,8 +960,12 @@ impl Broker {
             memo.index = Some(changes);
         }
         self.cluster
-            .offer(&memo.topic, prio, &payload, u64::from(id.slot), now);
-        self.deliver(&memo.topic, &memo.targets, prio, payload, now, true);
+            .offer(&memo.topic, prio, payload, u64::from(id.slot), now);
+        self.count_publish(&memo.topic, payload.len());
+        if !memo.targets.is_empty() {
+            let message = Arc::new(Message::received(publish, &memo.topic, now));
+            self.enqueue_all(&memo.targets, &message);
+        }
         if let Some(session) = self.session_mut(id) {
             session.last_publish = Some(memo);
         }
@@ -1080,35 +1116,32 @@ impl Broker {
         }
     }
 
-    /// Counts a message and appends it to every matching subscriber's queue.
+    /// Counts a message (if `count`) and appends it to every matching
+    /// subscriber's queue.
     fn route(&mut self, topic: &str, prio: u8, payload: Bytes, now: Instant, count: bool) {
         let mut targets = std::mem::take(&mut self.scratch);
         self.index.lookup(topic, &mut targets);
-        self.deliver(topic, &targets, prio, payload, now, count);
+        if count {
+            self.count_publish(topic, payload.len());
+        }
+        if !targets.is_empty() {
+            let message = Arc::new(Message::new(prio, topic, &payload, now));
+            self.enqueue_all(&targets, &message);
+        }
         self.scratch = targets;
     }
 
-    /// [`Broker::route`] to subscribers already looked up: counts the
-    /// message (if `count`) and appends it to each target's queue.
-    fn deliver(
-        &mut self,
-        topic: &str,
-        targets: &[u32],
-        prio: u8,
-        payload: Bytes,
-        now: Instant,
-        count: bool,
-    ) {
-        if count {
-            self.counters.c_pub_messages += 1;
-            self.counters.c_pub_bytes += payload.len() as u64;
-            self.top.record(topic, payload.len() as u64);
-        }
-        if !targets.is_empty() {
-            let message = Arc::new(Message::new(prio, topic, payload, now));
-            for &slot in targets {
-                self.enqueue(slot, &message);
-            }
+    /// Counts a published message of `payload_len` bytes to `topic`.
+    fn count_publish(&mut self, topic: &str, payload_len: usize) {
+        self.counters.c_pub_messages += 1;
+        self.counters.c_pub_bytes += payload_len as u64;
+        self.top.record(topic, payload_len as u64);
+    }
+
+    /// Appends `message` to the queue of each of `targets`.
+    fn enqueue_all(&mut self, targets: &[u32], message: &Arc<Message>) {
+        for &slot in targets {
+            self.enqueue(slot, message);
         }
     }
 
@@ -1190,8 +1223,8 @@ impl Broker {
         let mut taken = 0;
         let mut moved = 0;
         let (mut bytes, mut latency_us, mut worst) = (0u64, 0u64, Duration::ZERO);
-        // Small messages (payload inlined in the head) are copied into one
-        // chunk: one buffer to write and free instead of one per message.
+        // Small messages (payload inlined) are copied into one chunk: one
+        // buffer to write and free instead of one per message.
         let mut run = BytesMut::new();
         while let Some(message) = queue.messages.front() {
             let len = message.wire_len();
@@ -1204,17 +1237,26 @@ impl Broker {
             histogram.record(age_us);
             latency_us = latency_us.saturating_add(age_us);
             bytes += message.payload_len as u64;
-            if message.payload.is_empty() {
-                if run.capacity() == 0 {
-                    run.reserve(queue.bytes.min(max_bytes).max(len));
+            match &message.frame {
+                Frame::Inline(frame) => {
+                    if run.capacity() == 0 {
+                        run.reserve(queue.bytes.min(max_bytes).max(len));
+                    }
+                    run.extend_from_slice(frame);
                 }
-                run.extend_from_slice(&message.head);
-            } else {
-                if !run.is_empty() {
-                    tx.push(run.split().freeze());
+                Frame::Received(frame) => {
+                    if !run.is_empty() {
+                        tx.push(run.split().freeze());
+                    }
+                    tx.push(frame.clone());
                 }
-                tx.push(message.head.clone());
-                tx.push(message.payload.clone());
+                Frame::Split { head, payload } => {
+                    if !run.is_empty() {
+                        tx.push(run.split().freeze());
+                    }
+                    tx.push(head.clone());
+                    tx.push(payload.clone());
+                }
             }
             queue.bytes -= len;
             queue.messages.pop_front();

@@ -8,10 +8,12 @@ use bytes::{Buf, Bytes};
 
 /// Bytes waiting to be written to one socket.
 ///
-/// Pushed messages enter as the shared head and payload [`Bytes`] of the
-/// published message (no copy per subscriber); the driver gathers them into
-/// one `write_vectored` call with [`TxBuf::io_slices`] and reports how much
-/// the socket took with [`TxBuf::advance`].
+/// Pushed messages enter as the shared [`Bytes`] of the published message
+/// (no copy per subscriber): the publisher's frame itself, or a head and
+/// the payload (see [`crate::broker::Message`]); small ones copied
+/// together. The driver gathers them into one `write_vectored` call with
+/// [`TxBuf::io_slices`] and reports how much the socket took with
+/// [`TxBuf::advance`].
 #[derive(Debug, Default)]
 pub struct TxBuf {
     chunks: VecDeque<Bytes>,

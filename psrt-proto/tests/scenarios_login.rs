@@ -295,7 +295,11 @@ fn certificate_login_is_the_common_name_with_its_acl_rights() {
     };
     let publish = |broker: &mut psrt_proto::broker::Broker, topic: &[u8]| {
         broker
-            .publish(limited, 0, topic, bytes::Bytes::from_static(b"v"), now)
+            .publish(
+                limited,
+                &psrt_proto::wire::request::Publish::new(0, topic, b"v"),
+                now,
+            )
             .expect("a reply")
     };
     assert_eq!(publish(broker, b"x/1"), status::OK);

@@ -97,7 +97,11 @@ fn denials_are_logged_at_warn_with_login_peer_and_reason_in_words() {
         with_broker_logged(&core, |broker| {
             let now = Instant::now();
             broker
-                .publish(session, 0, b"secret/x", bytes::Bytes::new(), now)
+                .publish(
+                    session,
+                    &psrt_proto::wire::request::Publish::new(0, b"secret/x", b""),
+                    now,
+                )
                 .expect("answered");
             broker.subscribe(session, b"pub/a\0priv/b\0pub/c");
             broker.replication_offer(session, b"pub/a");

@@ -6,12 +6,12 @@ use std::path::Path;
 use std::task::Waker;
 use std::time::Duration;
 
-use bytes::Bytes;
 use prometheus_parse::{Scrape, Value};
 use psrt_proto::broker::{AuthConfig, LoginDecision, Origin};
 use psrt_proto::config::parse_acl;
 use psrt_proto::conn::ListenerKind;
 use psrt_proto::spec::ServerSpec;
+use psrt_proto::wire::request::Publish;
 use rand::SeedableRng;
 
 use super::*;
@@ -80,10 +80,10 @@ fn metrics_parse_and_count_what_happened() {
         assert!(broker.bind_data(&token, Waker::noop().clone()).is_some());
         broker.subscribe(session, b"#");
         broker
-            .publish(session, 0, b"ok/1", Bytes::from_static(b"four"), start)
+            .publish(session, &Publish::new(0, b"ok/1", b"four"), start)
             .expect("answered");
         broker
-            .publish(session, 0, b"no/1", Bytes::new(), start)
+            .publish(session, &Publish::new(0, b"no/1", b""), start)
             .expect("answered");
         let mut tx = TxBuf::new();
         let later = start + Duration::from_millis(3);

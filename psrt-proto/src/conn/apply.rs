@@ -74,11 +74,7 @@ impl Connection {
     fn apply_op(&mut self, op: Op, session: SessionId, broker: &mut Broker, now: Instant) {
         let reply = match op {
             Op::Nop => status::OK,
-            Op::Publish {
-                prio,
-                topic,
-                payload,
-            } => match broker.publish(session, prio, &topic, payload, now) {
+            Op::Publish(publish) => match broker.publish(session, &publish, now) {
                 Ok(reply) => reply,
                 Err(err) => {
                     self.close_now(CloseReason::Protocol(err.to_string()));

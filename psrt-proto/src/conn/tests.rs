@@ -532,9 +532,10 @@ fn large_frames_reuse_pooled_buffers_once_delivered() {
     buf.extend_from_slice(rest);
     assert_eq!(buf.as_ptr(), first, "no regrowth");
     conn.handle_input(now);
-    let Some(Request::Op(request::Op::Publish { payload, .. })) = conn.requests.front() else {
+    let Some(Request::Op(request::Op::Publish(publish))) = conn.requests.front() else {
         panic!("the publish decoded");
     };
+    let payload = publish.payload();
     assert_eq!(payload.len(), body - 2);
     assert!(
         room.contains(&(payload.as_ptr() as usize)),
@@ -578,9 +579,10 @@ fn bytes_appended_during_a_large_frame_keep_their_order() {
     // still gets its bytes after those of the frame.
     conn.read_buf().extend_from_slice(rest);
     conn.handle_input(now);
-    let Some(Request::Op(request::Op::Publish { payload, .. })) = conn.requests.front() else {
+    let Some(Request::Op(request::Op::Publish(publish))) = conn.requests.front() else {
         panic!("the publish decoded");
     };
+    let payload = publish.payload();
     assert!(payload.iter().all(|&b| b == 3) && payload.len() == body - 2);
 }
 
@@ -617,9 +619,10 @@ fn after_a_large_frame_the_next_read_goes_into_a_pooled_buffer() {
     let second = large_publish(100_000, 2);
     buf.extend_from_slice(&second);
     conn.handle_input(now);
-    let Some(Request::Op(request::Op::Publish { payload, .. })) = conn.requests.front() else {
+    let Some(Request::Op(request::Op::Publish(publish))) = conn.requests.front() else {
         panic!("the second publish decoded");
     };
+    let payload = publish.payload();
     assert!(payload.iter().all(|&b| b == 2));
     assert!(room.contains(&(payload.as_ptr() as usize)), "read in place");
     // A small frame read the same way is ordinary input.

@@ -105,14 +105,7 @@ pub enum Op {
     /// Keep-alive.
     Nop,
     /// `PRIO LEN topic 00 payload`.
-    Publish {
-        /// Priority byte, passed through.
-        prio: u8,
-        /// Raw topic (validated by the broker).
-        topic: Bytes,
-        /// Payload, sharing the read buffer's memory.
-        payload: Bytes,
-    },
+    Publish(Publish),
     /// `LEN topic[00 topic...]`: raw filter list, `00`-separated.
     Subscribe(Bytes),
     /// `LEN topic[00 topic...]`.
@@ -144,6 +137,67 @@ pub enum Op {
     Bye,
 }
 
+/// Bytes before the topic of a PUBLISH frame: op, prio, `LEN`.
+const PUBLISH_HEAD: usize = 6;
+
+/// A PUBLISH as one buffer: the whole frame `01 PRIO LEN topic 00
+/// payload`, with its parts as views of it.
+///
+/// Decoded, the frame is a slice of the read buffer (no copy). Since a
+/// data socket pushes `01 PRIO LEN topic 00 payload` too, with `LEN`
+/// covering the same bytes, the frame of a PUBLISH whose topic needs no
+/// normalising is byte for byte the push its subscribers get, and the
+/// broker can queue the frame itself (see [`Self::frame`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish {
+    frame: Bytes,
+    /// The payload: `frame` from past the topic's `00` on.
+    payload: Bytes,
+    topic_len: usize,
+}
+
+impl Publish {
+    /// Encodes a PUBLISH of `payload` to `topic`, which must not contain
+    /// `00` (a decoder would end the topic there).
+    pub fn new(prio: u8, topic: &[u8], payload: &[u8]) -> Self {
+        let mut frame = BytesMut::new();
+        encode_publish(&mut frame, prio, topic, payload);
+        Self::from_frame(frame.freeze(), topic.len())
+    }
+
+    /// `frame` is a whole PUBLISH frame whose topic is `topic_len` bytes.
+    fn from_frame(frame: Bytes, topic_len: usize) -> Self {
+        let payload = frame.slice((PUBLISH_HEAD + topic_len + 1).min(frame.len())..);
+        Self {
+            frame,
+            payload,
+            topic_len,
+        }
+    }
+
+    /// The priority byte, passed through.
+    pub fn prio(&self) -> u8 {
+        self.frame.get(1).copied().unwrap_or_default()
+    }
+
+    /// The raw topic (validated by the broker).
+    pub fn topic(&self) -> &[u8] {
+        self.frame
+            .get(PUBLISH_HEAD..PUBLISH_HEAD + self.topic_len)
+            .unwrap_or_default()
+    }
+
+    /// The payload, sharing the frame's memory.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    /// The whole frame as received: `01 PRIO LEN topic 00 payload`.
+    pub fn frame(&self) -> &Bytes {
+        &self.frame
+    }
+}
+
 /// Limits the control-op decoder enforces on declared lengths.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpLimits {
@@ -168,18 +222,20 @@ pub fn decode_op(buf: &mut BytesMut, limits: OpLimits) -> Result<Option<Op>, Wir
             Ok(Some(Op::Bye))
         }
         op::PUBLISH => {
-            let Some(&prio) = buf.get(1) else {
+            let Some(len) = read_len(buf, 2) else {
                 return Ok(None);
             };
-            let Some(body) = take_sized(buf, 2, limits.max_pub_size)? else {
+            check_len(len, limits.max_pub_size)?;
+            // No reserve for the body (see `take_sized`).
+            let Some(body) = buf.get(PUBLISH_HEAD..PUBLISH_HEAD + len) else {
                 return Ok(None);
             };
-            let (topic, payload) = split_at_nul(body)?;
-            Ok(Some(Op::Publish {
-                prio,
-                topic,
-                payload,
-            }))
+            let topic_len = body
+                .iter()
+                .position(|&b| b == 0)
+                .ok_or(WireError::MissingSeparator)?;
+            let frame = buf.split_to(PUBLISH_HEAD + len).freeze();
+            Ok(Some(Op::Publish(Publish::from_frame(frame, topic_len))))
         }
         op::REPL_PIPELINED => {
             let Some(head) = buf.get(1..REPL_PIPELINED_PREFIX) else {
@@ -235,11 +291,7 @@ pub fn encode_op(out: &mut BytesMut, operation: &Op) {
     match operation {
         Op::Nop => out.put_u8(op::NOP),
         Op::Bye => out.put_u8(op::BYE),
-        Op::Publish {
-            prio,
-            topic,
-            payload,
-        } => encode_publish(out, *prio, topic, payload),
+        Op::Publish(publish) => out.put_slice(publish.frame()),
         Op::Subscribe(body) => encode_topics_raw(out, op::SUBSCRIBE, body),
         Op::Unsubscribe(body) => encode_topics_raw(out, op::UNSUBSCRIBE, body),
         Op::PublishRepl { topic } => encode_topics_raw(out, op::PUBLISH_REPL, topic),

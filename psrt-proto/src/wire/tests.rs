@@ -190,11 +190,7 @@ fn one_byte_operations() {
 
 #[test]
 fn publish() {
-    let op = request::Op::Publish {
-        prio: 0x7F,
-        topic: Bytes::from_static(b"a/b"),
-        payload: Bytes::from_static(b"\0x"),
-    };
+    let op = request::Op::Publish(request::Publish::new(0x7F, b"a/b", b"\0x"));
     let mut expected = vec![0x01, 0x7F, 0x06, 0x00, 0x00, 0x00];
     expected.extend_from_slice(b"a/b\0\0x");
     assert_eq!(encoded_op(&op), expected);
@@ -208,11 +204,9 @@ fn publish() {
     // An empty payload is valid.
     assert_eq!(
         request::decode_op(&mut buf(&[0x01, 0x7F, 0x02, 0, 0, 0, b't', 0]), LIMITS),
-        Ok(Some(request::Op::Publish {
-            prio: 0x7F,
-            topic: Bytes::from_static(b"t"),
-            payload: Bytes::new(),
-        }))
+        Ok(Some(request::Op::Publish(request::Publish::new(
+            0x7F, b"t", b""
+        ))))
     );
     assert_eq!(
         request::decode_op(&mut buf(&[0x01, 0x7F, 0x01, 0, 0, 0, b't']), LIMITS),
@@ -339,11 +333,7 @@ fn any_op() -> impl Strategy<Value = request::Op> {
         Just(request::Op::Nop),
         Just(request::Op::Bye),
         (any::<u8>(), topic_text(), any_bytes(64)).prop_map(|(prio, topic, payload)| {
-            request::Op::Publish {
-                prio,
-                topic: Bytes::from(topic),
-                payload: Bytes::from(payload),
-            }
+            request::Op::Publish(request::Publish::new(prio, topic.as_bytes(), &payload))
         }),
         any_bytes(64).prop_map(|b| request::Op::Subscribe(Bytes::from(b))),
         any_bytes(64).prop_map(|b| request::Op::Unsubscribe(Bytes::from(b))),
