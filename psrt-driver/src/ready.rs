@@ -9,8 +9,8 @@
 //! frame is read straight into the frame's own buffer instead (its spare
 //! capacity, through rustix, which fills a `Vec` without `unsafe` here),
 //! so large payloads are not copied in user space. A write gathers up to
-//! [`MAX_IOV`] chunks of the `TxBuf`, at most [`MAX_WRITE`] bytes, into one
-//! `writev`, with the slice array on the stack of one poll.
+//! [`MAX_IOV`] chunks of the `TxBuf` into one `writev`, with the slice array
+//! on the stack of one poll.
 
 use std::cell::RefCell;
 use std::future::poll_fn;
@@ -20,7 +20,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::task::{Context, Poll, ready};
 
-use psrt_proto::client::{MAX_IOV, MAX_WRITE, READ_CHUNK};
+use psrt_proto::client::{MAX_IOV, READ_CHUNK};
 use psrt_proto::conn::reserve_input;
 use psrt_proto::{BytesMut, TxBuf};
 use rustix::buffer::spare_capacity;
@@ -182,11 +182,10 @@ fn read_append(mut socket: &Socket, input: &mut BytesMut) -> io::Result<usize> {
     })
 }
 
-/// Writes as much of `tx` as the socket takes in one `writev`, at most
-/// [`MAX_WRITE`] bytes.
+/// Writes as much of `tx` as the socket takes in one `writev`.
 fn write_tx(mut socket: &Socket, tx: &TxBuf) -> io::Result<usize> {
     let mut slices = [IoSlice::new(&[]); MAX_IOV];
-    let count = tx.io_slices_within(&mut slices, MAX_WRITE);
+    let count = tx.io_slices(&mut slices);
     match socket.write_vectored(slices.get(..count).unwrap_or_default())? {
         0 => Err(io::ErrorKind::WriteZero.into()),
         n => Ok(n),

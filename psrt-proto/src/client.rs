@@ -59,8 +59,7 @@ pub use driver::{ReadOutcome, Waiters};
 pub use error::{SessionError, status_result};
 pub use handle::{ClientHandle, SessionEnd};
 pub use options::{
-    COMMAND_QUEUE, ClientOptions, MAX_IOV, MAX_PENDING_WRITE, MAX_WRITE, PRIORITY, READ_CHUNK,
-    TlsOptions,
+    COMMAND_QUEUE, ClientOptions, MAX_IOV, MAX_PENDING_WRITE, PRIORITY, READ_CHUNK, TlsOptions,
 };
 pub use session::{ControlSession, Request};
 pub use target::{DEFAULT_PORT, Target, node_list};

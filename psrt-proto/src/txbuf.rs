@@ -59,24 +59,6 @@ impl TxBuf {
         filled
     }
 
-    /// Like [`Self::io_slices`], but the slices hold at most `limit` bytes
-    /// in all (the last one cut short): bounds what one write hands to
-    /// the socket (see [`crate::client::MAX_WRITE`]).
-    pub fn io_slices_within<'a>(&'a self, dst: &mut [IoSlice<'a>], limit: usize) -> usize {
-        let mut filled = 0;
-        let mut room = limit;
-        for (slot, chunk) in dst.iter_mut().zip(self.chunks.iter()) {
-            if room == 0 {
-                break;
-            }
-            let take = chunk.get(..chunk.len().min(room)).unwrap_or_default();
-            *slot = IoSlice::new(take);
-            room -= take.len();
-            filled += 1;
-        }
-        filled
-    }
-
     /// The first chunk, for drivers that write one buffer at a time.
     pub fn front(&self) -> Option<&Bytes> {
         self.chunks.front()
@@ -136,21 +118,5 @@ mod tests {
         tx.advance(100);
         assert!(tx.is_empty());
         assert_eq!(tx.chunk_count(), 0);
-    }
-
-    #[test]
-    fn slices_within_a_limit_cut_the_last_chunk() {
-        let mut tx = TxBuf::new();
-        tx.push(Bytes::from_static(b"head"));
-        tx.push(Bytes::from_static(b"payload"));
-        tx.push(Bytes::from_static(b"next"));
-        let mut slices = [IoSlice::new(&[]); 4];
-        assert_eq!(tx.io_slices_within(&mut slices, 7), 2);
-        assert_eq!(&*slices[0], b"head");
-        assert_eq!(&*slices[1], b"pay");
-        assert_eq!(tx.io_slices_within(&mut slices, 4), 1, "an exact fit");
-        assert_eq!(&*slices[0], b"head");
-        assert_eq!(tx.io_slices_within(&mut slices, 100), 3, "all of it");
-        assert_eq!(&*slices[2], b"next");
     }
 }

@@ -25,7 +25,7 @@ use bytes::{Bytes, BytesMut};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Split, Splitable};
 use psrt_proto::TxBuf;
-use psrt_proto::client::{MAX_IOV, MAX_WRITE, READ_CHUNK};
+use psrt_proto::client::{MAX_IOV, READ_CHUNK};
 use psrt_proto::conn::reserve_input;
 
 /// The buffer of a read after a quiet spell (the last read brought less):
@@ -296,13 +296,13 @@ async fn write_some<S: AsyncWriteRent>(
 }
 
 /// The next buffer to write: a first chunk of [`HAND_OVER`] bytes or more
-/// as is (its first [`MAX_WRITE`] bytes), else the small chunks before the
-/// next large one copied together up to [`MAX_COPY`] bytes.
+/// as is, else the small chunks before the next large one copied together
+/// up to [`MAX_COPY`] bytes.
 fn next_batch(tx: &TxBuf) -> Bytes {
     if let Some(front) = tx.front()
         && front.len() >= HAND_OVER
     {
-        return front.slice(..front.len().min(MAX_WRITE));
+        return front.clone();
     }
     let mut slices = [IoSlice::new(&[]); MAX_IOV];
     let count = tx.io_slices(&mut slices);
@@ -338,17 +338,5 @@ mod tests {
         tx.advance(HAND_OVER - 10);
         let tail = next_batch(&tx);
         assert_eq!(tail.len(), 10 + 5, "a short tail joins the next chunks");
-    }
-
-    #[test]
-    fn a_large_chunk_goes_out_at_most_max_write_at_a_time() {
-        let payload = Bytes::from(vec![7u8; MAX_WRITE + 100]);
-        let mut tx = TxBuf::new();
-        tx.push(payload.clone());
-        let first = next_batch(&tx);
-        assert_eq!(first.as_ptr(), payload.as_ptr(), "no copy");
-        assert_eq!(first.len(), MAX_WRITE);
-        tx.advance(first.len());
-        assert_eq!(next_batch(&tx).len(), 100);
     }
 }

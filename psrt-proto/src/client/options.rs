@@ -18,17 +18,6 @@ pub const MAX_PENDING_WRITE: usize = 4 * 1024 * 1024;
 pub const READ_CHUNK: usize = 64 * 1024;
 /// Chunks gathered into one vectored write.
 pub const MAX_IOV: usize = 64;
-/// Most bytes one write hands to a socket (servers and clients alike).
-///
-/// A 1 MiB payload written whole fills the socket with up to a megabyte
-/// the peer has not read yet; written a quarter at a time, the peer reads
-/// each piece while it is still in the CPU's cache. In `psrt-bench`'s
-/// 1 MiB two-publishers-two-subscribers run, with the clients' threads
-/// preempting the server's as they do on a quiet machine, this took the
-/// subscribers' CPU per gigabyte from 0.32 s to 0.23 s and the rate up
-/// 15% (docs/benchmarks.md, "1 MiB 2 -> 2: write size"). Smaller pieces
-/// (64 and 128 KiB) cost more in syscalls than they save.
-pub const MAX_WRITE: usize = 256 * 1024;
 
 /// TLS settings of a client.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
