@@ -25,8 +25,14 @@ fn start() -> Instant {
 /// An open broker with one anonymous session whose data socket is bound
 /// and which subscribes to every topic.
 fn subscribed() -> (Broker, SessionId) {
+    subscribed_with(Limits::default(), b"#")
+}
+
+/// An open broker with `limits` and one anonymous session whose data
+/// socket is bound and which subscribes to `filter`.
+fn subscribed_with(limits: Limits, filter: &[u8]) -> (Broker, SessionId) {
     let rng = Box::new(rand::rngs::StdRng::seed_from_u64(7));
-    let mut broker = Broker::new(Limits::default(), AuthConfig::open(), rng);
+    let mut broker = Broker::new(limits, AuthConfig::open(), rng);
     let origin = Origin {
         unix: false,
         peer: "127.0.0.1:1".into(),
@@ -35,7 +41,7 @@ fn subscribed() -> (Broker, SessionId) {
         panic!("anonymous may log in");
     };
     assert!(broker.bind_data(&token, Waker::noop().clone()).is_some());
-    assert_eq!(broker.subscribe(id, b"#"), status::OK);
+    assert_eq!(broker.subscribe(id, filter), status::OK);
     (broker, id)
 }
 
@@ -128,22 +134,12 @@ fn small_messages_are_copied_together_into_one_chunk() {
 
 #[test]
 fn queue_bytes_count_the_received_frame() {
-    let rng = Box::new(rand::rngs::StdRng::seed_from_u64(7));
     let frame_len = 7 + 1 + 1000;
     let limits = Limits {
         data_queue_bytes: 2 * frame_len,
         ..Limits::default()
     };
-    let mut broker = Broker::new(limits, AuthConfig::open(), rng);
-    let origin = Origin {
-        unix: false,
-        peer: "127.0.0.1:1".into(),
-    };
-    let LoginDecision::Granted(id, token) = broker.begin_login(b"", b"", origin) else {
-        panic!("anonymous may log in");
-    };
-    assert!(broker.bind_data(&token, Waker::noop().clone()).is_some());
-    assert_eq!(broker.subscribe(id, b"t"), status::OK);
+    let (mut broker, id) = subscribed_with(limits, b"t");
     let publish = received(0x7F, b"t", &[3; 1000]);
     assert_eq!(publish.frame().len(), frame_len);
     let now = start();

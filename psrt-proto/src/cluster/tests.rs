@@ -428,16 +428,22 @@ fn no_keepalive_goes_out_while_a_payload_is_owed() {
     assert_eq!(link.take_report().sent, 1);
 }
 
-#[test]
-fn a_broker_offers_local_publishes_but_not_replicated_ones() {
-    let t0 = base();
-    let mut a = node(5);
+/// A [`node`] with one cluster peer, `b`, whose link is up.
+fn node_linked_to_b(seed: u64) -> Node {
+    let mut a = node(seed);
     a.broker_mut().cluster_mut().set_peers(["b"]);
     a.broker_mut()
         .cluster_mut()
         .peer_mut("b")
         .expect("b")
         .set_state(LinkState::Up);
+    a
+}
+
+#[test]
+fn a_broker_offers_local_publishes_but_not_replicated_ones() {
+    let t0 = base();
+    let mut a = node_linked_to_b(5);
     let conn = a.connect(Transport::Tcp, "192.0.2.1:1", t0);
     let mut client = ControlClient::new("", b"", None, Duration::from_secs(5), t0).expect("c");
     client.publish("t", b"local", 0x7F, t0).expect("publish");
@@ -457,13 +463,7 @@ fn a_broker_offers_local_publishes_but_not_replicated_ones() {
 #[test]
 fn a_udp_publish_is_offered_to_the_peers_too() {
     let t0 = base();
-    let mut a = node(6);
-    a.broker_mut().cluster_mut().set_peers(["b"]);
-    a.broker_mut()
-        .cluster_mut()
-        .peer_mut("b")
-        .expect("b")
-        .set_state(LinkState::Up);
+    let mut a = node_linked_to_b(6);
     let mut datagram = Vec::new();
     crate::udp::encode_plain(&mut datagram, "", b"", true, 0x7F, "sensor/1", b"21.5")
         .expect("encodes");
