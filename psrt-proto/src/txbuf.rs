@@ -66,6 +66,12 @@ impl TxBuf {
         self.chunks.front()
     }
 
+    /// The chunks waiting, front first, for drivers that hand shared
+    /// buffers to the kernel (io_uring) instead of lending slices.
+    pub fn chunks(&self) -> impl Iterator<Item = &Bytes> {
+        self.chunks.iter()
+    }
+
     /// Drops the first `n` bytes, which the socket has taken.
     pub fn advance(&mut self, mut n: usize) {
         n = n.min(self.len);

@@ -17,7 +17,7 @@
 //! kernel's copy only.
 
 use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker, ready};
 
@@ -27,6 +27,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, S
 use psrt_proto::TxBuf;
 use psrt_proto::client::{MAX_IOV, READ_CHUNK};
 use psrt_proto::conn::reserve_input;
+
+use crate::gather::Gather;
 
 /// The buffer of a read after a quiet spell (the last read brought less):
 /// what an idle socket holds, twice per client (control and data socket).
@@ -39,13 +41,20 @@ const QUIET_READ: usize = 64;
 /// large (a message's whole frame as the publisher sent it, a payload
 /// after a head built by the broker, or what is left of either after a
 /// partial write) is handed over as is, the shared `Bytes` itself, never
-/// copied; copying it would cost about as much as the extra operation it
-/// saves. A large message to a topic that needs no normalising is one
-/// chunk, so one operation.
+/// copied; copying it would cost about as much as the operation it
+/// would save.
 const HAND_OVER: usize = 16 * 1024;
-/// Smaller chunks are copied together into one buffer of at most this
-/// size, so many small messages still cost one operation.
+/// Smaller chunks in a row are copied together into one buffer, so many
+/// small messages still cost one operation; at most this many bytes are
+/// copied for one write, which bounds the copying wasted when the socket
+/// takes only part of it.
 const MAX_COPY: usize = 64 * 1024;
+/// One write gathers up to this many buffers (large chunks and copied
+/// runs of small ones) into one vectored operation
+/// ([`crate::gather`]): a subscriber that has fallen behind by several
+/// large messages gets them in one send, as from the readiness runtimes'
+/// `sendmsg`.
+const MAX_GATHER: usize = MAX_IOV;
 
 /// A socket that splits into owned halves.
 pub(crate) trait Stream: Split + AsyncReadRent + AsyncWriteRent + 'static {}
@@ -156,8 +165,14 @@ impl<S: Stream> Writer<S> {
         if tx.is_empty() || self.slot.is_busy() {
             return;
         }
-        let batch = next_batch(tx);
-        self.slot.start(|half| write_some(half, batch));
+        let mut batch = next_batch(tx);
+        if batch.len() == 1 {
+            let only = batch.swap_remove(0);
+            self.slot.start(|half| write_one(half, only));
+        } else {
+            let gather = Gather::new(batch);
+            self.slot.start(|half| write_gathered(half, gather));
+        }
     }
 
     /// The bytes the write in flight wrote, once it completes (never
@@ -286,43 +301,82 @@ async fn read_frame<S: AsyncReadRent>(
     ((half, ReadBuf::Frame(spare.into_inner())), result)
 }
 
-async fn write_some<S: AsyncWriteRent>(
+/// One write of one buffer.
+async fn write_one<S: AsyncWriteRent>(
     mut half: OwnedWriteHalf<S>,
-    batch: Bytes,
+    buf: Bytes,
 ) -> (OwnedWriteHalf<S>, io::Result<usize>) {
-    let (result, _) = half.write(batch).await;
-    let result = match result {
-        Ok(0) => Err(io::ErrorKind::WriteZero.into()),
-        other => other,
-    };
-    (half, result)
+    let (result, _) = half.write(buf).await;
+    (half, wrote(result))
 }
 
-/// The next buffer to write: a first chunk of [`HAND_OVER`] bytes or more
-/// as is, else the small chunks before the next large one copied together
-/// up to [`MAX_COPY`] bytes.
-fn next_batch(tx: &TxBuf) -> Bytes {
-    if let Some(front) = tx.front()
-        && front.len() >= HAND_OVER
-    {
-        return front.clone();
+/// One vectored write of several buffers.
+async fn write_gathered<S: AsyncWriteRent>(
+    mut half: OwnedWriteHalf<S>,
+    gather: Gather,
+) -> (OwnedWriteHalf<S>, io::Result<usize>) {
+    let (result, _) = half.writev(gather).await;
+    (half, wrote(result))
+}
+
+/// A write's result, with nothing written as an error: the peer cannot
+/// take more.
+fn wrote(result: io::Result<usize>) -> io::Result<usize> {
+    match result {
+        Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+        other => other,
     }
-    let mut slices = [IoSlice::new(&[]); MAX_IOV];
-    let count = tx.io_slices(&mut slices);
-    let mut batch = BytesMut::with_capacity(tx.len().min(MAX_COPY));
-    for slice in slices.iter().take(count) {
-        let full = batch.len() + slice.len() > MAX_COPY;
-        if !batch.is_empty() && (slice.len() >= HAND_OVER || full) {
+}
+
+/// The buffers of the next write, front first (never none when `tx` has
+/// bytes): each chunk of [`HAND_OVER`] bytes or more as is, and each run
+/// of smaller chunks between them copied into one buffer, at most
+/// [`MAX_GATHER`] buffers and [`MAX_COPY`] copied bytes in all.
+fn next_batch(tx: &TxBuf) -> Vec<Bytes> {
+    let mut batch = Vec::new();
+    let mut run = BytesMut::new();
+    let mut copied = 0;
+    for chunk in tx.chunks() {
+        let buffers = batch.len() + usize::from(!run.is_empty());
+        if chunk.len() >= HAND_OVER {
+            if buffers == MAX_GATHER {
+                break;
+            }
+            if !run.is_empty() {
+                batch.push(std::mem::take(&mut run).freeze());
+            }
+            batch.push(chunk.clone());
+            continue;
+        }
+        if copied + chunk.len() > MAX_COPY || (run.is_empty() && buffers == MAX_GATHER) {
             break;
         }
-        batch.extend_from_slice(slice);
+        if run.is_empty() {
+            run.reserve((MAX_COPY - copied).min(tx.len()));
+        }
+        run.extend_from_slice(chunk);
+        copied += chunk.len();
     }
-    batch.freeze()
+    if !run.is_empty() {
+        batch.push(run.freeze());
+    }
+    batch
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The batch's bytes, which must be the front of `tx`.
+    fn written(tx: &TxBuf, batch: &[Bytes]) -> usize {
+        let bytes: Vec<u8> = batch.iter().flat_map(|buf| buf.to_vec()).collect();
+        assert_eq!(
+            bytes[..],
+            tx.to_vec()[..bytes.len()],
+            "the front of tx, in order"
+        );
+        bytes.len()
+    }
 
     #[test]
     fn large_chunks_go_out_as_they_are_and_small_ones_together() {
@@ -332,19 +386,20 @@ mod tests {
         tx.push(Bytes::from_static(b"head2"));
         tx.push(payload.clone());
         tx.push(Bytes::from_static(b"head3"));
-        let first = next_batch(&tx);
-        assert_eq!(&first[..], b"head1head2", "small chunks copied together");
-        tx.advance(first.len());
-        let second = next_batch(&tx);
-        assert_eq!(second.as_ptr(), payload.as_ptr(), "the payload itself");
-        assert_eq!(second.len(), HAND_OVER);
-        tx.advance(HAND_OVER - 10);
-        let tail = next_batch(&tx);
-        assert_eq!(tail.len(), 10 + 5, "a short tail joins the next chunks");
+        let batch = next_batch(&tx);
+        assert_eq!(batch.len(), 3);
+        assert_eq!(&batch[0][..], b"head1head2", "small chunks copied together");
+        assert_eq!(batch[1].as_ptr(), payload.as_ptr(), "the payload itself");
+        assert_eq!(&batch[2][..], b"head3");
+        assert_eq!(written(&tx, &batch), tx.len());
+        tx.advance(HAND_OVER);
+        let rest = next_batch(&tx);
+        assert_eq!(rest.len(), 1, "a short tail joins the next chunks");
+        assert_eq!(written(&tx, &rest), 10 + 5);
     }
 
     #[test]
-    fn messages_pushed_as_whole_frames_go_out_one_operation_each() {
+    fn queued_frames_go_out_in_one_gathered_write_without_a_copy() {
         let frames: Vec<Bytes> = (0..4u8)
             .map(|i| Bytes::from(vec![i; 7 + 64 * 1024 + 1]))
             .collect();
@@ -352,13 +407,57 @@ mod tests {
         for frame in &frames {
             tx.push(frame.clone());
         }
-        let mut operations = 0;
+        let batch = next_batch(&tx);
+        assert_eq!(batch.len(), frames.len(), "one write for all of them");
+        for (buf, frame) in batch.iter().zip(&frames) {
+            assert_eq!(buf.as_ptr(), frame.as_ptr(), "not copied");
+        }
+        assert_eq!(written(&tx, &batch), tx.len());
+    }
+
+    #[test]
+    fn a_partly_written_frame_goes_on_from_where_it_stopped() {
+        let frame = Bytes::from(vec![3u8; 4 * HAND_OVER]);
+        let mut tx = TxBuf::new();
+        tx.push(frame.clone());
+        tx.advance(HAND_OVER);
+        let batch = next_batch(&tx);
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch[0].as_ptr(), frame[HAND_OVER..].as_ptr(), "not copied");
+        assert_eq!(written(&tx, &batch), 3 * HAND_OVER);
+    }
+
+    #[test]
+    fn one_write_gathers_a_bounded_number_of_buffers() {
+        let mut tx = TxBuf::new();
+        for i in 0..MAX_GATHER + 5 {
+            tx.push(Bytes::from(vec![i as u8; HAND_OVER]));
+            tx.push(Bytes::from_static(b"small"));
+        }
+        let batch = next_batch(&tx);
+        assert_eq!(batch.len(), MAX_GATHER);
+        let n = written(&tx, &batch);
+        tx.advance(n);
+        assert!(
+            !next_batch(&tx).is_empty(),
+            "the rest goes in the next write"
+        );
+    }
+
+    #[test]
+    fn one_write_copies_a_bounded_number_of_bytes() {
+        let mut tx = TxBuf::new();
+        for _ in 0..3 * MAX_COPY / 1024 {
+            tx.push(Bytes::from(vec![1u8; 1024]));
+        }
+        let mut writes = 0;
         while !tx.is_empty() {
             let batch = next_batch(&tx);
-            assert_eq!(batch.as_ptr(), frames[operations].as_ptr(), "not copied");
-            tx.advance(batch.len());
-            operations += 1;
+            let n = written(&tx, &batch);
+            assert!(n <= MAX_COPY, "{n} bytes copied for one write");
+            tx.advance(n);
+            writes += 1;
         }
-        assert_eq!(operations, frames.len());
+        assert_eq!(writes, 3);
     }
 }

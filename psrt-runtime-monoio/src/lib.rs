@@ -16,6 +16,7 @@
 //!   `psrt-runtime-tokio`'s.
 
 pub mod client;
+mod gather;
 mod io_slot;
 pub mod runtime;
 pub mod server;

@@ -639,3 +639,71 @@ fn after_a_large_frame_the_next_read_goes_into_a_pooled_buffer() {
         "streak over"
     );
 }
+
+#[test]
+fn frames_of_one_size_back_to_back_are_read_several_to_a_buffer() {
+    let now = start();
+    let mut conn = logged_in(now);
+    let frames: Vec<Vec<u8>> = (1..=5).map(|fill| large_publish(100_000, fill)).collect();
+    let size = frames[0].len();
+    conn.read_buf().extend_from_slice(&frames[0][..40_000]);
+    conn.handle_input(now);
+    let ReadInto::Frame(buf) = conn.read_into() else {
+        panic!("a frame buffer for the first frame");
+    };
+    assert!(
+        buf.capacity() < 2 * size,
+        "a first large frame gets room for itself only"
+    );
+    buf.extend_from_slice(&frames[0][40_000..]);
+    conn.handle_input(now);
+    // Its payload is still queued, so its buffer is not reusable: the
+    // next frame starts as ordinary input.
+    assert!(matches!(conn.read_into(), ReadInto::Input(_)));
+    conn.read_buf().extend_from_slice(&frames[1][..40_000]);
+    conn.handle_input(now);
+    let ReadInto::Frame(buf) = conn.read_into() else {
+        panic!("a frame buffer for the second frame");
+    };
+    assert!(
+        buf.capacity() >= STREAK_FRAMES * size,
+        "room for the frames behind one of the same size: {}",
+        buf.capacity()
+    );
+    let start_at = buf.as_ptr();
+    let room = start_at as usize..start_at as usize + buf.capacity();
+    // One read brings the rest of it and the three behind it.
+    buf.extend_from_slice(&frames[1][40_000..]);
+    for frame in &frames[2..] {
+        buf.extend_from_slice(frame);
+    }
+    assert_eq!(buf.as_ptr(), start_at, "no regrowth");
+    conn.handle_input(now);
+    let payloads: Vec<Bytes> = conn
+        .requests
+        .iter()
+        .filter_map(|request| match request {
+            Request::Op(request::Op::Publish(publish)) => Some(publish.payload().clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(payloads.len(), 5, "every publish decoded");
+    for (payload, fill) in payloads[1..].iter().zip(2u8..) {
+        assert!(payload.iter().all(|&b| b == fill), "in order");
+        assert!(
+            room.contains(&(payload.as_ptr() as usize)),
+            "read in place, not copied"
+        );
+    }
+    assert!(conn.large_streak, "a buffer filled: more may wait");
+}
+
+#[test]
+fn a_streak_buffer_never_exceeds_its_bounds() {
+    assert_eq!(streak_room(70_000, usize::MAX), STREAK_FRAMES * 70_000);
+    assert_eq!(streak_room(200_000, usize::MAX), 2 * 200_000);
+    assert_eq!(streak_room(1 << 20, usize::MAX), 1 << 20, "one large frame");
+    assert_eq!(streak_room(70_000, 150_000), 2 * 70_000, "within max_input");
+    assert_eq!(streak_room(70_000, 10), 70_000, "at least one frame");
+    assert_eq!(streak_room(0, usize::MAX), 0, "no size, no room");
+}
