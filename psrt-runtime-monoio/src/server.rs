@@ -7,8 +7,8 @@
 //! threads. The listeners are bound once as std sockets (no
 //! `SO_REUSEPORT`: a taken port fails to bind) and every worker thread
 //! accepts on its own duplicate of each TCP and Unix listener, taking
-//! turns with the other workers' duplicates (`turns`: the worker
-//! that accepts next is drawn at random), and the socket stays on that
+//! turns with the other workers' duplicates (`turns`: a staggered
+//! rotation that spreads both control and data sockets), and the socket stays on that
 //! thread for its life. The UDP sockets and the stats listener are served
 //! by worker 0. Wakes from other threads (the broker queueing a message
 //! for a socket, a password check finishing, the stop signal) go through

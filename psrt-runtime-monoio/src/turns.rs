@@ -7,13 +7,19 @@
 //! subscribers' sockets: that worker did 83 % of the server's work, the
 //! other one only read the publisher's socket). So the copies of a
 //! listener take turns: only the worker holding the turn has an accept in
-//! flight, and each accepted connection passes the turn to a worker drawn
-//! at random. Random rather than in rotation: clients open their control
-//! and data sockets in pairs, and a rotation over two workers would put
-//! every data socket (where the deliveries go out) on the same one.
+//! flight, and each accepted connection passes the turn on.
+//!
+//! The turn goes round in a staggered rotation ([`worker_of`]): over an
+//! even number of workers, the rotation starts one worker further on
+//! every lap. Clients open their
+//! control and data sockets in pairs, and a plain rotation over two
+//! workers would put every data socket (where the deliveries go out) on
+//! the same one; staggered, both the control and the data sockets of
+//! successive clients alternate. It replaced a random draw, which put all
+//! of a run's sockets on one worker in a quarter of the runs of 1 MiB
+//! 2 → 2 (2,459 MB/s against 2,645–2,801 when they were spread).
 
 use std::fs::File;
-use std::hash::BuildHasher;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
@@ -35,8 +41,8 @@ struct State {
     members: Vec<(u64, Option<Waker>)>,
     /// Ids given out so far.
     next_id: u64,
-    /// Connections accepted, mixed into the draw of the next holder.
-    accepted: u64,
+    /// Connections accepted: the next one's place in the rotation.
+    accepted: usize,
 }
 
 /// The [`Turns`] of the listeners this process serves, by the identity of
@@ -105,8 +111,8 @@ impl Member {
         Poll::Pending
     }
 
-    /// After this copy accepted a connection: the turn goes to a copy
-    /// drawn at random (this one included).
+    /// After this copy accepted a connection: the turn goes to the copy
+    /// whose place in the rotation comes next (this one, possibly).
     pub(crate) fn pass(&self) {
         let waker = {
             let mut state = self.turns.lock();
@@ -143,22 +149,47 @@ impl Turns {
 }
 
 impl State {
-    /// Gives the turn to a member drawn at random (none when none is
-    /// left) and returns the waker of its accept loop, if it waits.
+    /// Gives the turn to the member whose place in the rotation comes
+    /// next (none when none is left) and returns the waker of its accept
+    /// loop, if it waits.
     fn hand_on(&mut self) -> Option<Waker> {
         self.holder = None;
-        let random = std::hash::RandomState::new().hash_one(self.accepted);
-        let count = u64::try_from(self.members.len()).unwrap_or(u64::MAX).max(1);
-        let index = usize::try_from(random % count).unwrap_or(0);
+        let index = worker_of(self.accepted, self.members.len());
         let (id, waker) = self.members.get_mut(index)?;
         self.holder = Some(*id);
         waker.take()
     }
 }
 
+/// The worker (of `workers`) that accepts connection number `n` (from
+/// 0): a rotation that, over an even number of workers, starts one
+/// worker further on every lap, so that over two the sockets go 0, 1, 1,
+/// 0, 0, 1, 1, 0, ... (over an odd number, pairs already alternate).
+fn worker_of(n: usize, workers: usize) -> usize {
+    let workers = workers.max(1);
+    let shift = if workers % 2 == 0 { n / workers } else { 0 };
+    (n % workers + shift) % workers
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_and_data_sockets_of_successive_clients_are_each_spread() {
+        for workers in 1..=6 {
+            let pairs = workers * workers;
+            let mut control = vec![0; workers];
+            let mut data = vec![0; workers];
+            for client in 0..pairs {
+                control[worker_of(2 * client, workers)] += 1;
+                data[worker_of(2 * client + 1, workers)] += 1;
+            }
+            let even = vec![pairs / workers; workers];
+            assert_eq!(control, even, "{workers} workers");
+            assert_eq!(data, even, "{workers} workers");
+        }
+    }
 
     #[test]
     fn the_turn_goes_round_every_copy_and_survives_the_holder_leaving() {
@@ -177,7 +208,7 @@ mod tests {
             held[usize::from(std::ptr::eq(holder, &second))] += 1;
             holder.pass();
         }
-        assert!(held.iter().all(|n| *n > 40), "both copies accept: {held:?}");
+        assert_eq!(held, [100, 100], "both copies accept");
         let holder_is_first = first.poll_turn(&mut cx).is_ready();
         let (leaving, staying) = if holder_is_first {
             (first, second)
