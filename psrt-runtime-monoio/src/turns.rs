@@ -167,7 +167,11 @@ impl State {
 /// 0, 0, 1, 1, 0, ... (over an odd number, pairs already alternate).
 fn worker_of(n: usize, workers: usize) -> usize {
     let workers = workers.max(1);
-    let shift = if workers % 2 == 0 { n / workers } else { 0 };
+    let shift = if workers.is_multiple_of(2) {
+        n / workers
+    } else {
+        0
+    };
     (n % workers + shift) % workers
 }
 
