@@ -61,11 +61,6 @@ impl TxBuf {
         filled
     }
 
-    /// The first chunk, for drivers that write one buffer at a time.
-    pub fn front(&self) -> Option<&Bytes> {
-        self.chunks.front()
-    }
-
     /// The chunks waiting, front first, for drivers that hand shared
     /// buffers to the kernel (io_uring) instead of lending slices.
     pub fn chunks(&self) -> impl Iterator<Item = &Bytes> {

@@ -83,7 +83,7 @@ fn a_large_message_to_a_normalised_topic_is_pushed_as_its_frame() {
     let publish = received(0x7F, b"sensors/a", &payload);
     let tx = publish_and_take(&mut broker, id, &publish);
     assert_eq!(tx.chunk_count(), 1, "one buffer per message");
-    let chunk = tx.front().expect("a chunk");
+    let chunk = tx.chunks().next().expect("a chunk");
     assert_eq!(chunk, publish.frame(), "the received frame");
     assert_eq!(chunk.as_ptr(), publish.frame().as_ptr(), "not a copy");
     assert_eq!(tx.to_vec(), built_push(0x7F, b"sensors/a", &payload));
@@ -101,7 +101,7 @@ fn a_topic_that_needs_normalising_gets_a_head_of_its_own() {
         let publish = received(0x10, raw, &payload);
         let tx = publish_and_take(&mut broker, id, &publish);
         assert_eq!(tx.chunk_count(), 2, "head and payload for {raw:?}");
-        let head = tx.front().expect("a head");
+        let head = tx.chunks().next().expect("a head");
         assert_eq!(
             &head[..],
             &push::message_head(0x10, "a/b", payload.len())[..]
