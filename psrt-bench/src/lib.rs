@@ -19,12 +19,15 @@
 //! The workloads live in [`workloads`] and only need a server endpoint
 //! ([`tls::Endpoint`]), so the tests run them against an in-process
 //! server. For the TLS workloads the server is started with a
-//! certificate made for the run ([`tls::Pki`]).
+//! certificate made for the run ([`tls::Pki`]). With `--rounds N` every
+//! server is measured N times in a rotating order and [`rounds`]
+//! summarises them by medians.
 
 pub mod floor;
 pub mod machine;
 pub mod raw;
 pub mod report;
+pub mod rounds;
 pub mod server;
 pub mod tls;
 pub mod transport;

@@ -1,16 +1,17 @@
 //! `psrt-bench`: runs the loopback workloads against each given `psrtd`
 //! binary and prints (and optionally writes) a markdown report.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
 use psrt_bench::floor::latency_floor;
 use psrt_bench::machine::Machine;
 use psrt_bench::report::{self, Floor, Run};
+use psrt_bench::rounds;
 use psrt_bench::server::Server;
-use psrt_bench::tls::{Endpoint, Pki};
-use psrt_bench::workloads::{self, Failure, Security, Setup, Target, Workload};
+use psrt_bench::tls::{ClientTls, Endpoint, Pki};
+use psrt_bench::workloads::{self, Failure, Results, Security, Setup, Target, Workload};
 use psrt_bench::{BenchError, Scale};
 
 /// Benchmark PSRT servers on loopback: fan-in and fan-out (plain and
@@ -34,6 +35,40 @@ struct Args {
     /// Run only these workloads (comma-separated; default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Workload>,
+    /// Measure every server this many times, rotating their order each
+    /// round, and report medians and per-round ratios to the baseline.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
+}
+
+/// Every selected workload against `binary`, each on a fresh server.
+fn run_server(
+    binary: &Path,
+    pki: &Pki,
+    client_tls: &ClientTls,
+    scale: &Scale,
+    only: &[Workload],
+) -> Results {
+    let mut start = |setup: Setup| -> Result<Target, BenchError> {
+        let (server, endpoint) = match setup.security {
+            Security::Plain => {
+                let server = Server::start(binary, None, setup.data_queue)?;
+                let endpoint = Endpoint::plain(server.addr());
+                (server, endpoint)
+            }
+            Security::Tls => {
+                let server = Server::start(binary, Some(pki), setup.data_queue)?;
+                let endpoint = Endpoint::tls(server.addr(), client_tls.clone());
+                (server, endpoint)
+            }
+        };
+        Ok(Target {
+            endpoint,
+            pid: Some(server.pid()),
+            process: Some(server),
+        })
+    };
+    workloads::run_selected(scale, only, &mut start)
 }
 
 fn parse_server(spec: &str) -> Result<(String, PathBuf), String> {
@@ -76,33 +111,24 @@ fn main() -> ExitCode {
     if with_latency {
         floors.push(floor("before the servers"));
     }
-    let mut runs = Vec::new();
-    for (name, binary) in &args.servers {
-        eprintln!("benchmarking {name} ({})", binary.display());
-        let mut start = |setup: Setup| -> Result<Target, BenchError> {
-            let (server, endpoint) = match setup.security {
-                Security::Plain => {
-                    let server = Server::start(binary, None, setup.data_queue)?;
-                    let endpoint = Endpoint::plain(server.addr());
-                    (server, endpoint)
-                }
-                Security::Tls => {
-                    let server = Server::start(binary, Some(&pki), setup.data_queue)?;
-                    let endpoint = Endpoint::tls(server.addr(), client_tls.clone());
-                    (server, endpoint)
-                }
-            };
-            Ok(Target {
-                endpoint,
-                pid: Some(server.pid()),
-                process: Some(server),
-            })
-        };
-        let results = workloads::run_selected(&scale, &args.only, &mut start);
-        runs.push(Run {
-            name: name.clone(),
-            results,
-        });
+    let mut rounds = Vec::new();
+    for round in 0..args.rounds as usize {
+        let mut runs: Vec<Option<Run>> = vec![None; args.servers.len()];
+        for at in rounds::order(args.servers.len(), round) {
+            let (name, binary) = &args.servers[at];
+            eprintln!(
+                "round {} of {}: benchmarking {name} ({})",
+                round + 1,
+                args.rounds,
+                binary.display()
+            );
+            let results = run_server(binary, &pki, &client_tls, &scale, &args.only);
+            runs[at] = Some(Run {
+                name: name.clone(),
+                results,
+            });
+        }
+        rounds.push(runs.into_iter().flatten().collect::<Vec<_>>());
     }
     if with_latency {
         floors.push(floor("after the servers"));
@@ -112,7 +138,7 @@ fn main() -> ExitCode {
         &machine,
         &scale,
         args.quick,
-        &runs,
+        &rounds,
         &floors,
         args.baseline.as_deref(),
     );

@@ -227,7 +227,7 @@ fn millis(d: Duration) -> f64 {
 }
 
 /// `1234567.8` as `1,234,568`.
-fn thousands(value: f64) -> String {
+pub(crate) fn thousands(value: f64) -> String {
     let digits = format!("{:.0}", value.max(0.0));
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -349,15 +349,19 @@ pub fn floor_section(floors: &[Floor], runs: &[Run], baseline: Option<&str>) -> 
 }
 
 /// The whole report: machine, date, method, results, latency floor and
-/// targets.
+/// targets. `rounds` holds each round's runs in the same server order;
+/// with one round the targets follow its table, with several the medians
+/// over the rounds ([`crate::rounds::summary`]) come first and every
+/// round's table after them.
 pub fn document(
     machine: &Machine,
     scale: &Scale,
     quick: bool,
-    runs: &[Run],
+    rounds: &[Vec<Run>],
     floors: &[Floor],
     baseline: Option<&str>,
 ) -> String {
+    let runs = rounds.first().map_or(&[][..], Vec::as_slice);
     let mut out = String::from("# Benchmarks: runtimes compared\n\n");
     let _ = writeln!(
         out,
@@ -375,19 +379,41 @@ pub fn document(
         "\nWindows: {:?} per throughput workload, {:?} of latency samples.\n",
         scale.window, scale.latency_window
     );
-    out.push_str("## Results\n\n");
-    out.push_str(&table(runs, scale));
+    if let [_, _, ..] = rounds {
+        let _ = writeln!(
+            out,
+            "## Medians over {} rounds\n\n{ROUNDS_METHOD}",
+            rounds.len()
+        );
+        out.push_str(&crate::rounds::summary(rounds, baseline));
+        for (i, runs) in rounds.iter().enumerate() {
+            let _ = writeln!(out, "\n## Round {}\n", i + 1);
+            out.push_str(&table(runs, scale));
+        }
+    } else {
+        out.push_str("## Results\n\n");
+        out.push_str(&table(runs, scale));
+    }
     if !floors.is_empty() {
         out.push_str("\n## Latency floor of this machine\n\n");
         out.push_str(FLOOR_METHOD);
         out.push_str(&floor_section(floors, runs, baseline));
     }
-    if let Some(targets) = baseline.and_then(|b| targets(runs, b)) {
+    if let ([_], Some(targets)) = (rounds, baseline.and_then(|b| targets(runs, b))) {
         out.push_str("\n## Targets against the original server, same run\n\n");
         out.push_str(&targets);
     }
     out
 }
+
+const ROUNDS_METHOD: &str = "\
+Every server was measured once per round, the order rotated each round \
+(each server first once every as many rounds as there are servers). A \
+cell is the median over the rounds; next to it, for each server but the \
+baseline, the median of its per-round ratios to the baseline (each within \
+one round) and their range. The floor below compares with the first \
+round's baseline p99.
+";
 
 const METHOD: &str = "\
 Every server runs as its own process on a free loopback port with the same \
@@ -596,6 +622,47 @@ mod tests {
         assert!(section.contains("| broken | error: refused |"));
         assert!(section.contains("is 30 µs; the lowest floor p99 above is 55 µs"));
         assert!(!floor_section(&floors, &runs, None).contains("target"));
+    }
+
+    #[test]
+    fn several_rounds_show_medians_then_each_round_and_no_single_run_targets() {
+        let machine = Machine {
+            cpus: 2,
+            cpu_model: "test cpu".into(),
+            memory: "1 GiB".into(),
+            kernel: "6".into(),
+            date: "2026-12-07T00:00:00Z".into(),
+        };
+        let round = |ours: u64| {
+            vec![
+                Run {
+                    name: "tokio".into(),
+                    results: results(ours, 27, 4096.0),
+                },
+                Run {
+                    name: "original".into(),
+                    results: results(100_000, 90, 26_000.0),
+                },
+            ]
+        };
+        let scale = Scale::full();
+        let one = document(
+            &machine,
+            &scale,
+            false,
+            &[round(400_000)],
+            &[],
+            Some("original"),
+        );
+        assert!(one.contains("## Results") && one.contains("## Targets against"));
+        assert!(!one.contains("Medians over"));
+        let three = [round(400_000), round(300_000), round(500_000)];
+        let several = document(&machine, &scale, false, &three, &[], Some("original"));
+        let medians = several.find("## Medians over 3 rounds").expect("medians");
+        let last = several.find("## Round 3").expect("every round's table");
+        assert!(medians < last && several.contains("## Round 1"));
+        assert!(several.contains("| 1. fan-in (msg/s) | 400,000 (4.00x; 3.00–5.00x) | 100,000 |"));
+        assert!(!several.contains("## Targets against"));
     }
 
     #[test]
