@@ -397,6 +397,9 @@ pub fn document(
     if !floors.is_empty() {
         out.push_str("\n## Latency floor of this machine\n\n");
         out.push_str(FLOOR_METHOD);
+        if rounds.len() > 1 {
+            out.push_str("The p99 target below is the first round's baseline p99.\n\n");
+        }
         out.push_str(&floor_section(floors, runs, baseline));
     }
     if let ([_], Some(targets)) = (rounds, baseline.and_then(|b| targets(runs, b))) {
@@ -411,8 +414,7 @@ Every server was measured once per round, the order rotated each round \
 (each server first once every as many rounds as there are servers). A \
 cell is the median over the rounds; next to it, for each server but the \
 baseline, the median of its per-round ratios to the baseline (each within \
-one round) and their range. The floor below compares with the first \
-round's baseline p99.
+one round) and their range.
 ";
 
 const METHOD: &str = "\
