@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use rand_core::RngCore;
 
 use crate::Limits;
@@ -54,6 +54,13 @@ use creds::CredentialCache;
 /// Payloads up to this size are copied next to their frame head, so a
 /// queued small message does not keep a large read buffer alive.
 const INLINE_PAYLOAD: usize = 256;
+/// Frames (head and payload) up to this size are kept inside the message
+/// itself ([`Frame::Embedded`]): one allocation per small message instead
+/// of two, which glibc's malloc feels most when messages are published on
+/// one worker and taken on another. Small, because every message carries
+/// the room: at 120 bytes the larger message cost jemalloc builds more
+/// than the allocation saved (docs/benchmarks.md, sixth session).
+const EMBEDDED_FRAME: usize = 64;
 /// Most broker events kept for the driver's log; older ones are dropped.
 const MAX_EVENTS: usize = 1024;
 
@@ -395,6 +402,13 @@ pub struct Message {
 /// The bytes of a pushed message, `01 PRIO LEN topic 00 payload`.
 #[derive(Debug)]
 enum Frame {
+    /// A small frame built here, held in the message itself (no buffer of
+    /// its own); copied with its neighbours when taken, like `Inline`.
+    Embedded {
+        /// Bytes of `bytes` in use.
+        len: usize,
+        bytes: [u8; EMBEDDED_FRAME],
+    },
     /// A small payload copied after the head built here, so a queued small
     /// message does not keep a large read buffer alive; copied together
     /// with its neighbours when taken ([`Broker::take_messages`]).
@@ -415,9 +429,21 @@ impl Message {
     fn new(prio: u8, topic: &str, payload: &Bytes, published: Instant) -> Self {
         let payload_len = payload.len();
         let inline = payload_len <= INLINE_PAYLOAD;
+        let head_len = push::message_head_len(topic);
+        if inline && head_len + payload_len <= EMBEDDED_FRAME {
+            let mut bytes = [0; EMBEDDED_FRAME];
+            let mut out = &mut bytes[..];
+            push::put_message_head(&mut out, prio, topic, payload_len);
+            out.put_slice(payload);
+            let len = EMBEDDED_FRAME - out.len();
+            return Self {
+                frame: Frame::Embedded { len, bytes },
+                payload_len,
+                published,
+            };
+        }
         // Sized for an inlined payload too, so building it never reallocates.
-        let mut head =
-            BytesMut::with_capacity(7 + topic.len() + if inline { payload_len } else { 0 });
+        let mut head = BytesMut::with_capacity(head_len + if inline { payload_len } else { 0 });
         push::put_message_head(&mut head, prio, topic, payload_len);
         let frame = if inline {
             head.extend_from_slice(payload);
@@ -453,10 +479,21 @@ impl Message {
     /// Bytes this message takes on the wire.
     pub fn wire_len(&self) -> usize {
         match &self.frame {
+            Frame::Embedded { len, .. } => *len,
             Frame::Inline(frame) | Frame::Received(frame) => frame.len(),
             Frame::Split { head, payload } => head.len() + payload.len(),
         }
     }
+}
+
+/// Appends a small message's frame to `run`, the chunk that
+/// [`Broker::take_messages`] copies small messages into, sized at first
+/// use for `room` bytes so that it is allocated once per take.
+fn append_small(run: &mut BytesMut, frame: &[u8], room: usize) {
+    if run.capacity() == 0 {
+        run.reserve(room);
+    }
+    run.extend_from_slice(frame);
 }
 
 /// The pending messages of one data socket, bounded in count and bytes.
@@ -1237,13 +1274,10 @@ impl Broker {
             histogram.record(age_us);
             latency_us = latency_us.saturating_add(age_us);
             bytes += message.payload_len as u64;
+            let room = queue.bytes.min(max_bytes).max(len);
             match &message.frame {
-                Frame::Inline(frame) => {
-                    if run.capacity() == 0 {
-                        run.reserve(queue.bytes.min(max_bytes).max(len));
-                    }
-                    run.extend_from_slice(frame);
-                }
+                Frame::Embedded { len, bytes } => append_small(&mut run, &bytes[..*len], room),
+                Frame::Inline(frame) => append_small(&mut run, frame, room),
                 Frame::Received(frame) => {
                     if !run.is_empty() {
                         tx.push(run.split().freeze());

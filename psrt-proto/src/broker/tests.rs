@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use rand::SeedableRng;
 
-use super::{AuthConfig, Broker, INLINE_PAYLOAD, LoginDecision, Origin, SessionId};
+use super::{AuthConfig, Broker, EMBEDDED_FRAME, INLINE_PAYLOAD, LoginDecision, Origin, SessionId};
 use crate::Limits;
 use crate::topic;
 use crate::txbuf::TxBuf;
@@ -130,6 +130,49 @@ fn small_messages_are_copied_together_into_one_chunk() {
     ]
     .concat();
     assert_eq!(tx.to_vec(), expected);
+}
+
+#[test]
+fn frames_at_and_past_the_embedded_size_are_delivered_whole_and_counted() {
+    let head = push::message_head_len("t");
+    let sizes = [0, EMBEDDED_FRAME - head, EMBEDDED_FRAME - head + 1];
+    let total: usize = sizes.iter().map(|size| head + size).sum();
+    let limits = Limits {
+        data_queue_bytes: total,
+        ..Limits::default()
+    };
+    let now = start();
+    let publish_all = |broker: &mut Broker, id| {
+        let mut expected = Vec::new();
+        for (i, size) in sizes.into_iter().enumerate() {
+            let payload = vec![i as u8 + 1; size];
+            assert_eq!(
+                broker.publish(id, &received(0x05, b"t", &payload), now),
+                Ok(status::OK)
+            );
+            expected.extend(built_push(0x05, b"t", &payload));
+        }
+        expected
+    };
+    let (mut broker, id) = subscribed_with(limits, b"t");
+    let expected = publish_all(&mut broker, id);
+    let mut tx = TxBuf::new();
+    broker.take_messages(id, now, &mut tx, usize::MAX);
+    assert_eq!(tx.chunk_count(), 1, "copied together");
+    assert_eq!(tx.to_vec(), expected);
+    // The queue counted each at its wire size: they filled it exactly.
+    let (mut broker, id) = subscribed_with(limits, b"t");
+    publish_all(&mut broker, id);
+    assert_eq!(
+        broker.publish(id, &received(0x05, b"t", b""), now),
+        Ok(status::OK)
+    );
+    let mut tx = TxBuf::new();
+    assert_eq!(
+        broker.take_messages(id, now, &mut tx, usize::MAX),
+        super::DataState::Gone,
+        "one more frame overflows the byte bound"
+    );
 }
 
 #[test]

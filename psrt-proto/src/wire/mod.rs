@@ -135,8 +135,7 @@ fn check_len(len: usize, max: usize) -> Result<(), WireError> {
 }
 
 /// Writes a frame length; a length above `u32::MAX` cannot be framed.
-fn put_len(out: &mut bytes::BytesMut, len: usize) {
-    use bytes::BufMut;
+fn put_len(out: &mut impl bytes::BufMut, len: usize) {
     let len = u32::try_from(len).unwrap_or(u32::MAX);
     out.put_u32_le(len);
 }

@@ -55,8 +55,14 @@ pub fn message_head(prio: u8, topic: &str, payload_len: usize) -> BytesMut {
     head
 }
 
-/// Appends the head of a pushed message to `out`.
-pub fn put_message_head(out: &mut BytesMut, prio: u8, topic: &str, payload_len: usize) {
+/// Bytes of the head of a pushed message on `topic`.
+pub fn message_head_len(topic: &str) -> usize {
+    7 + topic.len()
+}
+
+/// Appends the head of a pushed message ([`message_head_len`] bytes) to
+/// `out`.
+pub fn put_message_head(out: &mut impl BufMut, prio: u8, topic: &str, payload_len: usize) {
     out.put_u8(status::OK);
     out.put_u8(prio);
     put_len(out, topic.len() + 1 + payload_len);
