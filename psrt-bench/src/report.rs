@@ -222,7 +222,7 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-fn millis(d: Duration) -> f64 {
+pub(crate) fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
@@ -270,15 +270,15 @@ pub fn targets(runs: &[Run], baseline: &str) -> Option<String> {
     Some(out)
 }
 
-fn rate(outcome: &Outcome<Throughput>) -> Option<f64> {
+pub(crate) fn rate(outcome: &Outcome<Throughput>) -> Option<f64> {
     outcome.as_ref().ok().map(Throughput::rate)
 }
 
-fn p99(r: &Results) -> Option<f64> {
+pub(crate) fn p99(r: &Results) -> Option<f64> {
     r.latency.as_ref().ok().map(|l| micros(l.p99))
 }
 
-fn idle_kib(r: &Results) -> Option<f64> {
+pub(crate) fn idle_kib(r: &Results) -> Option<f64> {
     r.idle.as_ref().ok()?.bytes_per_client.map(|b| b / 1024.0)
 }
 
@@ -379,7 +379,7 @@ pub fn document(
         "\nWindows: {:?} per throughput workload, {:?} of latency samples.\n",
         scale.window, scale.latency_window
     );
-    if let [_, _, ..] = rounds {
+    if rounds.len() > 1 {
         let _ = writeln!(
             out,
             "## Medians over {} rounds\n\n{ROUNDS_METHOD}",

@@ -11,7 +11,7 @@
 
 use std::fmt::Write as _;
 
-use crate::report::{Run, thousands};
+use crate::report::{Run, idle_kib, millis, p99, rate, thousands};
 use crate::workloads::{Outcome, Results, Throughput};
 
 /// The order in which `servers` servers are measured in round `round`
@@ -21,82 +21,36 @@ pub fn order(servers: usize, round: usize) -> Vec<usize> {
     (0..servers).map(|i| (i + round) % servers).collect()
 }
 
-/// A measure summarised over rounds: its label and its value in one
-/// server's results, if that workload ran and succeeded.
-struct Measure {
-    label: &'static str,
-    value: fn(&Results) -> Option<f64>,
-    /// Decimals shown (0: grouped thousands).
-    decimals: usize,
-}
+/// A measure summarised over rounds: its label, its value in one
+/// server's results (if that workload ran and succeeded), and the
+/// decimals shown (0: grouped thousands).
+type Measure = (&'static str, fn(&Results) -> Option<f64>, usize);
 
 const MEASURES: &[Measure] = &[
-    Measure {
-        label: "1. fan-in (msg/s)",
-        value: |r| rate(&r.fan_in),
-        decimals: 0,
-    },
-    Measure {
-        label: "1. fan-in over TLS (msg/s)",
-        value: |r| rate(&r.fan_in_tls),
-        decimals: 0,
-    },
-    Measure {
-        label: "2. fan-out (deliveries/s)",
-        value: |r| rate(&r.fan_out),
-        decimals: 0,
-    },
-    Measure {
-        label: "2. fan-out over TLS (deliveries/s)",
-        value: |r| rate(&r.fan_out_tls),
-        decimals: 0,
-    },
-    Measure {
-        label: "3. latency p99 (µs)",
-        value: |r| {
-            let l = r.latency.as_ref().ok()?;
-            Some(l.p99.as_secs_f64() * 1e6)
-        },
-        decimals: 0,
-    },
-    Measure {
-        label: "4. 1 MiB, 1 -> 1 (MB/s)",
-        value: |r| megabytes(&r.large),
-        decimals: 0,
-    },
-    Measure {
-        label: "4. 64 KiB, 1 -> 1 (MB/s)",
-        value: |r| megabytes(&r.medium),
-        decimals: 0,
-    },
-    Measure {
-        label: "4. 1 MiB, 2 -> 2 (MB/s)",
-        value: |r| megabytes(&r.large_duo),
-        decimals: 0,
-    },
-    Measure {
-        label: "5. subscribe (ms)",
-        value: |r| {
-            let s = r.subscriptions.as_ref().ok()?;
-            Some(s.subscribe_time.as_secs_f64() * 1e3)
-        },
-        decimals: 0,
-    },
-    Measure {
-        label: "5. then publish (msg/s)",
-        value: |r| Some(r.subscriptions.as_ref().ok()?.publish.rate()),
-        decimals: 0,
-    },
-    Measure {
-        label: "6. idle client (KiB)",
-        value: |r| Some(r.idle.as_ref().ok()?.bytes_per_client? / 1024.0),
-        decimals: 1,
-    },
+    ("1. fan-in (msg/s)", |r| rate(&r.fan_in), 0),
+    ("1. fan-in over TLS (msg/s)", |r| rate(&r.fan_in_tls), 0),
+    ("2. fan-out (deliveries/s)", |r| rate(&r.fan_out), 0),
+    (
+        "2. fan-out over TLS (deliveries/s)",
+        |r| rate(&r.fan_out_tls),
+        0,
+    ),
+    ("3. latency p99 (µs)", p99, 0),
+    ("4. 1 MiB, 1 -> 1 (MB/s)", |r| megabytes(&r.large), 0),
+    ("4. 64 KiB, 1 -> 1 (MB/s)", |r| megabytes(&r.medium), 0),
+    ("4. 1 MiB, 2 -> 2 (MB/s)", |r| megabytes(&r.large_duo), 0),
+    (
+        "5. subscribe (ms)",
+        |r| Some(millis(r.subscriptions.as_ref().ok()?.subscribe_time)),
+        0,
+    ),
+    (
+        "5. then publish (msg/s)",
+        |r| Some(r.subscriptions.as_ref().ok()?.publish.rate()),
+        0,
+    ),
+    ("6. idle client (KiB)", idle_kib, 1),
 ];
-
-fn rate(outcome: &Outcome<Throughput>) -> Option<f64> {
-    outcome.as_ref().ok().map(Throughput::rate)
-}
 
 fn megabytes(outcome: &Outcome<Throughput>) -> Option<f64> {
     outcome.as_ref().ok().map(Throughput::megabytes)
@@ -134,16 +88,15 @@ pub fn summary(rounds: &[Vec<Run>], baseline: Option<&str>) -> String {
     out.push_str("\n|---|");
     out.push_str(&"---:|".repeat(names.len()));
     out.push('\n');
-    for measure in MEASURES {
-        let value =
-            |round: &Vec<Run>, at: usize| round.get(at).and_then(|r| (measure.value)(&r.results));
+    for &(label, measure, decimals) in MEASURES {
+        let value = |round: &Vec<Run>, at: usize| round.get(at).and_then(|r| measure(&r.results));
         let cells: Vec<String> = (0..names.len())
             .map(|at| {
                 let values: Vec<f64> = rounds.iter().filter_map(|round| value(round, at)).collect();
                 let Some(mid) = median(&values) else {
                     return "–".to_owned();
                 };
-                let mut text = show(mid, measure.decimals);
+                let mut text = show(mid, decimals);
                 let ratios: Vec<f64> = base_at
                     .filter(|b| *b != at)
                     .map(|b| {
@@ -166,7 +119,7 @@ pub fn summary(rounds: &[Vec<Run>], baseline: Option<&str>) -> String {
         if cells.iter().all(|c| c == "–") {
             continue;
         }
-        let _ = write!(out, "| {} |", measure.label);
+        let _ = write!(out, "| {label} |");
         for cell in cells {
             let _ = write!(out, " {cell} |");
         }
